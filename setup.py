@@ -1,0 +1,29 @@
+"""Install litemono: ``pip install -e ".[test]"``."""
+from setuptools import find_packages, setup
+
+setup(
+    name="litemono",
+    version="0.1.0",
+    description="Self-supervised monocular depth: Lite-Mono, reproduced and extended "
+                "(spatial attention, Depth Anything V2 distillation, adaptive disparity bins)",
+    python_requires=">=3.10",
+    packages=find_packages(include=["litemono", "litemono.*"]),
+    install_requires=[
+        # lower bounds are the versions the test suite has run on
+        "torch>=2.4",
+        "torchvision>=0.19",
+        "timm>=1.0",
+        "numpy>=1.24",
+        "pillow>=10.0",
+        "scikit-image>=0.22",
+        "tensorboard>=2.15",
+        "tqdm>=4.66",
+        "transformers>=4.45",
+        "pyyaml>=6.0",
+    ],
+    extras_require={
+        "test": ["pytest>=8.0", "onnx>=1.16", "onnxruntime>=1.18"],
+        "onnx": ["onnx>=1.16", "onnxruntime>=1.18"],
+        "profile": ["thop>=0.1.1.post2209072238"],
+    },
+)

@@ -1,0 +1,39 @@
+"""Shared test fixtures: the upstream reference folder and small helpers."""
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+
+
+def reference_dir() -> Path:
+    """``$LITEMONO_REFERENCE_DIR`` when set, else ``../shared/upstream_reference``."""
+    return Path(os.environ.get("LITEMONO_REFERENCE_DIR", SHARED / "upstream_reference"))
+
+
+def reference_folders(*marker_files: str):
+    """Every folder under the reference dir that holds all of ``marker_files`` (sorted)."""
+    root = reference_dir()
+    if not root.is_dir():
+        return []
+    found = {p.parent for p in root.rglob(marker_files[0])}
+    return sorted(f for f in found if all((f / m).exists() for m in marker_files))
+
+
+def reference_params(*marker_files: str):
+    """pytest params over the reference folders; one skipped param when there are none."""
+    folders = reference_folders(*marker_files)
+    if not folders:
+        return [pytest.param(None, marks=pytest.mark.skip(
+            reason=f"no reference folder with {marker_files} under {reference_dir()}"))]
+    return [pytest.param(f, id=f.name) for f in folders]
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    import torch
+
+    torch.set_num_threads(2)
+    yield
