@@ -96,3 +96,22 @@ def test_round_trip_through_dict_and_yaml(tmp_path):
     assert cfg.replace(batch_size=3).train.batch_size == 3
     with pytest.raises(C.ConfigError, match="--height"):
         cfg.replace(height=33)
+
+
+@pytest.mark.parametrize("folder", ["kitti", "synthetic"])
+def test_ablation_configs_compose(folder):
+    """Each row of the ablation adds exactly its own change to the previous row."""
+    rows = sorted((C.PROJECT_ROOT / "configs" / folder).glob("0*.yaml"))
+    assert [r.stem for r in rows] == ["01_baseline", "02_spatial_attention", "03_pseudo_label",
+                                      "04_fixed_bins", "05_full"]
+    cfgs = [C.parse_config(["--config", str(r)]) for r in rows]
+    base, attn, distill, fixed, full = (c.flat() for c in cfgs)
+    assert not base["spatial_attention"] and base["bins"] == 0 and base["distill_weight"] == 0
+    changed = lambda a, b: {k for k in a if a[k] != b[k]} - {"model_name"}
+    assert changed(base, attn) == {"spatial_attention"}
+    assert changed(attn, distill) == {"teacher_dir", "distill_weight"}
+    assert changed(distill, fixed) == {"bins", "bin_mode"} and fixed["bin_mode"] == "fixed"
+    assert changed(fixed, full) == {"bin_mode", "chamfer_weight"} and full["bins"] == 64
+    assert len({c["model_name"] for c in (base, attn, distill, fixed, full)}) == 5
+    if folder == "kitti":
+        assert (base["batch_size"], base["num_epochs"], base["height"], base["width"]) == (12, 30, 192, 640)
