@@ -1,0 +1,217 @@
+"""Depth evaluation: predict scaled disparities, compare them with ground truth, gt file I/O.
+
+Follows the evaluation of monodepth2 / Lite-Mono (Zhang et al., "Lite-Mono: A Lightweight CNN
+and Transformer Architecture for Self-Supervised Monocular Depth Estimation", CVPR 2023,
+section 4.1): the network's full-resolution disparity goes through ``disp_to_depth``, is
+optionally post-processed with its horizontal flip (Godard et al., CVPR 2017, section 3.5),
+resized bilinearly to each ground-truth map, inverted to depth and scored by
+:func:`litemono.metrics.evaluate_depth_map`.
+
+Ground-truth files: :func:`save_gt_depths` writes a pickle-free ``.npz`` (all maps flattened
+into one float32 vector plus an (N, 2) table of shapes). Upstream's ``gt_depths.npz`` stores an
+object array, which numpy can only read by unpickling: :func:`load_gt_depths` reads it only
+with ``allow_pickle=True`` (the ``--allow_pickle`` flag of the tools).
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import io
+from .metrics import METRIC_NAMES, evaluate_depth_map
+
+EVAL_SPLITS = ("eigen", "eigen_benchmark")
+# width fraction, at each border, where post-processing trusts only one of the two predictions
+POST_PROCESS_BORDER = 0.05
+
+
+@dataclasses.dataclass
+class EvalResult:
+    """Outcome of :func:`evaluate_predictions`.
+
+    Attributes:
+        mean: the seven metrics averaged over images (``METRIC_NAMES`` order).
+        per_image: one metrics dict per image.
+        ratios: (N,) per-image median-scaling ratios, or None when median scaling is off.
+    """
+
+    mean: Dict[str, float]
+    per_image: List[Dict[str, float]]
+    ratios: Optional[np.ndarray]
+
+
+def batch_post_process_disparity(disp: torch.Tensor, flipped_disp: torch.Tensor) -> torch.Tensor:
+    """Blend a disparity with the prediction on the mirrored image (monodepth v1 style).
+
+    Near the left border only the mirrored prediction is used, near the right border only the
+    direct one (each side is where the other has disocclusion artefacts); the two ramps go
+    from 1 to 0 over :data:`POST_PROCESS_BORDER` of the width, and the remainder of the weight
+    goes to the mean of both.
+
+    Args:
+        disp: (..., H, W) disparity of the images.
+        flipped_disp: (..., H, W) disparity of the flipped images, already flipped back.
+
+    Returns:
+        (..., H, W) blended disparity, dtype of ``disp``.
+    """
+    width = disp.shape[-1]
+    x = torch.linspace(0.0, 1.0, width, dtype=torch.float64, device=disp.device)
+    ramp = (1.0 - (x - POST_PROCESS_BORDER) / POST_PROCESS_BORDER).clamp(0.0, 1.0)
+    weight_flipped = ramp.to(disp.dtype)  # 1 at the left border
+    weight_direct = weight_flipped.flip(0)  # 1 at the right border
+    weight_mean = 1.0 - weight_flipped - weight_direct
+    return (weight_direct * disp + weight_flipped * flipped_disp
+            + weight_mean * 0.5 * (disp + flipped_disp))
+
+
+@torch.no_grad()
+def predict_disparities(depth_net: torch.nn.Module, loader: Iterable, device: torch.device,
+                        post_process: bool = False, min_depth: float = 0.1,
+                        max_depth: float = 100.0) -> np.ndarray:
+    """Run the depth network over a loader and collect scaled disparities.
+
+    Args:
+        depth_net: a :class:`DepthNetwork`; put in eval mode here.
+        loader: yields sample dicts with ``("color", 0, 0)`` (B, 3, H, W) in [0, 1].
+        device: where to run the network.
+        post_process: also predict on the flipped images and blend
+            (:func:`batch_post_process_disparity`); doubles the cost.
+        min_depth, max_depth: the ``disp_to_depth`` range the network was trained with.
+
+    Returns:
+        (N, H, W) float32 scaled disparities (1 / depth up to the unknown scale), in loader order.
+    """
+    from .geometry import disp_to_depth
+
+    depth_net.eval()
+    chunks = []
+    for batch in loader:
+        images = batch[("color", 0, 0)].to(device)
+        count = images.shape[0]
+        if post_process:
+            images = torch.cat([images, images.flip(-1)], dim=0)
+        disp = depth_net(images)[("disp", 0)]
+        scaled_disp, _ = disp_to_depth(disp, min_depth, max_depth)
+        scaled_disp = scaled_disp[:, 0]  # (B, H, W)
+        if post_process:
+            scaled_disp = batch_post_process_disparity(scaled_disp[:count],
+                                                       scaled_disp[count:].flip(-1))
+        chunks.append(scaled_disp.float().cpu().numpy())
+    return np.concatenate(chunks, axis=0)
+
+
+def resize_to(disp: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize (half-pixel centres, as OpenCV's INTER_LINEAR) of a (h, w) map."""
+    tensor = torch.from_numpy(np.ascontiguousarray(disp, dtype=np.float32))[None, None]
+    resized = F.interpolate(tensor, size=(height, width), mode="bilinear", align_corners=False)
+    return resized[0, 0].numpy()
+
+
+def evaluate_predictions(pred_disps: np.ndarray, gt_depths: Sequence[np.ndarray],
+                         eval_split: str = "eigen", median_scaling: bool = True,
+                         scale_factor: float = 1.0) -> EvalResult:
+    """Score scaled disparities against ground-truth depth maps with upstream's protocol.
+
+    Args:
+        pred_disps: (N, h, w) scaled disparities at network resolution.
+        gt_depths: N ground-truth depth maps (H_i, W_i) in metres, 0 where unknown.
+        eval_split: ``eigen`` (1e-3..80 m and the Garg crop) or ``eigen_benchmark`` (gt > 0).
+        median_scaling: per-image median scaling (off for stereo / metric models).
+        scale_factor: fixed factor on the predicted depth (``--pred_depth_scale_factor``).
+
+    Returns:
+        :class:`EvalResult` with the mean, per-image metrics and the scaling ratios.
+    """
+    if eval_split not in EVAL_SPLITS:
+        raise ValueError(f"--eval_split must be one of {list(EVAL_SPLITS)}, got {eval_split!r}")
+    if len(pred_disps) != len(gt_depths):
+        raise ValueError(f"{len(pred_disps)} predictions for {len(gt_depths)} ground-truth maps: "
+                         "the predictions and --gt_path must come from the same split")
+    per_image, ratios = [], []
+    for disp, gt in zip(pred_disps, gt_depths):
+        pred_depth = 1.0 / resize_to(disp, *gt.shape)
+        metrics, ratio = evaluate_depth_map(gt, pred_depth, eigen_crop=eval_split == "eigen",
+                                            median_scaling=median_scaling,
+                                            scale_factor=scale_factor)
+        per_image.append(metrics)
+        ratios.append(ratio)
+    mean = {name: float(np.mean([m[name] for m in per_image])) for name in METRIC_NAMES}
+    return EvalResult(mean, per_image, np.array(ratios) if median_scaling else None)
+
+
+def save_gt_depths(path: io.PathLike, maps: Sequence[np.ndarray]) -> None:
+    """Write depth maps of any sizes to a pickle-free ``.npz``, atomically.
+
+    Args:
+        path: output file (``.npz``).
+        maps: N float arrays (H_i, W_i), metres.
+    """
+    shapes = np.array([m.shape for m in maps], dtype=np.int64).reshape(-1, 2)
+    flat = (np.concatenate([np.asarray(m, dtype=np.float32).reshape(-1) for m in maps])
+            if len(maps) else np.zeros(0, np.float32))
+    io.save_npz(path, depth=flat, shapes=shapes)
+
+
+def load_gt_depths(path: io.PathLike, allow_pickle: bool = False) -> List[np.ndarray]:
+    """Read ground-truth depth maps written by :func:`save_gt_depths` or by upstream.
+
+    Args:
+        path: a ``.npz`` file: ours (``depth`` + ``shapes``) or upstream's (``data``, an object
+            array of maps).
+        allow_pickle: permit upstream's object array. Unpickling runs code stored in the file,
+            so only enable it for files from a source you trust.
+
+    Returns:
+        N float32 arrays (H_i, W_i).
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--gt_path: no ground-truth file {path} (write it with "
+                                "scripts/export_gt_depth.py)")
+    with np.load(path, allow_pickle=allow_pickle) as archive:
+        if {"depth", "shapes"} <= set(archive.files):
+            flat, shapes = archive["depth"], archive["shapes"]
+            ends = np.cumsum([h * w for h, w in shapes])
+            if len(flat) != (ends[-1] if len(ends) else 0):
+                raise ValueError(f"{path}: {len(flat)} depth values for shapes totalling "
+                                 f"{int(ends[-1]) if len(ends) else 0}; the file is damaged")
+            pieces = np.split(flat, ends[:-1])
+            return [p.reshape(int(h), int(w)) for p, (h, w) in zip(pieces, shapes)]
+        if "data" not in archive.files:
+            raise ValueError(f"{path}: neither a litemono gt file (depth, shapes) nor an "
+                             f"upstream one (data); found keys {archive.files}")
+        try:
+            data = archive["data"]
+        except ValueError:
+            raise ValueError(
+                f"{path} is upstream's object-array gt_depths.npz, which can only be read by "
+                "unpickling, and unpickling a file can run arbitrary code. Pass --allow_pickle "
+                "if you trust this file, or re-export it with scripts/export_gt_depth.py") from None
+    return [np.asarray(m, dtype=np.float32) for m in data]
+
+
+def write_metrics_csv(path: io.PathLike, per_image: Sequence[Dict[str, float]]) -> None:
+    """Per-image metrics as CSV (``index`` then :data:`METRIC_NAMES`), written atomically."""
+    lines = [",".join(("index",) + METRIC_NAMES)]
+    for index, metrics in enumerate(per_image):
+        lines.append(",".join([str(index)] + [f"{metrics[n]:.6f}" for n in METRIC_NAMES]))
+    io.write_text(path, "\n".join(lines) + "\n")
+
+
+def format_metrics_table(metrics: Dict[str, float], params: Optional[int] = None,
+                         macs: Optional[float] = None) -> str:
+    """Header and row of a Markdown table: the seven metrics, then params (M) and MACs (G)."""
+    names = list(METRIC_NAMES)
+    values = [f"{metrics[n]:.3f}" for n in METRIC_NAMES]
+    if params is not None:
+        names.append("params (M)")
+        values.append(f"{params / 1e6:.3f}")
+    if macs is not None:
+        names.append("MACs (G)")
+        values.append(f"{macs / 1e9:.3f}")
+    return "| " + " | ".join(names) + " |\n| " + " | ".join(values) + " |"
