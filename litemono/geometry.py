@@ -1,0 +1,149 @@
+"""Camera geometry for view synthesis: disparity <-> depth, relative poses, reprojection, warping.
+
+The image-formation model is the one of monodepth2 (Godard et al., "Digging Into Self-Supervised
+Monocular Depth Estimation", ICCV 2019, section 3) that Lite-Mono (Zhang et al., CVPR 2023,
+section 3.3) trains with: a target pixel is lifted to 3-D with its predicted depth and the
+inverse intrinsics, moved into a source camera with the relative pose ``T`` and projected with
+``K``; the source image is then sampled bilinearly at that location.
+
+Nothing here depends on the batch size: the homogeneous pixel grid is cached per
+``(height, width, device, dtype)`` and broadcast over the batch, so the last, smaller batch of
+an epoch needs no special case (upstream bakes the batch size into its grids).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+
+# Guards the division by the axis-angle norm (a zero rotation gives the identity).
+ANGLE_EPS = 1e-7
+# Guards the perspective division for points on the camera plane.
+PROJECTION_EPS = 1e-7
+
+
+def disp_to_depth(disp: torch.Tensor, min_depth: float, max_depth: float
+                  ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Map the network's sigmoid output to a disparity in ``[1/max_depth, 1/min_depth]``.
+
+    Args:
+        disp: (B, 1, H, W) sigmoid disparity in [0, 1].
+        min_depth: depth (metres, up to the unknown monocular scale) of ``disp == 1``.
+        max_depth: depth of ``disp == 0``.
+
+    Returns:
+        ``(scaled_disp, depth)``, both shaped like ``disp``; ``depth = 1 / scaled_disp``.
+    """
+    near_disp, far_disp = 1.0 / min_depth, 1.0 / max_depth
+    scaled_disp = far_disp + (near_disp - far_disp) * disp
+    return scaled_disp, 1.0 / scaled_disp
+
+
+def _axis_angle_to_matrix(axisangle: torch.Tensor) -> torch.Tensor:
+    """Rodrigues' formula. ``axisangle``: (B, 3), angle = its L2 norm (radians). Returns (B, 3, 3)."""
+    angle = axisangle.norm(p=2, dim=1, keepdim=True)  # (B, 1)
+    axis = axisangle / (angle + ANGLE_EPS)  # (B, 3), unit (or zero)
+    cos, sin = torch.cos(angle)[..., None], torch.sin(angle)[..., None]  # (B, 1, 1)
+    ax, ay, az = axis.unbind(dim=1)
+    zero = torch.zeros_like(ax)
+    # [axis]_x: the cross-product matrix, rows stacked then reshaped to (B, 3, 3)
+    cross = torch.stack([zero, -az, ay, az, zero, -ax, -ay, ax, zero], dim=1).view(-1, 3, 3)
+    outer = axis[:, :, None] * axis[:, None, :]  # (B, 3, 3)
+    eye = torch.eye(3, dtype=axisangle.dtype, device=axisangle.device)
+    return cos * eye + sin * cross + (1.0 - cos) * outer
+
+
+def transformation_from_parameters(axisangle: torch.Tensor, translation: torch.Tensor,
+                                   invert: bool = False) -> torch.Tensor:
+    """Build the 4x4 rigid transform predicted by the pose network.
+
+    Args:
+        axisangle: (B, 1, 3) (any shape with 3 * B elements) rotation vector in radians.
+        translation: (B, 1, 3) translation, same units as depth.
+        invert: return the inverse transform. The pose network sees frame pairs in temporal
+            order, so for a source frame before the target (id -1) its prediction is inverted.
+
+    Returns:
+        (B, 4, 4) ``T = [R | t]`` (``invert=False``) or ``[R^T | -R^T t]`` (``invert=True``).
+    """
+    batch = axisangle.shape[0]
+    rotation = _axis_angle_to_matrix(axisangle.reshape(batch, 3))
+    shift = translation.reshape(batch, 3, 1)
+    if invert:
+        rotation = rotation.transpose(1, 2)
+        shift = -rotation @ shift
+    top = torch.cat([rotation, shift], dim=2)  # (B, 3, 4)
+    bottom = torch.zeros(batch, 1, 4, dtype=top.dtype, device=top.device)
+    bottom[:, :, 3] = 1.0
+    return torch.cat([top, bottom], dim=1)
+
+
+@functools.lru_cache(maxsize=32)
+def pixel_grid(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Homogeneous pixel coordinates ``(u, v, 1)`` of an image, row-major.
+
+    Cached per ``(height, width, device, dtype)``; the result is shared, so never modify it.
+
+    Returns:
+        (3, height * width): u = column index, v = row index (pixel centres at integers).
+    """
+    # a normal tensor even when first built under torch.inference_mode(): an inference tensor
+    # in the cache would break every later backward pass through backproject()
+    with torch.inference_mode(False):
+        rows, cols = torch.meshgrid(torch.arange(height, dtype=dtype, device=device),
+                                    torch.arange(width, dtype=dtype, device=device), indexing="ij")
+        return torch.stack([cols.reshape(-1), rows.reshape(-1), torch.ones_like(cols).reshape(-1)])
+
+
+def backproject(depth: torch.Tensor, inv_K: torch.Tensor) -> torch.Tensor:
+    """Lift every pixel to a 3-D point in its camera's frame.
+
+    Args:
+        depth: (B, 1, H, W) depth along the optical axis.
+        inv_K: (B, 4, 4) inverse intrinsics at the resolution of ``depth``.
+
+    Returns:
+        (B, 4, H, W) homogeneous camera-frame points ``(X, Y, Z, 1)``.
+    """
+    batch, _, height, width = depth.shape
+    grid = pixel_grid(height, width, depth.device, depth.dtype)
+    rays = inv_K[:, :3, :3] @ grid  # (B, 3, H*W), rays with z = 1
+    points = rays * depth.reshape(batch, 1, -1)
+    ones = torch.ones_like(points[:, :1])
+    return torch.cat([points, ones], dim=1).view(batch, 4, height, width)
+
+
+def project(points: torch.Tensor, K: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
+    """Project camera points into another camera, as ``grid_sample`` coordinates.
+
+    Args:
+        points: (B, 4, H, W) homogeneous points from :func:`backproject`.
+        K: (B, 4, 4) intrinsics of the image that will be sampled (at H x W).
+        T: (B, 4, 4) transform from the points' camera to the sampled camera.
+
+    Returns:
+        (B, H, W, 2) sampling locations ``(x, y)`` normalised so that -1 and 1 are the centres
+        of the first and last pixels (``align_corners=True`` convention).
+    """
+    batch, _, height, width = points.shape
+    camera = (K @ T)[:, :3, :] @ points.reshape(batch, 4, -1)  # (B, 3, H*W)
+    pixels = camera[:, :2] / (camera[:, 2:3] + PROJECTION_EPS)  # (B, 2, H*W)
+    pixels = pixels.view(batch, 2, height, width).permute(0, 2, 3, 1)
+    extent = torch.tensor([width - 1, height - 1], dtype=pixels.dtype, device=pixels.device)
+    return (pixels / extent - 0.5) * 2
+
+
+def warp(image: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+    """Bilinearly sample ``image`` at ``sample`` (edge pixels repeat outside the image).
+
+    Args:
+        image: (B, C, h, w) source image.
+        sample: (B, H, W, 2) coordinates from :func:`project`.
+
+    Returns:
+        (B, C, H, W) the source image seen from the target view.
+    """
+    return F.grid_sample(image, sample, mode="bilinear", padding_mode="border",
+                         align_corners=True)

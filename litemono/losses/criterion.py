@@ -1,0 +1,168 @@
+"""The training objective: view synthesis, photometric error, smoothness and extra terms.
+
+Implements the self-supervised loss of Lite-Mono (Zhang et al., CVPR 2023, section 3.3), which is
+monodepth2's (Godard et al., ICCV 2019, section 3): for every decoder scale s the disparity is
+(unless ``--v1_multiscale``) upsampled to the input size, turned into depth, and every source
+frame is warped into the target view; the per-pixel minimum of the photometric errors (with
+automasking) is averaged, ``disparity_smoothness / 2^s`` times the edge-aware smoothness is
+added, and the per-scale losses are averaged. Optional terms (teacher distillation, bin-centre
+Chamfer) are added with their weights.
+
+Work that does not depend on the scale is done once per call: the identity (un-warped) errors,
+the image edge weights of each scale and the back-projection shared by all source frames.
+Numbers match upstream's ``generate_images_pred`` + ``compute_losses`` (see
+``tests/test_upstream_loss.py``), including the order of the tie-breaking noise draws.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, MutableMapping, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..geometry import backproject, disp_to_depth, project, warp
+from .photometric import photometric_error, select_reprojection
+from .smoothness import edge_weights, smoothness_loss
+
+FrameId = Union[int, str]
+
+
+class Criterion(nn.Module):
+    """Self-supervised loss of one batch; see the module docstring.
+
+    Args:
+        scales: decoder scales that receive the loss (e.g. ``[0, 1, 2]``).
+        source_frames: frame ids warped into the target (e.g. ``[-1, 1]``, ``"s"`` for stereo).
+        min_depth, max_depth: depth range of the sigmoid disparity.
+        disparity_smoothness: weight of the smoothness term at scale 0.
+        use_ssim: SSIM + L1 (True) or L1 only (``--no_ssim``).
+        automasking: identity-reprojection automasking (``--disable_automasking`` turns it off).
+        avg_reprojection: average the source-frame errors instead of the minimum.
+        v1_multiscale: warp at each scale's own resolution instead of the input resolution.
+        extra_terms: objects with ``name``, ``weight`` and ``__call__(inputs, outputs)``.
+    """
+
+    def __init__(self, scales: Sequence[int], source_frames: Sequence[FrameId],
+                 min_depth: float, max_depth: float, disparity_smoothness: float,
+                 use_ssim: bool = True, automasking: bool = True, avg_reprojection: bool = False,
+                 v1_multiscale: bool = False, extra_terms: Sequence[Any] = ()):
+        super().__init__()
+        if not source_frames:
+            raise ValueError("Criterion needs at least one source frame (--frame_ids / --use_stereo)")
+        self.scales = list(scales)
+        self.source_frames = list(source_frames)
+        self.min_depth, self.max_depth = min_depth, max_depth
+        self.disparity_smoothness = disparity_smoothness
+        self.use_ssim, self.automasking = use_ssim, automasking
+        self.avg_reprojection, self.v1_multiscale = avg_reprojection, v1_multiscale
+        self.extra_terms = list(extra_terms)
+
+    def forward(self, inputs: Mapping[Any, Any], outputs: MutableMapping[Any, Any]
+                ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """Compute the loss of a batch.
+
+        Args:
+            inputs: the collated sample dict (``("color", f, s)``, ``("K", s)``, ``("inv_K", s)``,
+                ``"stereo_T"`` ...), images (B, 3, H/2^s, W/2^s).
+            outputs: network outputs with ``("disp", s)`` (B, 1, H/2^s, W/2^s) and
+                ``("cam_T_cam", 0, f)`` (B, 4, 4) per source frame. Filled in place with
+                ``("depth", 0, s)``, ``("sample", f, s)``, the warped ``("color", f, s)`` and
+                ``("automask", s)`` (B, 1, H, W) bool.
+
+        Returns:
+            ``(total, terms)``: the scalar to back-propagate and detached scalars for logging:
+            ``"photometric"`` and ``"smoothness"`` (weighted, averaged over scales),
+            ``"loss/scale{s}"`` and the unweighted value of each extra term by name.
+        """
+        poses = {frame: self._pose(inputs, outputs, frame) for frame in self.source_frames}
+        identity: Dict[int, torch.Tensor] = {}  # identity errors per source resolution
+        photometric, smoothness, per_scale = [], [], []
+        for scale in self.scales:
+            res = scale if self.v1_multiscale else 0
+            target = inputs[("color", 0, res)]
+            reprojection = self._reprojection_errors(inputs, outputs, poses, scale, res)
+            if self.automasking and res not in identity:
+                sources = [inputs[("color", frame, res)] for frame in self.source_frames]
+                identity[res] = self._errors(sources, target)
+            error, automask = select_reprojection(reprojection, identity.get(res),
+                                                  self.avg_reprojection)
+            outputs[("automask", scale)] = automask
+            weights = edge_weights(inputs[("color", 0, scale)])
+            smooth = smoothness_loss(outputs[("disp", scale)], weights)
+            photometric.append(error.mean())
+            smoothness.append(self.disparity_smoothness * smooth / 2 ** scale)
+            per_scale.append(photometric[-1] + smoothness[-1])
+        total = torch.stack(per_scale).sum() / len(self.scales)
+        terms = {"photometric": torch.stack(photometric).mean().detach(),
+                 "smoothness": torch.stack(smoothness).mean().detach()}
+        terms.update({f"loss/scale{s}": v.detach() for s, v in zip(self.scales, per_scale)})
+        for term in self.extra_terms:
+            value = term(inputs, outputs)
+            terms[term.name] = value.detach()
+            total = total + term.weight * value
+        return total, terms
+
+    @staticmethod
+    def _pose(inputs: Mapping[Any, Any], outputs: Mapping[Any, Any], frame: FrameId) -> torch.Tensor:
+        key = ("cam_T_cam", 0, frame)
+        if key in outputs:
+            return outputs[key]
+        if frame == "s" and "stereo_T" in inputs:
+            return inputs["stereo_T"]
+        raise KeyError(f"criterion: outputs lack {key}: the engine must supply the (B, 4, 4) pose "
+                       f"of every source frame of --frame_ids (and 'stereo_T' with --use_stereo)")
+
+    def _reprojection_errors(self, inputs: Mapping[Any, Any], outputs: MutableMapping[Any, Any],
+                             poses: Mapping[FrameId, torch.Tensor], scale: int, res: int
+                             ) -> torch.Tensor:
+        """Warp every source frame with the depth of ``scale``; returns (B, N, h, w) errors."""
+        target = inputs[("color", 0, res)]
+        disp = outputs[("disp", scale)]
+        if disp.shape[-2:] != target.shape[-2:]:
+            disp = F.interpolate(disp, size=target.shape[-2:], mode="bilinear",
+                                 align_corners=False)
+        _, depth = disp_to_depth(disp, self.min_depth, self.max_depth)
+        outputs[("depth", 0, scale)] = depth
+        points = backproject(depth, inputs[("inv_K", res)])
+        warped: List[torch.Tensor] = []
+        for frame in self.source_frames:
+            sample = project(points, inputs[("K", res)], poses[frame])
+            outputs[("sample", frame, scale)] = sample
+            outputs[("color", frame, scale)] = warp(inputs[("color", frame, res)], sample)
+            warped.append(outputs[("color", frame, scale)])
+        return self._errors(warped, target)
+
+    def _errors(self, images: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        """Photometric errors of N images against one target in one batched call: (B, N, h, w)."""
+        count, batch = len(images), target.shape[0]
+        stacked = torch.cat(list(images), dim=0)  # (N*B, 3, h, w), frame-major
+        targets = target.expand(count, *target.shape).reshape(stacked.shape)
+        errors = photometric_error(stacked, targets, self.use_ssim)  # (N*B, 1, h, w)
+        return errors.view(count, batch, *errors.shape[-2:]).transpose(0, 1)
+
+
+def build_criterion(cfg) -> Criterion:
+    """The criterion of a run from its :class:`litemono.config.Config`.
+
+    Source frames are ``--frame_ids`` without the target, plus ``"s"`` with ``--use_stereo``.
+    The distillation / Chamfer terms are imported only when their weight is positive.
+    """
+    loss = cfg.loss
+    extra_terms = []
+    if loss.distill_weight > 0:
+        from .distill import DistillationTerm
+
+        extra_terms.append(DistillationTerm(cfg))
+    if loss.chamfer_weight > 0:
+        from .chamfer import ChamferTerm
+
+        extra_terms.append(ChamferTerm(cfg))
+    sources: List[FrameId] = list(cfg.data.frame_ids[1:])
+    if cfg.data.use_stereo:
+        sources.append("s")
+    return Criterion(scales=cfg.model.scales, source_frames=sources, min_depth=loss.min_depth,
+                     max_depth=loss.max_depth, disparity_smoothness=loss.disparity_smoothness,
+                     use_ssim=loss.ssim, automasking=loss.automasking,
+                     avg_reprojection=loss.avg_reprojection, v1_multiscale=loss.v1_multiscale,
+                     extra_terms=extra_terms)

@@ -1,0 +1,94 @@
+"""Photometric reprojection error, per-pixel minimum reprojection and automasking.
+
+The appearance term of monodepth2 (Godard et al., ICCV 2019, eqs. 1, 4 and 5) that Lite-Mono
+(Zhang et al., CVPR 2023, section 3.3, eqs. 7-9) trains with unchanged:
+``pe = 0.85 * (1 - SSIM) / 2 + 0.15 * L1`` with a 3x3 SSIM, the per-pixel minimum over the
+source frames, and automasking: the un-warped source frames compete in the same minimum, so
+pixels that a static scene or a camera at rest explains better are not learnt from.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+SSIM_C1 = 0.01 ** 2  # SSIM stabilisers for a dynamic range of 1 (Wang et al., 2004)
+SSIM_C2 = 0.03 ** 2
+SSIM_WEIGHT = 0.85  # alpha of eq. 1; the L1 part gets 1 - alpha
+# Scale of the Gaussian noise added to the identity errors so that a static pixel, where the
+# warped and the un-warped source agree exactly, does not always pick the same branch.
+TIE_BREAK_NOISE = 1e-5
+
+
+def ssim_error(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Structural dissimilarity ``clamp((1 - SSIM) / 2, 0, 1)`` over 3x3 windows.
+
+    The windows are plain means (stride 1) over a 1-pixel reflection-padded border. All five
+    local moments come from a single pooling call over the stacked maps.
+
+    Args:
+        x, y: (B, C, H, W) images in [0, 1].
+
+    Returns:
+        (B, C, H, W) dissimilarity per pixel and channel, in [0, 1].
+    """
+    channels = x.shape[1]
+    padded = F.pad(torch.cat([x, y], dim=1), (1, 1, 1, 1), mode="reflect")
+    px, py = padded.split(channels, dim=1)
+    moments = F.avg_pool2d(torch.cat([px, py, px * px, py * py, px * py], dim=1), 3, stride=1)
+    mu_x, mu_y, mean_xx, mean_yy, mean_xy = moments.split(channels, dim=1)
+    mu_x2, mu_y2, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
+    var_x, var_y, cov_xy = mean_xx - mu_x2, mean_yy - mu_y2, mean_xy - mu_xy
+    numerator = (2 * mu_xy + SSIM_C1) * (2 * cov_xy + SSIM_C2)
+    denominator = (mu_x2 + mu_y2 + SSIM_C1) * (var_x + var_y + SSIM_C2)
+    return torch.clamp((1 - numerator / denominator) / 2, 0, 1)
+
+
+def photometric_error(pred: torch.Tensor, target: torch.Tensor, use_ssim: bool = True
+                      ) -> torch.Tensor:
+    """Per-pixel photometric error, averaged over colour channels.
+
+    Args:
+        pred: (B, 3, H, W) synthesised (or un-warped source) image in [0, 1].
+        target: (B, 3, H, W) target image in [0, 1].
+        use_ssim: ``0.85 * SSIM term + 0.15 * L1`` if True, else L1 alone (``--no_ssim``).
+
+    Returns:
+        (B, 1, H, W) error per pixel.
+    """
+    l1 = (target - pred).abs().mean(dim=1, keepdim=True)
+    if not use_ssim:
+        return l1
+    ssim = ssim_error(pred, target).mean(dim=1, keepdim=True)
+    return SSIM_WEIGHT * ssim + (1 - SSIM_WEIGHT) * l1
+
+
+def select_reprojection(reprojection: torch.Tensor, identity: Optional[torch.Tensor],
+                        average: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel error to optimise: minimum over source frames, with optional automasking.
+
+    Args:
+        reprojection: (B, N, H, W) errors of the N warped source frames.
+        identity: (B, N, H, W) errors of the un-warped source frames (automasking), or None.
+        average: average the N errors of each kind instead of keeping them apart
+            (``--avg_reprojection``); the minimum is then between the two averages.
+
+    Returns:
+        ``(error, automask)``: error (B, H, W) per pixel; automask (B, 1, H, W) bool, True where
+        a reprojection beat every identity error (all True without automasking).
+
+    The tie-breaking noise is drawn from the global torch generator of ``identity``'s device
+    (one ``randn`` of identity's shape per call), so seeded runs repeat.
+    """
+    if average:
+        reprojection = reprojection.mean(dim=1, keepdim=True)
+        if identity is not None:
+            identity = identity.mean(dim=1, keepdim=True)
+    if identity is None:
+        error = reprojection.min(dim=1).values
+        return error, torch.ones_like(error, dtype=torch.bool).unsqueeze(1)
+    noise = torch.randn(identity.shape, dtype=identity.dtype, device=identity.device)
+    candidates = torch.cat([identity + noise * TIE_BREAK_NOISE, reprojection], dim=1)
+    error, choice = candidates.min(dim=1)
+    return error, (choice >= identity.shape[1]).unsqueeze(1)
