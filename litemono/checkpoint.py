@@ -1,0 +1,278 @@
+"""Checkpoints: upstream-layout weight folders, the full training state, exact resume.
+
+Run folder ``<log_dir>/<model_name>/`` (upstream's layout, ``../shared/spec/upstream.md``
+section 9, plus our training state)::
+
+    config.yaml                    the resolved configuration
+    models/opt.json                every option, flat (upstream's options dump)
+    models/weights_<epoch>/        encoder.pth (+ height, width, use_stereo), depth.pth,
+                                   pose_encoder.pth, pose.pth, adam.pth, adam_pose.pth:
+                                   loadable by upstream's code
+    checkpoints/last.pt            the complete training state (see :func:`capture_rng` and
+    checkpoints/best.pt            the engine's ``training_state``); best = best validation metric
+    train/, val/                   tensorboard events
+
+Every file goes through :mod:`litemono.io` (temporary file + rename); a weight folder is built
+under a temporary name and renamed into place as a whole. A save killed half-way therefore
+leaves the previous ``last.pt`` and the previous weight folders intact. The training state holds
+only tensors, numbers, strings and containers, so it loads with ``weights_only=True``.
+
+Exact resume also needs the data order: :class:`ResumableSampler` draws each epoch's permutation
+from (seed, epoch) and can start mid-epoch, and :class:`SeededItems` seeds python / numpy /
+torch from (seed, epoch, position) before each item, so augmentation does not depend on the
+number of loader workers or on where a run was interrupted.
+"""
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+
+from litemono import io
+from litemono.config import Config
+
+FORMAT_VERSION = 1
+# non-tensor entries upstream's trainer adds to encoder.pth
+UPSTREAM_ENCODER_EXTRAS = ("height", "width", "use_stereo")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing or does not fit; the message names the flag and the file."""
+
+
+def run_dir(cfg: Config) -> Path:
+    """``<log_dir>/<model_name>``."""
+    return Path(cfg.train.log_dir) / cfg.train.model_name
+
+
+def write_run_config(cfg: Config) -> None:
+    """Write ``config.yaml`` and upstream's flat ``models/opt.json`` into the run folder."""
+    root = run_dir(cfg)
+    io.write_text(root / "config.yaml", cfg.dump_yaml())
+    options = cfg.flat()
+    # upstream spells three switches negatively
+    options.update(no_ssim=not cfg.loss.ssim, disable_automasking=not cfg.loss.automasking,
+                   no_cuda=cfg.train.device == "cpu")
+    io.write_json(root / "models" / "opt.json", options)
+
+
+# ----------------------------------------------------------------------------- weight folders
+
+def save_weights_folder(folder: Path, files: Mapping[str, Mapping[str, Any]]) -> None:
+    """Write ``<name>.pth`` for every entry of ``files`` into ``folder`` as one atomic unit.
+
+    Args:
+        folder: e.g. ``<run>/models/weights_3``; replaced whole if it exists.
+        files: file stem -> object to ``torch.save`` (state dicts, optimiser states).
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=io.TMP_PREFIX + folder.name + ".", dir=folder.parent))
+    try:
+        for name, obj in files.items():
+            io.save_torch(dict(obj), staging / f"{name}.pth")
+        if folder.exists():
+            retired = Path(tempfile.mkdtemp(prefix=io.TMP_PREFIX + "old.", dir=folder.parent))
+            folder.rename(retired / folder.name)
+            staging.rename(folder)
+            shutil.rmtree(retired)
+        else:
+            staging.rename(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def load_weights_folder(folder: str, names: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+    """Read ``<folder>/<name>.pth`` for each name (on the CPU).
+
+    Raises:
+        CheckpointError: naming ``--load_weights_folder`` when a file is missing.
+    """
+    out = {}
+    for name in names:
+        path = Path(folder) / f"{name}.pth"
+        if not path.is_file():
+            raise CheckpointError(f"--load_weights_folder {folder}: no {name}.pth "
+                                  f"(listed in --models_to_load)")
+        out[name] = torch.load(path, map_location="cpu", weights_only=True)
+    return out
+
+
+def strip_encoder_extras(state: Mapping[str, Any]) -> Dict[str, Any]:
+    """An upstream ``encoder.pth`` without its ``height`` / ``width`` / ``use_stereo`` entries."""
+    return {k: v for k, v in state.items() if k not in UPSTREAM_ENCODER_EXTRAS}
+
+
+def load_imagenet_encoder(encoder: torch.nn.Module, path: str) -> Dict[str, int]:
+    """``--mypretrain``: copy ImageNet-pretrained weights into the depth encoder, strictly.
+
+    As upstream (``upstream.md`` section 6): the file's ``"model"`` dict is filtered to the keys
+    the encoder has, minus the classifier's final ``norm.*`` (and ``head.*``, which the encoder
+    lacks); those entries replace the encoder's, and the merged dict is loaded strictly, so a
+    shape mismatch fails loudly.
+
+    Returns:
+        Counts: ``loaded`` (encoder tensors taken from the file), ``dropped`` (file entries not
+        used) and ``kept`` (encoder tensors the file did not provide).
+    """
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"--mypretrain: no such file {path}") from None
+    except Exception as exc:  # the pretraining script also pickles its argparse namespace
+        print(f"--mypretrain {path}: not loadable with weights_only ({type(exc).__name__}); "
+              "loading it as a trusted pickle")
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    source = payload.get("model", payload) if isinstance(payload, dict) else None
+    if not isinstance(source, dict):
+        raise CheckpointError(f"--mypretrain {path}: expected a dict with a 'model' state dict")
+    own = encoder.state_dict()
+    taken = {k: v for k, v in source.items() if k in own and not k.startswith("norm")}
+    if not taken:
+        raise CheckpointError(f"--mypretrain {path}: no key matches the encoder "
+                              f"(file has e.g. {sorted(source)[:3]})")
+    merged = {**own, **taken}
+    try:
+        encoder.load_state_dict(merged, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"--mypretrain {path}: {exc}") from None
+    return {"loaded": len(taken), "dropped": len(source) - len(taken),
+            "kept": len(own) - len(taken)}
+
+
+# ----------------------------------------------------------------------------- training state
+
+def capture_rng() -> Dict[str, Any]:
+    """The torch / CUDA / numpy / python generator states as tensors and plain lists."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+             "python": [version, list(internal), gauss_next]}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: Mapping[str, Any]) -> None:
+    """Inverse of :func:`capture_rng`."""
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_training_state(path: Path, state: Mapping[str, Any]) -> None:
+    """Write a training state (with :data:`FORMAT_VERSION`) atomically."""
+    io.save_torch({**state, "format": FORMAT_VERSION}, path)
+
+
+def load_training_state(path: Path) -> Dict[str, Any]:
+    """Read a training state on the CPU; raises naming ``--resume`` on a foreign file."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"--resume {path}: not a litemono training state "
+                              f"(format {FORMAT_VERSION})")
+    return state
+
+
+def resolve_resume(cfg: Config) -> Optional[Path]:
+    """The training state ``--resume`` names: ``auto`` = ``<run>/checkpoints/last.pt`` if present
+    (else None: a fresh start), a run folder, or a file."""
+    value = cfg.train.resume
+    if value is None:
+        return None
+    if value == "auto":
+        last = run_dir(cfg) / "checkpoints" / "last.pt"
+        return last if last.is_file() else None
+    path = Path(value)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise CheckpointError(f"--resume {value}: no training state at {path}")
+    return path
+
+
+# ----------------------------------------------------------------------------- data order
+
+def derive_seed(*parts: int) -> int:
+    """A 32-bit seed that depends on every part (numpy's SeedSequence hashing)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+class ResumableSampler(torch.utils.data.Sampler):
+    """Each epoch's shuffled order from (seed, epoch), sharded over ranks, optionally resumed.
+
+    Yields ``(epoch, position, index)`` keys for :class:`SeededItems`; ``position`` counts this
+    rank's items within the epoch. Like a drop-last ``DistributedSampler``, every rank gets
+    ``len(dataset) // world_size`` items.
+
+    Args:
+        size: dataset length.
+        seed: ``--seed``.
+        shuffle: False for validation (dataset order).
+        rank, world_size: the process and the number of processes.
+    """
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True, rank: int = 0,
+                 world_size: int = 1) -> None:
+        self.size, self.seed, self.shuffle = size, seed, shuffle
+        self.rank, self.world_size = rank, world_size
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Iterate epoch ``epoch`` from this rank's item ``start`` on."""
+        self.epoch, self.start = epoch, start
+
+    def __len__(self) -> int:
+        return self.size // self.world_size - self.start
+
+    def __iter__(self) -> Iterator[tuple]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
+            order = torch.randperm(self.size, generator=generator).tolist()
+        else:
+            order = list(range(self.size))
+        per_rank = self.size // self.world_size
+        mine: List[int] = order[self.rank::self.world_size][:per_rank]
+        for position in range(self.start, per_rank):
+            yield self.epoch, position, mine[position]
+
+
+class SeededItems(torch.utils.data.Dataset):
+    """Wraps a dataset: item ``(epoch, position, index)`` is ``dataset[index]`` drawn with all
+    global generators seeded from (seed, epoch, position, rank); the caller's generator states are
+    restored afterwards, so fetching never disturbs the training randomness."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, seed: int, rank: int = 0) -> None:
+        self.dataset, self.seed, self.rank = dataset, seed, rank
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple) -> Any:
+        epoch, position, index = key
+        saved = capture_rng()
+        item_seed = derive_seed(self.seed, epoch, position, self.rank)
+        random.seed(item_seed)
+        np.random.seed(item_seed)
+        torch.manual_seed(item_seed)
+        try:
+            return self.dataset[index]
+        finally:
+            restore_rng(saved)
+
+
+def is_better(value: float, best: Optional[float]) -> bool:
+    """Lower is better for every validation metric the engine ranks by; NaN never wins."""
+    return not math.isnan(value) and (best is None or value < best)

@@ -1,0 +1,165 @@
+"""Checkpoint files: atomic saves, RNG capture, data order, --mypretrain key mapping."""
+import random
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from litemono import io
+from litemono.checkpoint import (CheckpointError, ResumableSampler, SeededItems, capture_rng,
+                                 derive_seed,
+                                 load_imagenet_encoder, load_training_state, load_weights_folder,
+                                 resolve_resume, restore_rng, save_training_state,
+                                 save_weights_folder, strip_encoder_extras, write_run_config)
+from litemono.config import from_dict
+
+
+def _draws():
+    return (torch.rand(3).tolist(), np.random.rand(3).tolist(), [random.random() for _ in range(3)])
+
+
+def test_rng_state_round_trips_through_a_weights_only_file(tmp_path):
+    torch.manual_seed(1), np.random.seed(2), random.seed(3)
+    state = capture_rng()
+    expected = _draws()
+    save_training_state(tmp_path / "s.pt", {"rng": state})
+    _draws()  # move every generator on
+    restore_rng(load_training_state(tmp_path / "s.pt")["rng"])
+    assert _draws() == expected
+
+
+class _Killed(BaseException):
+    """Stands in for a kill arriving during a write."""
+
+
+def test_interrupted_state_save_keeps_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoints" / "last.pt"
+    save_training_state(path, {"step": 1, "w": torch.ones(4)})
+
+    def dying_fsync(fd):
+        raise _Killed()
+
+    monkeypatch.setattr(io.os, "fsync", dying_fsync)
+    with pytest.raises(_Killed):
+        save_training_state(path, {"step": 2, "w": torch.zeros(4)})
+    monkeypatch.undo()
+    state = load_training_state(path)
+    assert state["step"] == 1 and torch.equal(state["w"], torch.ones(4))
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.pt"]
+
+
+def test_interrupted_weights_folder_save_keeps_previous_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "models" / "weights_0"
+    old = {"encoder": {"a": torch.ones(2), "height": 64}, "depth": {"b": torch.ones(1)}}
+    save_weights_folder(folder, old)
+    real_save = io.save_torch
+    calls = []
+
+    def dies_on_second_file(obj, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise _Killed()
+        real_save(obj, path)
+
+    monkeypatch.setattr(io, "save_torch", dies_on_second_file)
+    with pytest.raises(_Killed):
+        save_weights_folder(folder, {"encoder": {"a": torch.zeros(2)}, "depth": {"b": torch.zeros(1)}})
+    monkeypatch.undo()
+    loaded = load_weights_folder(str(folder), ["encoder", "depth"])
+    assert torch.equal(loaded["encoder"]["a"], torch.ones(2)) and loaded["encoder"]["height"] == 64
+    assert [p.name for p in folder.parent.iterdir()] == ["weights_0"]  # no staging left
+    # a complete re-save replaces the folder whole
+    save_weights_folder(folder, {"encoder": {"a": torch.zeros(2)}})
+    assert sorted(p.name for p in folder.iterdir()) == ["encoder.pth"]
+    assert strip_encoder_extras(old["encoder"]).keys() == {"a"}
+
+
+def test_missing_weights_and_resume_files_name_the_flag(tmp_path):
+    with pytest.raises(CheckpointError, match="--load_weights_folder .*pose.pth"):
+        load_weights_folder(str(tmp_path), ["pose"])
+    cfg = from_dict({"log_dir": str(tmp_path), "model_name": "run", "resume": "auto"})
+    assert resolve_resume(cfg) is None  # auto without a previous run: fresh start
+    save_training_state(tmp_path / "run" / "checkpoints" / "last.pt", {"step": 3})
+    assert resolve_resume(cfg) == tmp_path / "run" / "checkpoints" / "last.pt"
+    assert resolve_resume(cfg.replace(resume=str(tmp_path / "run"))).name == "last.pt"
+    with pytest.raises(CheckpointError, match="--resume"):
+        resolve_resume(cfg.replace(resume=str(tmp_path / "nowhere.pt")))
+    io.save_torch({"model": {}}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a litemono training state"):
+        load_training_state(tmp_path / "foreign.pt")
+
+
+def test_run_config_files(tmp_path):
+    cfg = from_dict({"log_dir": str(tmp_path), "model_name": "r", "ssim": False, "bins": 8})
+    write_run_config(cfg)
+    assert from_dict(yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())) == cfg
+    opt = yaml.safe_load((tmp_path / "r" / "models" / "opt.json").read_text())
+    assert opt["no_ssim"] is True and opt["disable_automasking"] is False and opt["bins"] == 8
+
+
+class _TinyEncoder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 4, 3)
+        self.bn = torch.nn.BatchNorm2d(4)
+
+
+def test_mypretrain_maps_keys_strictly(tmp_path):
+    encoder = _TinyEncoder()
+    pretrained = {k: torch.full_like(v, 7.0) for k, v in encoder.state_dict().items()
+                  if k != "bn.running_var"}
+    pretrained["norm.weight"] = torch.ones(4)  # the classifier's final norm: dropped
+    pretrained["head.weight"] = torch.ones(10, 4)  # the classifier: dropped
+    torch.save({"model": pretrained}, tmp_path / "imagenet.pth")
+    before_var = encoder.bn.running_var.clone()
+    report = load_imagenet_encoder(encoder, str(tmp_path / "imagenet.pth"))
+    assert report == {"loaded": 6, "dropped": 2, "kept": 1}
+    assert torch.all(encoder.stem.weight == 7.0) and torch.all(encoder.bn.running_mean == 7.0)
+    assert torch.equal(encoder.bn.running_var, before_var)
+
+    pretrained["stem.weight"] = torch.ones(4, 3, 5, 5)  # wrong shape: loud
+    torch.save({"model": pretrained}, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointError, match="(?s)--mypretrain .*size mismatch for stem.weight"):
+        load_imagenet_encoder(encoder, str(tmp_path / "bad.pth"))
+    with pytest.raises(CheckpointError, match="--mypretrain: no such file"):
+        load_imagenet_encoder(encoder, str(tmp_path / "missing.pth"))
+
+
+def test_sampler_order_is_a_function_of_seed_and_epoch():
+    sampler = ResumableSampler(10, seed=5)
+    sampler.set_epoch(2)
+    full = list(sampler)
+    assert sorted(k[2] for k in full) == list(range(10)) and [k[1] for k in full] == list(range(10))
+    sampler.set_epoch(2, start=4)
+    assert list(sampler) == full[4:] and len(sampler) == 6
+    sampler.set_epoch(3)
+    assert [k[2] for k in sampler] != [k[2] for k in full]
+    ranks = [ResumableSampler(11, seed=5, rank=r, world_size=2) for r in range(2)]
+    for r in ranks:
+        r.set_epoch(2)
+    shards = [[k[2] for k in r] for r in ranks]
+    assert len(shards[0]) == len(shards[1]) == 5 and not set(shards[0]) & set(shards[1])
+    permutation = torch.randperm(11, generator=torch.Generator().manual_seed(derive_seed(5, 2)))
+    assert shards[0] == permutation.tolist()[0:10:2]
+
+
+class _RandomItems(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        return (index, random.random(), float(np.random.rand()), torch.rand(1).item())
+
+
+def test_seeded_items_are_reproducible_and_leave_global_rng_alone():
+    items = SeededItems(_RandomItems(), seed=0)
+    torch.manual_seed(123)
+    first = items[(1, 2, 3)]
+    after = torch.rand(1)
+    torch.manual_seed(999)  # a different global state gives the same item
+    assert items[(1, 2, 3)] == first
+    assert items[(1, 3, 3)] != first and items[(2, 2, 3)] != first
+    torch.manual_seed(123)
+    items[(0, 0, 0)]
+    assert torch.equal(torch.rand(1), after)  # fetching did not consume the caller's generator
