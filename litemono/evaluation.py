@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from . import io
+from .geometry import disp_to_depth
 from .metrics import METRIC_NAMES, evaluate_depth_map
 
 EVAL_SPLITS = ("eigen", "eigen_benchmark")
@@ -87,8 +88,6 @@ def predict_disparities(depth_net: torch.nn.Module, loader: Iterable, device: to
     Returns:
         (N, H, W) float32 scaled disparities (1 / depth up to the unknown scale), in loader order.
     """
-    from .geometry import disp_to_depth
-
     depth_net.eval()
     chunks = []
     for batch in loader:
