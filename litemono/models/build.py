@@ -1,0 +1,193 @@
+"""The only place where networks are built and where weight files are read into them.
+
+Training, evaluation, prediction and the teacher tools all call :func:`build_depth_network`,
+:func:`build_pose_network` and :func:`load_depth_network`. Weight folders use upstream Lite-Mono's
+layout (noahzn/Lite-Mono, ``Trainer.save_model``): ``encoder.pth`` = encoder state dict plus
+``height``, ``width`` and ``use_stereo``; ``depth.pth`` = decoder state dict. Our own folders add
+one entry, ``litemono`` (the :class:`~litemono.config.ModelConfig` as a dict), so a network with
+spatial attention or bins is rebuilt exactly; upstream code ignores that entry.
+
+Loading is strict: nothing is filtered silently. A mismatch raises ``ValueError`` naming the
+missing, unexpected and wrongly shaped keys, and for an encoder the variant the file fits.
+"""
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig, coerce
+from .decoder import DepthDecoder
+from .encoder import LiteMono, infer_variant
+from .pose import PoseDecoder, PoseEncoder, PoseNetwork
+
+ENCODER_FILE = "encoder.pth"
+DEPTH_FILE = "depth.pth"
+CONFIG_ENTRY = "litemono"  # our one extra entry in encoder.pth
+UPSTREAM_EXTRAS = ("height", "width", "use_stereo")
+MAX_LISTED = 8  # keys listed per category in a mismatch message
+# entries of an ImageNet-pretraining checkpoint that the depth encoder does not have
+IMAGENET_ONLY_PREFIXES = ("head.", "norm.")
+
+
+class DepthNetwork(nn.Module):
+    """Lite-Mono encoder + depth decoder: image (B, 3, H, W) in [0, 1] -> output dict.
+
+    Outputs (docs/architecture.md): ``("disp", s)`` (B, 1, H/2^s, W/2^s) in (0, 1) for s in
+    ``config.scales``; with bins also ``"bin_centers"`` (B, K) and ``"bin_probs"`` (B, K, H, W).
+    """
+
+    def __init__(self, encoder: LiteMono, decoder: DepthDecoder, config: ModelConfig):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.config = config
+        self.height, self.width = config.height, config.width
+
+    def forward(self, image: torch.Tensor) -> Dict:
+        return self.decoder(self.encoder(image))
+
+
+def build_depth_network(cfg: ModelConfig) -> DepthNetwork:
+    """Depth network for ``cfg`` (variant, dilation rule, attention, bins, ``--mypretrain``)."""
+    stages = cfg.attention_stages if cfg.spatial_attention else ()
+    encoder = LiteMono(cfg.model, width=cfg.width, drop_path=cfg.drop_path,
+                       dilations=cfg.dilations, attention_stages=stages)
+    decoder = DepthDecoder(encoder.num_ch_enc, cfg.scales, cfg.bins, cfg.bin_mode)
+    if cfg.mypretrain:
+        load_imagenet_encoder(encoder, cfg.mypretrain)
+    return DepthNetwork(encoder, decoder, cfg)
+
+
+def build_pose_network(cfg: ModelConfig, depth_network: Optional[DepthNetwork] = None
+                       ) -> PoseNetwork:
+    """Pose network for ``cfg.pose_model_type``.
+
+    ``separate_resnet``: a ResNet-``num_layers`` on the stacked pair, ImageNet-initialised unless
+    ``--weights_init scratch``; outputs (B, 2, 1, 3) as upstream. ``shared``: the decoder on the
+    depth encoder's features of both frames (monodepth2's layout: one transform, (B, 1, 1, 3)).
+    """
+    if cfg.pose_model_type == "shared":
+        if depth_network is None:
+            raise ValueError("--pose_model_type shared needs the depth network "
+                             "(build_pose_network(cfg, depth_network))")
+        decoder = PoseDecoder(depth_network.encoder.num_ch_enc, num_input_features=2,
+                              num_frames=1)
+        return PoseNetwork(decoder, depth_network.encoder, shared=True)
+    encoder = PoseEncoder(cfg.num_layers, pretrained=cfg.weights_init == "pretrained")
+    return PoseNetwork(PoseDecoder(encoder.num_ch_enc), encoder, shared=False)
+
+
+def depth_state_dicts(depth_net: DepthNetwork, height: int, width: int,
+                      use_stereo: bool = False) -> Dict[str, Dict[str, Any]]:
+    """Contents of ``encoder.pth`` and ``depth.pth`` for a weights folder (upstream layout)."""
+    encoder_state: Dict[str, Any] = dict(depth_net.encoder.state_dict())
+    encoder_state.update(height=int(height), width=int(width), use_stereo=bool(use_stereo))
+    encoder_state[CONFIG_ENTRY] = dataclasses.asdict(depth_net.config)
+    return {"encoder": encoder_state, "depth": dict(depth_net.decoder.state_dict())}
+
+
+def load_depth_network(weights_folder, device="cpu", model: Optional[str] = None,
+                       **overrides: Any) -> DepthNetwork:
+    """Build the depth network stored in ``weights_folder`` and load it strictly, in eval mode.
+
+    Args:
+        weights_folder: folder with ``encoder.pth`` and ``depth.pth`` (upstream or ours).
+        device: where the tensors are mapped and the network is placed.
+        model: the variant; default: the stored config, else inferred from the tensor shapes.
+        **overrides: other :class:`ModelConfig` fields (e.g. ``dilations``, ``scales``).
+
+    Returns:
+        The network, with ``height`` / ``width`` attributes from the file (the training size).
+
+    Raises:
+        FileNotFoundError: a file is missing. ValueError: the weights do not fit.
+    """
+    folder = Path(weights_folder)
+    states = {}
+    for name in (ENCODER_FILE, DEPTH_FILE):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"load_depth_network: no {name} in {folder}")
+        states[name] = torch.load(folder / name, map_location=device, weights_only=True)
+    encoder_state = dict(states[ENCODER_FILE])
+    extras = {k: encoder_state.pop(k) for k in (*UPSTREAM_EXTRAS, CONFIG_ENTRY)
+              if k in encoder_state}
+    options: Dict[str, Any] = {}
+    stored = extras.get(CONFIG_ENTRY)
+    if isinstance(stored, Mapping):
+        fields = {f.name for f in dataclasses.fields(ModelConfig)}
+        options.update({k: v for k, v in stored.items() if k in fields})
+    else:
+        options["model"] = infer_variant(encoder_state) or ModelConfig.model
+    options.update({k: extras[k] for k in ("height", "width") if k in extras})
+    if model is not None:
+        options["model"] = model
+    options.update(overrides)
+    options["mypretrain"] = None  # the folder's weights replace any ImageNet initialisation
+    cfg = ModelConfig(**{k: coerce(k, v) for k, v in options.items()})
+    net = build_depth_network(cfg)
+    load_state_strict(net.encoder, encoder_state, f"{folder / ENCODER_FILE}")
+    load_state_strict(net.decoder, states[DEPTH_FILE], f"{folder / DEPTH_FILE}")
+    return net.to(device).eval()
+
+
+def load_state_strict(module: nn.Module, state_dict: Mapping[str, Any], what: str) -> None:
+    """``module.load_state_dict(state_dict, strict=True)`` with a readable error first.
+
+    Raises:
+        ValueError: naming missing, unexpected and wrongly shaped keys (and for a Lite-Mono
+            encoder the variant that ``state_dict`` fits).
+    """
+    own = module.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    wrong = [f"{k} {list(state_dict[k].shape)} (expected {list(own[k].shape)})"
+             for k in own if k in state_dict and hasattr(state_dict[k], "shape")
+             and tuple(state_dict[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        parts = [f"{what} does not fit the {type(module).__name__}"
+                 + (f" of variant {module.variant!r}" if isinstance(module, LiteMono) else "")]
+        for label, keys in (("missing", missing), ("unexpected", unexpected),
+                            ("wrong shape", wrong)):
+            if keys:
+                parts.append(f"{len(keys)} {label}: {_listing(keys)}")
+        if isinstance(module, LiteMono):
+            fit = infer_variant(state_dict)
+            parts.append(f"the file fits --model {fit}" if fit
+                         else "the file fits no known --model variant")
+        raise ValueError("; ".join(parts))
+    module.load_state_dict(state_dict, strict=True)
+
+
+def _listing(keys: List[str]) -> str:
+    more = f" ... (+{len(keys) - MAX_LISTED} more)" if len(keys) > MAX_LISTED else ""
+    return ", ".join(keys[:MAX_LISTED]) + more
+
+
+def load_imagenet_encoder(encoder: LiteMono, path: str) -> None:
+    """``--mypretrain``: ImageNet-pretrained encoder weights (upstream's pretraining checkpoint).
+
+    The file's ``model`` entry holds a classification Lite-Mono; its classifier (``head.*``,
+    final ``norm.*``) is dropped explicitly, everything else must match the encoder strictly.
+    Modules the classifier lacks (spatial attention) keep their initialisation.
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--mypretrain: no such file {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # pretraining checkpoints may pickle their argparse options; the user named this file
+        warnings.warn(f"--mypretrain {path}: not a plain tensor file, loading it with pickle")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(checkpoint, Mapping) or "model" not in checkpoint:
+        raise ValueError(f"--mypretrain {path}: expected a dict with a 'model' state dict")
+    state = {k: v for k, v in checkpoint["model"].items()
+             if not k.startswith(IMAGENET_ONLY_PREFIXES)}
+    state.update({k: v for k, v in encoder.state_dict().items()
+                  if k.startswith("spatial_attention.")})
+    load_state_strict(encoder, state, f"--mypretrain {path}")

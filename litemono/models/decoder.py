@@ -1,0 +1,117 @@
+"""Lite-Mono depth decoder, with the optional disparity-bin head at the top level.
+
+Reference: N. Zhang et al., "Lite-Mono", CVPR 2023 (arXiv:2211.13202), section 3.3; the decoder
+is monodepth2's (C. Godard et al., "Digging Into Self-Supervised Monocular Depth Estimation",
+ICCV 2019) with three levels and bilinear instead of nearest upsampling.
+
+Key layout (upstream ``depth.pth``): ``decoder.0..5`` are upconv(2,0), upconv(2,1), upconv(1,0),
+upconv(1,1), upconv(0,0), upconv(0,1) (``conv.conv.{weight,bias}``), followed by one sigmoid head
+per sigmoid scale (``conv.{weight,bias}``), in scale order. With ``--bins`` the full-resolution
+output comes from :class:`DisparityBinHead` (keys ``bin_head.*``) and scale 0 has no sigmoid head.
+"""
+from __future__ import annotations
+
+from typing import Dict, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .bins import DisparityBinHead
+
+NUM_LEVELS = 3  # decoder levels = encoder features; outputs at H, H/2, H/4
+
+
+class Conv3x3(nn.Module):
+    """Reflection padding + 3x3 convolution with bias (keys ``conv.*``)."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.pad = nn.ReflectionPad2d(1)
+        self.conv = nn.Conv2d(in_ch, out_ch, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.pad(x))
+
+
+class ConvBlock(nn.Module):
+    """Conv3x3 + ELU (keys ``conv.conv.*``)."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.conv = Conv3x3(in_ch, out_ch)
+        self.nonlin = nn.ELU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.nonlin(self.conv(x))
+
+
+def upsample2(x: torch.Tensor) -> torch.Tensor:
+    """x2 bilinear upsampling, align_corners=False (upstream Lite-Mono)."""
+    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+
+
+class DepthDecoder(nn.Module):
+    """Encoder features -> disparities ``("disp", s)`` (B, 1, H/2^s, W/2^s) in (0, 1).
+
+    Args:
+        num_ch_enc: channels of the three encoder features.
+        scales: output scales among 0, 1, 2.
+        bins: 0 for upstream's sigmoid head at scale 0, else K bins (scale 0 must be in scales).
+        bin_mode: ``"adaptive"`` or ``"fixed"`` bin centres.
+    """
+
+    def __init__(self, num_ch_enc: Sequence[int], scales: Sequence[int] = (0, 1, 2),
+                 bins: int = 0, bin_mode: str = "adaptive"):
+        super().__init__()
+        if not set(scales) <= set(range(NUM_LEVELS)):
+            raise ValueError(f"--scales: the decoder has levels 0..{NUM_LEVELS - 1}, got {scales}")
+        if bins and 0 not in scales:
+            raise ValueError("--bins needs scale 0 in --scales (the bin head is at full resolution)")
+        self.scales = list(scales)
+        self.num_ch_dec = [c // 2 for c in num_ch_enc]
+        layers = []
+        for level in range(NUM_LEVELS - 1, -1, -1):
+            in_ch = num_ch_enc[-1] if level == NUM_LEVELS - 1 else self.num_ch_dec[level + 1]
+            layers.append(ConvBlock(in_ch, self.num_ch_dec[level]))
+            skip = num_ch_enc[level - 1] if level > 0 else 0
+            layers.append(ConvBlock(self.num_ch_dec[level] + skip, self.num_ch_dec[level]))
+        self.sigmoid_scales = [s for s in self.scales if not (bins and s == 0)]
+        layers += [Conv3x3(self.num_ch_dec[s], 1) for s in self.sigmoid_scales]
+        self.decoder = nn.ModuleList(layers)
+        self.bin_head = (DisparityBinHead(self.num_ch_dec[0], num_ch_enc[-1], bins, bin_mode)
+                         if bins else None)
+        self.apply(_init_weights)
+
+    def forward(self, features: Sequence[torch.Tensor]) -> Dict:
+        """features: the encoder's three maps (H/4, H/8, H/16).
+
+        Returns:
+            ``("disp", s)`` for s in scales; with bins also ``"bin_centers"`` (B, K) and
+            ``"bin_probs"`` (B, K, H, W).
+        """
+        outputs: Dict = {}
+        heads = {s: self.decoder[2 * NUM_LEVELS + i] for i, s in enumerate(self.sigmoid_scales)}
+        x = features[-1]
+        for level in range(NUM_LEVELS - 1, -1, -1):
+            first = 2 * (NUM_LEVELS - 1 - level)
+            x = upsample2(self.decoder[first](x))
+            if level > 0:
+                x = torch.cat((x, features[level - 1]), dim=1)
+            x = self.decoder[first + 1](x)
+            if level in heads:
+                # the head runs at the level's resolution; x2 upsampling gives H / 2^level
+                outputs[("disp", level)] = torch.sigmoid(upsample2(heads[level](x)))
+        if self.bin_head is not None:
+            binned = self.bin_head(x, features[-1])
+            outputs[("disp", 0)] = binned.pop("disp")
+            outputs.update(binned)
+        return outputs
+
+
+def _init_weights(module: nn.Module) -> None:
+    """Upstream decoder init: truncated normal (std 0.02) weights, zero biases."""
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)

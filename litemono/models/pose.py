@@ -1,0 +1,137 @@
+"""Pose network: a ResNet on two stacked frames and a small convolutional pose decoder.
+
+Reference: C. Godard et al., "Digging Into Self-Supervised Monocular Depth Estimation", ICCV 2019
+(monodepth2), section 3 and supplementary (separate pose ResNet on frame pairs, axis-angle +
+translation scaled by 0.01), as used unchanged by Lite-Mono (CVPR 2023). Key layouts follow
+upstream's ``pose_encoder.pth`` (``encoder.*``, a torchvision ResNet with a 6-channel conv1,
+including the unused ImageNet classifier ``encoder.fc``) and ``pose.pth`` (``net.0..3``).
+"""
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+import torch
+import torchvision
+from torch import nn
+
+from .encoder import INPUT_MEAN, INPUT_STD
+
+POSE_SCALE = 0.01  # monodepth2: keeps the initial motions small
+POSE_HIDDEN = 256
+FRAMES_PER_PAIR = 2
+
+# depth -> (torchvision builder, ImageNet weights enum name)
+RESNETS = {
+    18: ("resnet18", "ResNet18_Weights"), 34: ("resnet34", "ResNet34_Weights"),
+    50: ("resnet50", "ResNet50_Weights"), 101: ("resnet101", "ResNet101_Weights"),
+    152: ("resnet152", "ResNet152_Weights"),
+}
+
+
+class PoseEncoder(nn.Module):
+    """torchvision ResNet whose conv1 takes ``num_frames`` RGB frames stacked on channels.
+
+    With ImageNet weights the 3-channel conv1 kernel is repeated per frame and divided by the
+    number of frames, so a pair of identical frames gives the ImageNet response.
+    """
+
+    def __init__(self, num_layers: int = 18, pretrained: bool = True, num_frames: int = 2):
+        super().__init__()
+        if num_layers not in RESNETS:
+            raise ValueError(f"--num_layers must be one of {sorted(RESNETS)}, got {num_layers}")
+        builder, weights_name = RESNETS[num_layers]
+        self.encoder = getattr(torchvision.models, builder)(weights=None)
+        conv1 = nn.Conv2d(3 * num_frames, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        nn.init.kaiming_normal_(conv1.weight, mode="fan_out", nonlinearity="relu")
+        self.encoder.conv1 = conv1
+        expansion = 4 if num_layers >= 50 else 1
+        self.num_ch_enc = (64, 64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion)
+        if pretrained:
+            self._load_imagenet(weights_name, num_frames)
+
+    def _load_imagenet(self, weights_name: str, num_frames: int) -> None:
+        weights = getattr(torchvision.models, weights_name).IMAGENET1K_V1
+        try:
+            state = weights.get_state_dict(progress=False)
+        except Exception as exc:  # no network, no cache, corrupt download ...
+            raise RuntimeError(
+                f"--weights_init pretrained: could not get the ImageNet weights {weights} for the "
+                f"pose ResNet ({type(exc).__name__}: {exc}). Put the file in torch's hub cache "
+                f"or train from scratch with --weights_init scratch") from exc
+        state["conv1.weight"] = state["conv1.weight"].repeat(1, num_frames, 1, 1) / num_frames
+        self.encoder.load_state_dict(state, strict=True)
+
+    def forward(self, frames: torch.Tensor) -> List[torch.Tensor]:
+        """frames: (B, 3N, H, W) in [0, 1] -> five features at H/2, H/4, H/8, H/16, H/32."""
+        net = self.encoder
+        x = net.relu(net.bn1(net.conv1((frames - INPUT_MEAN) / INPUT_STD)))
+        features = [x]
+        x = net.maxpool(x)
+        for layer in (net.layer1, net.layer2, net.layer3, net.layer4):
+            x = layer(x)
+            features.append(x)
+        return features
+
+
+class PoseDecoder(nn.Module):
+    """Last encoder feature(s) -> (axisangle, translation), each (B, frames, 1, 3).
+
+    Args:
+        num_ch_enc: encoder channels; the last entry feeds the squeeze conv.
+        num_input_features: how many feature lists are concatenated after squeezing (1 for a
+            pair encoder, 2 when each frame is encoded separately by the shared depth encoder).
+        num_frames: transforms predicted (upstream: 2, of which the trainer uses the first).
+    """
+
+    def __init__(self, num_ch_enc: Sequence[int], num_input_features: int = 1,
+                 num_frames: int = FRAMES_PER_PAIR):
+        super().__init__()
+        self.num_frames = num_frames
+        self.net = nn.ModuleList([
+            nn.Conv2d(num_ch_enc[-1], POSE_HIDDEN, 1),  # squeeze
+            nn.Conv2d(num_input_features * POSE_HIDDEN, POSE_HIDDEN, 3, padding=1),
+            nn.Conv2d(POSE_HIDDEN, POSE_HIDDEN, 3, padding=1),
+            nn.Conv2d(POSE_HIDDEN, 6 * num_frames, 1),
+        ])
+        for conv in self.net:
+            nn.init.trunc_normal_(conv.weight, std=0.02)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, feature_lists: Sequence[Sequence[torch.Tensor]]
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+        squeeze, conv_a, conv_b, head = self.net
+        x = torch.cat([torch.relu(squeeze(feats[-1])) for feats in feature_lists], dim=1)
+        x = torch.relu(conv_b(torch.relu(conv_a(x))))
+        motion = head(x).mean(dim=(2, 3)) * POSE_SCALE  # (B, 6 * frames)
+        motion = motion.view(-1, self.num_frames, 1, 6)
+        return motion[..., :3], motion[..., 3:]
+
+
+class PoseNetwork(nn.Module):
+    """pair (B, 6, H, W), frames in temporal order -> (axisangle, translation), (B, 2, 1, 3).
+
+    ``separate_resnet``: ``encoder`` is a :class:`PoseEncoder` owned by this module.
+    ``shared``: ``encoder`` is the depth network's encoder, applied to each frame; it is *not*
+    registered here, so this module's parameters and state dict are the decoder's only (the
+    encoder is trained and saved with the depth network).
+    """
+
+    def __init__(self, decoder: PoseDecoder, encoder: nn.Module, shared: bool):
+        super().__init__()
+        self.shared = shared
+        if shared:
+            self._shared_encoder = (encoder,)  # a tuple hides it from nn.Module registration
+        else:
+            self.encoder = encoder
+        self.decoder = decoder
+
+    def __getattr__(self, name: str):
+        if name == "encoder" and self.__dict__.get("shared"):
+            return self.__dict__["_shared_encoder"][0]
+        return super().__getattr__(name)
+
+    def forward(self, pair: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        if self.shared:
+            first, second = pair[:, :3], pair[:, 3:]
+            return self.decoder([self.encoder(first), self.encoder(second)])
+        return self.decoder([self.encoder(pair)])
