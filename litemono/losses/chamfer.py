@@ -1,0 +1,117 @@
+"""Chamfer loss between adaptive bin centres and the teacher's disparity distribution.
+
+The seed report's distribution loss (its Eq. 1, with means instead of sums) follows AdaBins
+(Bhat et al., CVPR 2021, section 3.3, "bin-center density loss"), which pulls the predicted bin
+centres towards the depths present in an image. Here the target set is the teacher's disparity
+(Depth Anything V2), aligned to the student like the distillation term, sampled at a fixed
+stride over the non-zero pixels; the 1-D Chamfer distance is computed in plain PyTorch::
+
+    chamfer(P, C) = mean_{p in P} min_{c in C} (p - c)^2 + mean_{c in C} min_{p in P} (c - p)^2
+
+Sky pixels (teacher disparity 0) are never points. Gradients flow to the bin centres only.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .distill import ALIGNERS, teacher_disparity
+
+
+def chamfer_1d(points: torch.Tensor, centers: torch.Tensor,
+               mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Symmetric mean squared 1-D Chamfer distance, averaged over images.
+
+    Args:
+        points: (B, N) point values (e.g. teacher disparities).
+        centers: (B, K) bin centres.
+        mask: (B, N) bool, which points exist (padding is False); all by default.
+
+    Returns:
+        Scalar: the mean over images with at least one point of
+        ``mean_n min_k (p_n - c_k)^2 + mean_k min_n (c_k - p_n)^2``; a differentiable 0 when no
+        image has a point.
+    """
+    if mask is None:
+        mask = torch.ones_like(points, dtype=torch.bool)
+    sq_dist = (points.unsqueeze(2) - centers.unsqueeze(1)) ** 2  # (B, N, K)
+    weight = mask.to(sq_dist.dtype)
+    count = weight.sum(dim=1)  # (B,)
+    point_term = (sq_dist.min(dim=2).values * weight).sum(dim=1) / count.clamp_min(1.0)
+    hidden = sq_dist.masked_fill(~mask.unsqueeze(2), float("inf"))
+    center_term = hidden.min(dim=1).values  # (B, K); inf only in images without points
+    has_points = count > 0
+    if not has_points.any():
+        return centers.sum() * 0.0
+    per_image = point_term[has_points] + center_term[has_points].mean(dim=1)
+    return per_image.mean()
+
+
+def sample_points(values: torch.Tensor, mask: torch.Tensor,
+                  count: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Deterministic fixed-stride sample of each image's valid values.
+
+    Image b's valid values (raster order, V of them) are sampled at indices
+    ``floor(i * V / n)`` for ``i < n = min(count, V)``; the rest of the row is padding.
+
+    Args:
+        values: (B, 1, H, W).
+        mask: (B, 1, H, W) bool.
+        count: points per image.
+
+    Returns:
+        ``(points, point_mask)``, both (B, count); padding has value 0 and mask False.
+    """
+    points = values.new_zeros(values.shape[0], count)
+    point_mask = torch.zeros(values.shape[0], count, dtype=torch.bool, device=values.device)
+    for b in range(values.shape[0]):
+        valid = values[b][mask[b]]
+        total = valid.numel()
+        taken = min(count, total)
+        if taken == 0:
+            continue
+        index = torch.arange(taken, device=values.device) * total // taken
+        points[b, :taken] = valid[index]
+        point_mask[b, :taken] = True
+    return points, point_mask
+
+
+class ChamferTerm:
+    """Extra criterion term ``chamfer``: bin centres vs. aligned teacher disparities.
+
+    Args:
+        cfg: the run's :class:`litemono.config.Config` (``loss.chamfer_weight``,
+            ``loss.chamfer_points``, ``loss.distill_align``).
+    """
+
+    name = "chamfer"
+
+    def __init__(self, cfg: Any):
+        self.weight = cfg.loss.chamfer_weight
+        self.points = cfg.loss.chamfer_points
+        self.align = ALIGNERS[cfg.loss.distill_align]
+
+    def __call__(self, inputs: Mapping[Any, Any], outputs: Mapping[Any, Any]) -> torch.Tensor:
+        """Unweighted loss.
+
+        Args:
+            inputs: with ``"teacher_disp"`` (B, 1, H, W), 0 = sky.
+            outputs: with ``"bin_centers"`` (B, K) in (0, 1) and ``("disp", 0)`` (B, 1, H, W),
+                the student disparity the teacher is aligned to.
+
+        Returns:
+            Scalar tensor.
+        """
+        teacher = teacher_disparity(inputs, self.name)
+        if "bin_centers" not in outputs:
+            raise KeyError("the chamfer loss needs outputs['bin_centers']: set --bins (e.g. 64)")
+        disp = outputs[("disp", 0)]
+        if disp.shape[-2:] != teacher.shape[-2:]:
+            disp = F.interpolate(disp, size=teacher.shape[-2:], mode="bilinear",
+                                 align_corners=False)
+        mask = teacher > 0
+        aligned = self.align(teacher, disp, mask).detach()
+        points, point_mask = sample_points(aligned, mask, self.points)
+        return chamfer_1d(points, outputs["bin_centers"], point_mask)

@@ -1,0 +1,150 @@
+"""Pixel-level L1 distillation from a precomputed relative-disparity teacher.
+
+The teacher (Depth Anything V2, Yang et al., NeurIPS 2024) predicts disparity only up to an
+unknown per-image scale and shift, and the Lite-Mono student (Zhang et al., CVPR 2023) predicts a
+sigmoid disparity in (0, 1). Each image's teacher map is therefore first aligned to the student,
+then compared with an L1 on the valid pixels. Teacher pixels equal to 0 (sky, infinitely far)
+are masked out everywhere. Student statistics used by an alignment are taken from a detached
+copy, so the gradient reaches the student only through the L1 itself.
+
+Alignments (``--distill_align``), per image, over the valid pixels V, with t the teacher and s
+the student disparity:
+
+* ``median`` (default): ``t * median_V(s) / median_V(t)``.
+* ``normalized`` (the seed report's variant: median-centring, then normalising to [0, 1]):
+  ``0.5 + (t - median_V(t)) / (2 * max_V |t - median_V(t)|)``: the median goes to 0.5 and the
+  farthest value to 0 or 1. It does not use the student.
+* ``lstsq``: ``a * t + b`` with ``(a, b) = argmin sum_V (a t + b - s)^2``, i.e.
+  ``a = cov_V(t, s) / var_V(t)``, ``b = mean_V(s) - a * mean_V(t)``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Mapping
+
+import torch
+import torch.nn.functional as F
+
+EPS = 1e-8  # guards divisions by a zero median / spread / variance
+Aligner = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def teacher_disparity(inputs: Mapping[Any, Any], term: str) -> torch.Tensor:
+    """``inputs["teacher_disp"]`` (B, 1, H, W), or a KeyError saying how to provide it."""
+    if "teacher_disp" not in inputs:
+        raise KeyError(f"the {term} loss needs inputs['teacher_disp']: set --teacher_dir to a "
+                       "folder made by precompute_teacher.py")
+    return inputs["teacher_disp"]
+
+
+def _per_image(values: torch.Tensor, mask: torch.Tensor, reduce: Callable) -> torch.Tensor:
+    """``reduce(values[b][mask[b]])`` for every image b -> (B, 1, 1, 1); 0 where none valid."""
+    out = [reduce(v[m]) if m.any() else v.new_zeros(()) for v, m in zip(values, mask)]
+    return torch.stack(out).view(-1, 1, 1, 1)
+
+
+def _median(values: torch.Tensor) -> torch.Tensor:
+    # interpolating median (numpy's definition); quantile needs float32 or float64
+    return torch.quantile(values if values.dtype == torch.float64 else values.float(), 0.5)
+
+
+def align_median(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Scale the teacher so that its median matches the student's.
+
+    Args:
+        teacher: (B, 1, H, W) relative disparity, 0 = invalid.
+        student: (B, 1, H, W) student disparity (detached here).
+        mask: (B, 1, H, W) bool, valid pixels.
+
+    Returns:
+        (B, 1, H, W) ``teacher * median(student) / median(teacher)`` per image.
+    """
+    student_median = _per_image(student.detach(), mask, _median)
+    teacher_median = _per_image(teacher, mask, _median)
+    return teacher * student_median / teacher_median.clamp_min(EPS)
+
+
+def align_normalized(teacher: torch.Tensor, student: torch.Tensor,
+                     mask: torch.Tensor) -> torch.Tensor:
+    """Median-centre the teacher and normalise it into [0, 1] (median -> 0.5); see module doc.
+
+    Args as :func:`align_median` (``student`` is unused: the target range is fixed).
+    """
+    centred = teacher - _per_image(teacher, mask, _median)
+    spread = _per_image(centred.abs(), mask, torch.max)
+    return 0.5 + centred / (2.0 * spread.clamp_min(EPS))
+
+
+def align_lstsq(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Least-squares scale and shift of the teacher onto the (detached) student.
+
+    Args as :func:`align_median`. Returns ``a * teacher + b`` per image (closed form in the
+    module docstring); with a constant teacher, ``a = 0`` and ``b = mean(student)``.
+    """
+    student = student.detach()
+    weight = mask.to(teacher.dtype)
+    count = weight.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1.0)
+    mean_t = (teacher * weight).sum(dim=(1, 2, 3), keepdim=True) / count
+    mean_s = (student * weight).sum(dim=(1, 2, 3), keepdim=True) / count
+    cov = ((teacher - mean_t) * (student - mean_s) * weight).sum(dim=(1, 2, 3), keepdim=True)
+    var = ((teacher - mean_t) ** 2 * weight).sum(dim=(1, 2, 3), keepdim=True)
+    scale = torch.where(var > EPS, cov / var.clamp_min(EPS), torch.zeros_like(var))
+    return scale * teacher + (mean_s - scale * mean_t)
+
+
+ALIGNERS: Dict[str, Aligner] = {
+    "median": align_median, "normalized": align_normalized, "lstsq": align_lstsq}
+
+
+def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean |prediction - target| over each image's valid pixels, averaged over the images that
+    have any (a batch without valid pixels gives a differentiable 0).
+
+    Args:
+        prediction, target: (B, 1, H, W).
+        mask: (B, 1, H, W) bool.
+    """
+    weight = mask.to(prediction.dtype)
+    count = weight.sum(dim=(1, 2, 3))
+    per_image = ((prediction - target).abs() * weight).sum(dim=(1, 2, 3)) / count.clamp_min(1.0)
+    has_pixels = count > 0
+    if not has_pixels.any():
+        return prediction.sum() * 0.0
+    return per_image[has_pixels].mean()
+
+
+class DistillationTerm:
+    """Extra criterion term ``distill``: teacher-aligned L1 averaged over ``--distill_scales``.
+
+    Args:
+        cfg: the run's :class:`litemono.config.Config` (``loss.distill_weight``,
+            ``loss.distill_align``, ``loss.distill_scales``).
+    """
+
+    name = "distill"
+
+    def __init__(self, cfg: Any):
+        self.weight = cfg.loss.distill_weight
+        self.scales = list(cfg.loss.distill_scales)
+        self.align = ALIGNERS[cfg.loss.distill_align]
+
+    def __call__(self, inputs: Mapping[Any, Any], outputs: Mapping[Any, Any]) -> torch.Tensor:
+        """Unweighted loss.
+
+        Args:
+            inputs: with ``"teacher_disp"`` (B, 1, H, W), 0 = sky.
+            outputs: with ``("disp", s)`` (B, 1, H/2^s, W/2^s), upsampled bilinearly to the
+                teacher's size.
+
+        Returns:
+            Scalar tensor.
+        """
+        teacher = teacher_disparity(inputs, self.name)
+        mask = teacher > 0
+        losses = []
+        for scale in self.scales:
+            disp = outputs[("disp", scale)]
+            if disp.shape[-2:] != teacher.shape[-2:]:
+                disp = F.interpolate(disp, size=teacher.shape[-2:], mode="bilinear",
+                                     align_corners=False)
+            losses.append(masked_l1(disp, self.align(teacher, disp, mask), mask))
+        return torch.stack(losses).mean()

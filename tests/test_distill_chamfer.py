@@ -1,0 +1,166 @@
+"""Distillation and Chamfer terms against independent numpy computations."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from litemono.config import from_dict
+from litemono.losses.chamfer import ChamferTerm, chamfer_1d, sample_points
+from litemono.losses.distill import ALIGNERS, DistillationTerm
+
+
+def _teacher_and_student(seed=0, shape=(2, 1, 6, 8)):
+    gen = torch.Generator().manual_seed(seed)
+    teacher = torch.rand(shape, generator=gen, dtype=torch.float64) * 3 + 0.5
+    teacher[:, :, :2, :3] = 0.0  # "sky"
+    student = torch.rand(shape, generator=gen, dtype=torch.float64) * 0.3 + 0.01
+    return teacher, student
+
+
+def _np_align(kind, t, s):
+    """Align valid teacher values ``t`` to student values ``s`` (1-D numpy arrays)."""
+    if kind == "median":
+        return t * np.median(s) / np.median(t)
+    if kind == "normalized":
+        centred = t - np.median(t)
+        return 0.5 + centred / (2 * np.abs(centred).max())
+    design = np.stack([t, np.ones_like(t)], axis=1)
+    (a, b), *_ = np.linalg.lstsq(design, s, rcond=None)
+    return a * t + b
+
+
+def _np_distill(kind, teacher, student):
+    losses = []
+    for t_img, s_img in zip(teacher.numpy(), student.numpy()):
+        valid = t_img > 0
+        t, s = t_img[valid], s_img[valid]
+        losses.append(np.abs(s - _np_align(kind, t, s)).mean())
+    return float(np.mean(losses))
+
+
+def _cfg(**options):
+    return from_dict({"teacher_dir": "unused", **options})
+
+
+@pytest.mark.parametrize("kind", sorted(ALIGNERS))
+def test_alignment_matches_numpy(kind):
+    teacher, student = _teacher_and_student()
+    mask = teacher > 0
+    aligned = ALIGNERS[kind](teacher, student, mask)
+    for b in range(teacher.shape[0]):
+        valid = mask[b].numpy()
+        expected = _np_align(kind, teacher[b].numpy()[valid], student[b].numpy()[valid])
+        np.testing.assert_allclose(aligned[b].numpy()[valid], expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", sorted(ALIGNERS))
+def test_distillation_value_matches_numpy(kind):
+    teacher, student = _teacher_and_student(seed=1)
+    term = DistillationTerm(_cfg(distill_weight=0.5, distill_align=kind))
+    assert term.name == "distill" and term.weight == 0.5
+    loss = term({"teacher_disp": teacher}, {("disp", 0): student})
+    assert loss.item() == pytest.approx(_np_distill(kind, teacher, student), rel=1e-9)
+
+
+def test_distillation_masks_sky_and_detaches_statistics():
+    teacher, student = _teacher_and_student(seed=2)
+    student.requires_grad_(True)
+    term = DistillationTerm(_cfg(distill_weight=1.0))
+    loss = term({"teacher_disp": teacher}, {("disp", 0): student})
+    loss.backward()
+    mask = teacher > 0
+    # with detached statistics the gradient is sign(s - aligned) / (valid count * batch)
+    aligned = ALIGNERS["median"](teacher, student.detach(), mask)
+    count = mask.sum(dim=(1, 2, 3), keepdim=True).double()
+    expected = torch.sign(student.detach() - aligned) * mask / count / teacher.shape[0]
+    torch.testing.assert_close(student.grad, expected)
+    changed = student.detach().clone()
+    changed[~mask] = 0.9  # sky pixels of the student do not matter
+    again = term({"teacher_disp": teacher}, {("disp", 0): changed})
+    assert again.item() == pytest.approx(loss.item(), rel=1e-12)
+
+
+def test_distillation_averages_upsampled_scales():
+    teacher, student = _teacher_and_student(seed=3, shape=(2, 1, 8, 8))
+    coarse = student[:, :, ::2, ::2].clone()
+    term = DistillationTerm(_cfg(distill_weight=1.0, distill_scales=[0, 1]))
+    loss = term({"teacher_disp": teacher}, {("disp", 0): student, ("disp", 1): coarse})
+    upsampled = F.interpolate(coarse, size=(8, 8), mode="bilinear", align_corners=False)
+    expected = (_np_distill("median", teacher, student)
+                + _np_distill("median", teacher, upsampled)) / 2
+    assert loss.item() == pytest.approx(expected, rel=1e-9)
+
+
+def _np_chamfer(points, centers):
+    d2 = (points[:, None] - centers[None, :]) ** 2
+    return d2.min(axis=1).mean() + d2.min(axis=0).mean()
+
+
+def test_chamfer_both_directions_against_numpy():
+    points = torch.tensor([[0.1, 0.2, 0.9, 0.0], [0.5, 0.6, 0.0, 0.0]], dtype=torch.float64)
+    mask = torch.tensor([[True, True, True, False], [True, True, False, False]])
+    centers = torch.tensor([[0.1, 0.2, 0.9], [0.05, 0.55, 0.95]], dtype=torch.float64)
+    # image 0: every point is a centre and vice versa -> 0; image 1 has distances both ways
+    expected = (0.0 + _np_chamfer(np.array([0.5, 0.6]), np.array([0.05, 0.55, 0.95]))) / 2
+    assert chamfer_1d(points, centers, mask).item() == pytest.approx(expected, rel=1e-12)
+    # one direction only: extra centres far from the points are penalised by centre -> point
+    one = chamfer_1d(torch.tensor([[0.2]]), torch.tensor([[0.2, 0.7]]))
+    assert one.item() == pytest.approx(0.25 / 2)
+    rng = np.random.default_rng(0)
+    p, c = rng.random((3, 17)), rng.random((3, 5))
+    value = chamfer_1d(torch.from_numpy(p), torch.from_numpy(c)).item()
+    assert value == pytest.approx(np.mean([_np_chamfer(a, b) for a, b in zip(p, c)]), rel=1e-12)
+
+
+def test_sample_points_fixed_stride_without_sky():
+    values = torch.arange(1, 11, dtype=torch.float64).view(1, 1, 2, 5)
+    values[0, 0, 0, 0] = 0.0
+    points, mask = sample_points(values, values > 0, 4)
+    valid = np.arange(2, 11)  # raster order, the zero dropped
+    np.testing.assert_array_equal(points[0].numpy(), valid[(np.arange(4) * 9) // 4])
+    assert mask.all()
+    few, few_mask = sample_points(values, values > 0, 20)
+    assert few_mask.sum() == 9 and few[0, :9].tolist() == valid.tolist()
+
+
+@pytest.mark.parametrize("kind", sorted(ALIGNERS))
+def test_chamfer_term_value_and_gradient_reach_centres(kind):
+    teacher, student = _teacher_and_student(seed=4, shape=(2, 1, 8, 10))
+    centers = torch.linspace(0.05, 0.95, 6, dtype=torch.float64).repeat(2, 1).requires_grad_(True)
+    student.requires_grad_(True)
+    cfg = _cfg(chamfer_weight=0.1, bins=6, chamfer_points=16, distill_align=kind)
+    term = ChamferTerm(cfg)
+    assert term.name == "chamfer" and term.weight == 0.1
+    loss = term({"teacher_disp": teacher}, {"bin_centers": centers, ("disp", 0): student})
+    expected = []
+    for b in range(2):
+        valid = teacher[b].numpy() > 0
+        aligned = _np_align(kind, teacher[b].numpy()[valid], student[b].detach().numpy()[valid])
+        sampled = aligned[(np.arange(16) * aligned.size) // 16]
+        expected.append(_np_chamfer(sampled, centers[b].detach().numpy()))
+    assert loss.item() == pytest.approx(np.mean(expected), rel=1e-9)
+    loss.backward()
+    assert centers.grad is not None and centers.grad.abs().sum() > 0
+    assert torch.isfinite(centers.grad).all()
+    assert student.grad is None  # the student only provides the alignment statistics
+
+
+def test_terms_name_the_missing_inputs():
+    teacher, student = _teacher_and_student()
+    with pytest.raises(KeyError, match="--teacher_dir"):
+        DistillationTerm(_cfg(distill_weight=1.0))({}, {("disp", 0): student})
+    term = ChamferTerm(_cfg(chamfer_weight=1.0, bins=4))
+    with pytest.raises(KeyError, match="--bins"):
+        term({"teacher_disp": teacher}, {("disp", 0): student})
+
+
+def test_all_sky_batch_gives_zero_with_graph():
+    teacher = torch.zeros(1, 1, 4, 4)
+    student = torch.rand(1, 1, 4, 4, requires_grad=True)
+    loss = DistillationTerm(_cfg(distill_weight=1.0))({"teacher_disp": teacher},
+                                                      {("disp", 0): student})
+    assert loss.item() == 0.0
+    loss.backward()
+    centers = torch.rand(1, 4, requires_grad=True)
+    empty = chamfer_1d(torch.zeros(1, 3), centers, torch.zeros(1, 3, dtype=torch.bool))
+    assert empty.item() == 0.0 and empty.requires_grad
