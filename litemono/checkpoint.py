@@ -38,8 +38,6 @@ from litemono import io
 from litemono.config import Config
 
 FORMAT_VERSION = 1
-# non-tensor entries upstream's trainer adds to encoder.pth
-UPSTREAM_ENCODER_EXTRAS = ("height", "width", "use_stereo")
 
 
 class CheckpointError(RuntimeError):
@@ -105,49 +103,14 @@ def load_weights_folder(folder: str, names: Sequence[str]) -> Dict[str, Dict[str
     return out
 
 
-def strip_encoder_extras(state: Mapping[str, Any]) -> Dict[str, Any]:
-    """An upstream ``encoder.pth`` without its ``height`` / ``width`` / ``use_stereo`` entries."""
-    return {k: v for k, v in state.items() if k not in UPSTREAM_ENCODER_EXTRAS}
-
-
-def load_imagenet_encoder(encoder: torch.nn.Module, path: str) -> Dict[str, int]:
-    """``--mypretrain``: copy ImageNet-pretrained weights into the depth encoder, strictly.
-
-    As upstream (``upstream.md`` section 6): the file's ``"model"`` dict is filtered to the keys
-    the encoder has, minus the classifier's final ``norm.*`` (and ``head.*``, which the encoder
-    lacks); those entries replace the encoder's, and the merged dict is loaded strictly, so a
-    shape mismatch fails loudly.
-
-    Returns:
-        Counts: ``loaded`` (encoder tensors taken from the file), ``dropped`` (file entries not
-        used) and ``kept`` (encoder tensors the file did not provide).
-    """
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"--mypretrain: no such file {path}") from None
-    except Exception as exc:  # the pretraining script also pickles its argparse namespace
-        print(f"--mypretrain {path}: not loadable with weights_only ({type(exc).__name__}); "
-              "loading it as a trusted pickle")
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    source = payload.get("model", payload) if isinstance(payload, dict) else None
-    if not isinstance(source, dict):
-        raise CheckpointError(f"--mypretrain {path}: expected a dict with a 'model' state dict")
-    own = encoder.state_dict()
-    taken = {k: v for k, v in source.items() if k in own and not k.startswith("norm")}
-    if not taken:
-        raise CheckpointError(f"--mypretrain {path}: no key matches the encoder "
-                              f"(file has e.g. {sorted(source)[:3]})")
-    merged = {**own, **taken}
-    try:
-        encoder.load_state_dict(merged, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"--mypretrain {path}: {exc}") from None
-    return {"loaded": len(taken), "dropped": len(source) - len(taken),
-            "kept": len(own) - len(taken)}
-
-
 # ----------------------------------------------------------------------------- training state
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices) with ``--seed``."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
 
 def capture_rng() -> Dict[str, Any]:
     """The torch / CUDA / numpy / python generator states as tensors and plain lists."""

@@ -9,9 +9,9 @@ import yaml
 from litemono import io
 from litemono.checkpoint import (CheckpointError, ResumableSampler, SeededItems, capture_rng,
                                  derive_seed,
-                                 load_imagenet_encoder, load_training_state, load_weights_folder,
+                                 load_training_state, load_weights_folder,
                                  resolve_resume, restore_rng, save_training_state,
-                                 save_weights_folder, strip_encoder_extras, write_run_config)
+                                 save_weights_folder, write_run_config)
 from litemono.config import from_dict
 
 
@@ -72,7 +72,6 @@ def test_interrupted_weights_folder_save_keeps_previous_folder(tmp_path, monkeyp
     # a complete re-save replaces the folder whole
     save_weights_folder(folder, {"encoder": {"a": torch.zeros(2)}})
     assert sorted(p.name for p in folder.iterdir()) == ["encoder.pth"]
-    assert strip_encoder_extras(old["encoder"]).keys() == {"a"}
 
 
 def test_missing_weights_and_resume_files_name_the_flag(tmp_path):
@@ -96,34 +95,6 @@ def test_run_config_files(tmp_path):
     assert from_dict(yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())) == cfg
     opt = yaml.safe_load((tmp_path / "r" / "models" / "opt.json").read_text())
     assert opt["no_ssim"] is True and opt["disable_automasking"] is False and opt["bins"] == 8
-
-
-class _TinyEncoder(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.stem = torch.nn.Conv2d(3, 4, 3)
-        self.bn = torch.nn.BatchNorm2d(4)
-
-
-def test_mypretrain_maps_keys_strictly(tmp_path):
-    encoder = _TinyEncoder()
-    pretrained = {k: torch.full_like(v, 7.0) for k, v in encoder.state_dict().items()
-                  if k != "bn.running_var"}
-    pretrained["norm.weight"] = torch.ones(4)  # the classifier's final norm: dropped
-    pretrained["head.weight"] = torch.ones(10, 4)  # the classifier: dropped
-    torch.save({"model": pretrained}, tmp_path / "imagenet.pth")
-    before_var = encoder.bn.running_var.clone()
-    report = load_imagenet_encoder(encoder, str(tmp_path / "imagenet.pth"))
-    assert report == {"loaded": 6, "dropped": 2, "kept": 1}
-    assert torch.all(encoder.stem.weight == 7.0) and torch.all(encoder.bn.running_mean == 7.0)
-    assert torch.equal(encoder.bn.running_var, before_var)
-
-    pretrained["stem.weight"] = torch.ones(4, 3, 5, 5)  # wrong shape: loud
-    torch.save({"model": pretrained}, tmp_path / "bad.pth")
-    with pytest.raises(CheckpointError, match="(?s)--mypretrain .*size mismatch for stem.weight"):
-        load_imagenet_encoder(encoder, str(tmp_path / "bad.pth"))
-    with pytest.raises(CheckpointError, match="--mypretrain: no such file"):
-        load_imagenet_encoder(encoder, str(tmp_path / "missing.pth"))
 
 
 def test_sampler_order_is_a_function_of_seed_and_epoch():
