@@ -1,0 +1,94 @@
+"""Parameter and compute counters for the depth network.
+
+Convention. Lite-Mono's paper (CVPR 2023, table 1, "FLOPs") and ``evaluate_depth.py`` report
+thop's ``profile`` total, which counts *multiply-accumulates* per registered leaf module (thop
+maintainers, Lyken17/pytorch-OpCounter #90): conv and linear MACs, 4 per element for affine
+BatchNorm, 1 per output element of AvgPool; the XCA matmuls and functional upsampling are not
+counted. lite-mono at 640x192 gives 5.032 G. Upstream's LayerNorm is a custom class that thop
+does not know (counted as 0), while ours is ``nn.LayerNorm``, which thop would count; it is
+mapped to 0 here so the numbers stay comparable. When thop is absent, an equivalent hook counter
+is used. Our encoder pools the input pyramid once per level where upstream recomputes each
+level from the full image (and an unused 1/16 level): 0.33 M fewer AvgPool MACs at 640x192.
+``true_flops`` is ``torch.utils.flop_counter.FlopCounterMode``'s total (2 per MAC,
+all matmuls included, normalisations and activations not).
+"""
+from __future__ import annotations
+
+import copy
+from typing import Dict
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameter elements (including upstream's unused CDC ``norm`` parameters)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def _zero_ops(module, inputs, output) -> None:
+    module.total_ops += torch.zeros(1, dtype=torch.float64)
+
+
+def _thop_macs(net: nn.Module, image: torch.Tensor) -> float:
+    import thop
+
+    macs, _ = thop.profile(net, inputs=(image,), custom_ops={nn.LayerNorm: _zero_ops},
+                           verbose=False, report_missing=False)
+    return float(macs)
+
+
+def _hook_macs(net: nn.Module, image: torch.Tensor) -> float:
+    """thop's rules for the module types the depth network contains."""
+    total = [0.0]
+
+    def hook(module, inputs, output):
+        if isinstance(module, nn.Conv2d):
+            kernel = module.weight.shape[2] * module.weight.shape[3]
+            total[0] += output.numel() * (inputs[0].shape[1] // module.groups) * kernel
+        elif isinstance(module, nn.Linear):
+            total[0] += output.numel() * module.in_features
+        elif isinstance(module, nn.BatchNorm2d):
+            total[0] += inputs[0].numel() * (4 if module.affine else 2)
+        elif isinstance(module, nn.AvgPool2d):
+            total[0] += output.numel()
+
+    counted = (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.AvgPool2d)
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, counted)]
+    try:
+        with torch.no_grad():
+            net(image)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total[0]
+
+
+def count_macs(depth_net: nn.Module, height: int, width: int,
+               use_thop: bool = True) -> Dict[str, float]:
+    """Compute of one forward pass on a (1, 3, height, width) image, eval mode.
+
+    Args:
+        depth_net: a network taking an image (e.g. :class:`~litemono.models.build.DepthNetwork`,
+            or its ``encoder`` alone).
+        height, width: input size in pixels.
+        use_thop: use thop when installed (else, or when False, the built-in hook counter).
+
+    Returns:
+        ``macs`` (thop convention, comparable to the paper's "FLOPs"), ``true_flops``
+        (FlopCounterMode) and ``counter`` (``"thop"`` or ``"hooks"``).
+    """
+    net = copy.deepcopy(depth_net).eval()  # thop attaches buffers; never touch the caller's net
+    param = next(net.parameters())
+    image = torch.rand(1, 3, height, width, device=param.device, dtype=param.dtype)
+    try:
+        if not use_thop:
+            raise ImportError
+        macs, counter = _thop_macs(net, image), "thop"
+    except ImportError:
+        macs, counter = _hook_macs(net, image), "hooks"
+    flop_mode = FlopCounterMode(display=False)
+    with torch.no_grad(), flop_mode:
+        net(image)
+    return {"macs": macs, "true_flops": float(flop_mode.get_total_flops()), "counter": counter}
