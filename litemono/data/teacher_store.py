@@ -1,0 +1,140 @@
+"""Read access to a folder of precomputed teacher disparities (``precompute_teacher.py`` output).
+
+Layout, mirroring KITTI raw (one compressed ``.npz`` per target frame, key ``disp``, float16,
+relative disparity at the training resolution, 0 = sky / unknown)::
+
+    <teacher_dir>/manifest.json        teacher id, input size, output size [H, W], split, version
+    <teacher_dir>/statistics.json      distribution of the disparities (for the bins)
+    <teacher_dir>/<folder>/image_02/data/<frame:010d>.npz     left camera ("l")
+    <teacher_dir>/<folder>/image_03/data/<frame:010d>.npz     right camera ("r")
+
+The teacher is Depth Anything V2 (Yang et al., NeurIPS 2024) or the synthetic stand-in of
+``litemono.teacher.synthetic``; both write this same format.
+"""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Union
+
+import numpy as np
+
+from .splits import parse_split_line
+
+MANIFEST_NAME = "manifest.json"
+STATISTICS_NAME = "statistics.json"
+FORMAT_VERSION = 1
+ARRAY_KEY = "disp"
+CAMERA_FOLDERS = {"l": "image_02", "r": "image_03"}
+_MISSING_SHOWN = 5  # how many missing frames an error message lists
+
+
+def teacher_path(root: Union[str, Path], folder: str, frame_index: int,
+                 side: Optional[str]) -> Path:
+    """Where the teacher map of one target frame lives under ``root``."""
+    if side not in CAMERA_FOLDERS:
+        raise ValueError(f"teacher maps need a camera side 'l' or 'r', got {side!r} for "
+                         f"{folder} {frame_index}")
+    return Path(root) / folder / CAMERA_FOLDERS[side] / "data" / f"{frame_index:010d}.npz"
+
+
+def read_teacher_file(path: Union[str, Path]) -> np.ndarray:
+    """The float16 (H, W) map stored in ``path`` (raises on a missing or corrupt file)."""
+    with np.load(path, allow_pickle=False) as data:
+        return data[ARRAY_KEY]
+
+
+def is_valid_file(path: Union[str, Path], height: int, width: int) -> bool:
+    """True when ``path`` holds a finite float16 (height, width) map; False if absent or broken."""
+    try:
+        disp = read_teacher_file(path)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError):
+        return False
+    return (disp.dtype == np.float16 and disp.shape == (height, width)
+            and bool(np.isfinite(disp).all()))
+
+
+def fix_command(root: Union[str, Path], manifest: Dict[str, Any]) -> str:
+    """The precompute command line that (re)creates or completes ``root``."""
+    height, width = manifest.get("output_size", ["H", "W"])
+    return (f"python precompute_teacher.py {manifest.get('teacher_args', '--teacher small')} "
+            f"--split {manifest.get('split', '<split>')} --height {height} --width {width} "
+            f"--teacher_dir {root}")
+
+
+class TeacherStore:
+    """A teacher folder: its manifest, per-frame paths and maps, and a consistency check.
+
+    Args:
+        root: the ``--teacher_dir`` folder.
+
+    Raises:
+        FileNotFoundError: ``root`` has no ``manifest.json``.
+        ValueError: the manifest has another format version.
+    """
+
+    def __init__(self, root: Union[str, Path]):
+        self.root = Path(root)
+        manifest_path = self.root / MANIFEST_NAME
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"--teacher_dir {self.root}: no {MANIFEST_NAME}; create it "
+                                    f"with python precompute_teacher.py --teacher_dir {self.root}")
+        self.manifest: Dict[str, Any] = json.loads(manifest_path.read_text())
+        version = self.manifest.get("version")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"--teacher_dir {self.root}: manifest version {version}, this code "
+                             f"reads version {FORMAT_VERSION}; rerun precompute_teacher.py")
+
+    def path_for(self, folder: str, frame_index: int, side: Optional[str]) -> Path:
+        """Path of the ``.npz`` map of a target frame (``side`` is ``"l"`` or ``"r"``)."""
+        return teacher_path(self.root, folder, frame_index, side)
+
+    def load(self, folder: str, frame_index: int, side: Optional[str]) -> np.ndarray:
+        """The teacher disparity of a target frame.
+
+        Returns:
+            float32 (H, W) relative disparity, >= 0, 0 where the teacher sees sky.
+        """
+        path = self.path_for(folder, frame_index, side)
+        if not path.is_file():
+            raise FileNotFoundError(f"teacher map {path} is missing; complete the folder with: "
+                                    + fix_command(self.root, self.manifest))
+        return read_teacher_file(path).astype(np.float32)
+
+    def check(self, height: int, width: int, split_lines: Sequence[str],
+              split: Optional[str] = None) -> None:
+        """Refuse a folder made for another run, or one that lacks frames of ``split_lines``.
+
+        Args:
+            height, width: the training resolution (``--height``, ``--width``).
+            split_lines: the split lines the run reads (their frame 0 needs a map).
+            split: the run's ``--split``; compared with the manifest when given.
+
+        Raises:
+            ValueError: naming the mismatching manifest field, or the first missing frames,
+                with the command that fixes the folder.
+        """
+        manifest = self.manifest
+        fix = fix_command(self.root, {**manifest, "output_size": [height, width],
+                                      "split": split or manifest.get("split")})
+        stored_size = list(manifest.get("output_size", []))
+        if stored_size != [height, width]:
+            raise ValueError(f"--teacher_dir {self.root} holds {stored_size[0]}x{stored_size[1]} "
+                             f"maps but the run uses --height {height} --width {width}; "
+                             f"precompute a folder for this size: {fix}")
+        if split is not None and manifest.get("split") != split:
+            raise ValueError(f"--teacher_dir {self.root} was computed for --split "
+                             f"{manifest.get('split')!r}, the run uses --split {split!r}: {fix}")
+        missing = []
+        for line in split_lines:
+            entry = parse_split_line(line)
+            if not self.path_for(entry.folder, entry.frame_index, entry.side).is_file():
+                missing.append(line)
+        if missing:
+            shown = "; ".join(missing[:_MISSING_SHOWN])
+            extra = len(missing) - _MISSING_SHOWN
+            more = f" and {extra} more" if extra > 0 else ""
+            raise ValueError(f"--teacher_dir {self.root} lacks {len(missing)} of "
+                             f"{len(split_lines)} frames ({shown}{more}); complete it (the "
+                             f"command resumes): {fix}")

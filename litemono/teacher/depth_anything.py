@@ -1,0 +1,181 @@
+"""Depth Anything V2 as a frozen teacher: loading via ``transformers``, inference to disparity.
+
+Depth Anything V2 (Yang et al., "Depth Anything V2", NeurIPS 2024, arXiv:2406.09414) predicts a
+relative, affine-invariant inverse depth: larger values are nearer, the sky tends to 0, and the
+scale and shift are unknown per image. The relative models end in a ReLU, so values are >= 0.
+
+Preprocessing follows the authors' ``infer_image`` rather than the ``transformers`` image
+processor (which shrinks a 192x640 frame to 154x518, see ``shared/spec/measurements.md`` section
+6): the image is resized with one scale factor so that the *short* side reaches at least
+``input_size`` ("lower_bound"), each side rounded to a multiple of the 14-pixel ViT patch,
+bicubically, then normalised with the ImageNet mean and std. The prediction is resized back
+bilinearly (``align_corners=True``, as the authors do) to the requested output size.
+
+Licences: only the Small weights are Apache-2.0; Base and Large are CC-BY-NC-4.0.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HUB_IDS: Dict[str, str] = {
+    "small": "depth-anything/Depth-Anything-V2-Small-hf",
+    "base": "depth-anything/Depth-Anything-V2-Base-hf",
+    "large": "depth-anything/Depth-Anything-V2-Large-hf",
+}
+PATCH_SIZE = 14  # DINOv2 ViT patch: every input side must be a multiple of it
+DEFAULT_INPUT_SIZE = 518  # the authors' default short side (37 patches)
+# ImageNet statistics; the published preprocessor_config.json of every DA-V2 "-hf" model uses them.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class TeacherUnavailableError(RuntimeError):
+    """The teacher weights could not be found locally nor downloaded."""
+
+
+def lower_bound_size(height: int, width: int, input_size: int = DEFAULT_INPUT_SIZE,
+                     multiple: int = PATCH_SIZE) -> Tuple[int, int]:
+    """Teacher input size for an image: keep the aspect ratio, short side >= ``input_size``.
+
+    One scale factor (the larger of ``input_size / height`` and ``input_size / width``) is
+    applied to both sides; each side is then rounded to the nearest multiple of ``multiple``
+    (ties to even, like the authors' ``np.round``), or rounded up when rounding would fall
+    below ``input_size``.
+
+    Args:
+        height, width: image size in pixels.
+        input_size: minimum length of both sides after resizing.
+        multiple: each side becomes a multiple of this.
+
+    Returns:
+        ``(height, width)`` of the teacher input, e.g. 192x640 -> 518x1722.
+    """
+    scale = max(input_size / height, input_size / width)
+
+    def snap(length: float) -> int:
+        rounded = round(length / multiple) * multiple
+        return rounded if rounded >= input_size else math.ceil(length / multiple) * multiple
+
+    return snap(scale * height), snap(scale * width)
+
+
+def resolve_source(model: str = "small", teacher_path: Optional[str] = None) -> str:
+    """The hub id or local folder to load: ``teacher_path`` wins over the ``model`` size name.
+
+    Raises:
+        TeacherUnavailableError: ``teacher_path`` is not a folder with a ``config.json``.
+        ValueError: ``model`` is not a known size and not a hub id.
+    """
+    if teacher_path is not None:
+        if not (Path(teacher_path) / "config.json").is_file():
+            raise TeacherUnavailableError(
+                f"--teacher_path {teacher_path}: not a folder with config.json and "
+                "model.safetensors (a transformers save_pretrained / hub snapshot folder)")
+        return str(teacher_path)
+    if model in HUB_IDS:
+        return HUB_IDS[model]
+    if "/" in model:
+        return model
+    raise ValueError(f"--teacher {model!r}: expected one of {sorted(HUB_IDS)}, a hub id or "
+                     "--teacher_path")
+
+
+def _offline_message(source: str, reason: Exception) -> str:
+    return (f"cannot load the Depth Anything V2 teacher {source!r} ({reason.__class__.__name__}): "
+            "there is no network access and no local copy. On a machine with internet run\n"
+            f"  huggingface-cli download {source} --local-dir weights/{source.split('/')[-1]}\n"
+            "(the folder must hold config.json and model.safetensors), copy that folder here and "
+            f"pass --teacher_path weights/{source.split('/')[-1]}.")
+
+
+class DepthAnythingTeacher(nn.Module):
+    """Frozen DA-V2 model that maps RGB images in [0, 1] to relative disparity.
+
+    Args:
+        model: a ``DepthAnythingForDepthEstimation`` (relative, ReLU head).
+        input_size: short-side lower bound of the teacher input (multiple of 14 recommended).
+    """
+
+    def __init__(self, model: nn.Module, input_size: int = DEFAULT_INPUT_SIZE):
+        super().__init__()
+        if input_size < PATCH_SIZE:
+            raise ValueError(f"--input_size must be >= {PATCH_SIZE}, got {input_size}")
+        self.model = model.eval().requires_grad_(False)
+        self.input_size = input_size
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor, out_size: Tuple[int, int]) -> torch.Tensor:
+        """Predict disparity for a batch of equally sized images.
+
+        Args:
+            images: (B, 3, h, w) RGB in [0, 1].
+            out_size: ``(H, W)`` of the returned maps (the training resolution).
+
+        Returns:
+            (B, H, W) float32 relative disparity, >= 0 (0 = sky / infinitely far).
+        """
+        size = lower_bound_size(images.shape[-2], images.shape[-1], self.input_size)
+        resized = F.interpolate(images.float(), size=size, mode="bicubic", align_corners=False)
+        pixel_values = (resized - self.mean) / self.std
+        disp = self.model(pixel_values=pixel_values).predicted_depth  # (B, h', w')
+        disp = F.interpolate(disp.unsqueeze(1).float(), size=tuple(out_size), mode="bilinear",
+                             align_corners=True)
+        return disp.squeeze(1).relu()
+
+    def predict_list(self, images: Sequence[torch.Tensor],
+                     out_size: Tuple[int, int]) -> List[torch.Tensor]:
+        """Predict images of possibly different sizes, batching those that share a size.
+
+        Args:
+            images: each (3, h_i, w_i) RGB in [0, 1] (KITTI dates differ by a few pixels).
+            out_size: ``(H, W)`` of every returned map.
+
+        Returns:
+            One (H, W) float32 disparity per image, in input order.
+        """
+        device = self.mean.device
+        by_size: Dict[Tuple[int, int], List[int]] = {}
+        for i, image in enumerate(images):
+            by_size.setdefault(tuple(image.shape[-2:]), []).append(i)
+        results: List[Optional[torch.Tensor]] = [None] * len(images)
+        for indices in by_size.values():
+            batch = torch.stack([images[i] for i in indices]).to(device)
+            for i, disp in zip(indices, self(batch, out_size)):
+                results[i] = disp
+        return results  # type: ignore[return-value]
+
+
+def load_teacher(model: str = "small", teacher_path: Optional[str] = None,
+                 input_size: int = DEFAULT_INPUT_SIZE, device: str = "cpu",
+                 local_files_only: bool = False) -> DepthAnythingTeacher:
+    """Load DA-V2 from the hub (or its cache) or a local folder, frozen, on ``device``.
+
+    Args:
+        model: ``small`` / ``base`` / ``large`` or a hub id; ignored with ``teacher_path``.
+        teacher_path: local folder written by ``save_pretrained`` or ``huggingface-cli download``.
+        input_size: see :class:`DepthAnythingTeacher`.
+        device: torch device string.
+        local_files_only: never touch the network (fails fast when the cache lacks the model).
+
+    Raises:
+        TeacherUnavailableError: with the command to download the weights and where to put them.
+    """
+    from transformers import DepthAnythingForDepthEstimation
+
+    source = resolve_source(model, teacher_path)
+    try:
+        network = DepthAnythingForDepthEstimation.from_pretrained(
+            source, local_files_only=local_files_only or teacher_path is not None)
+    except OSError as exc:
+        raise TeacherUnavailableError(_offline_message(source, exc)) from exc
+    if getattr(network.config, "depth_estimation_type", "relative") != "relative":
+        raise ValueError(f"{source}: a metric Depth Anything model; the teacher must be relative")
+    return DepthAnythingTeacher(network, input_size).to(device)

@@ -1,0 +1,211 @@
+"""The teacher precompute loop: which frames, sharding, resume, manifest and statistics.
+
+Every target frame (frame 0) of a split's train and val lists gets one float16 ``.npz`` map at
+the training resolution (layout in :mod:`litemono.data.teacher_store`). The loop is resumable:
+maps are written atomically and a rerun skips every frame whose file is already valid; shards
+(``--shard K/N`` or torchrun's ``RANK``/``WORLD_SIZE``) take every N-th frame starting at K, so
+N processes cover each frame exactly once. Used with Depth Anything V2 (Yang et al., NeurIPS
+2024) or with the synthetic stand-in of :mod:`litemono.teacher.synthetic`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..data.splits import SplitLine, parse_split_line, read_split_lines, split_file
+from ..data.teacher_store import (ARRAY_KEY, CAMERA_FOLDERS, FORMAT_VERSION, MANIFEST_NAME,
+                                  STATISTICS_NAME, is_valid_file, read_teacher_file, teacher_path)
+from ..io import save_npz, write_json
+from .depth_anything import DepthAnythingTeacher
+
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+HISTOGRAM_BINS = 64
+PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
+STATS_SAMPLES_PER_FRAME = 4096  # non-zero values per frame kept for the percentiles
+
+
+class Predictor(Protocol):
+    """What the loop needs from a teacher: ``load`` runs in data-loader workers (file reading),
+    ``predict`` in the main process; it returns one (H, W) disparity per loaded item."""
+
+    def load(self, frame: SplitLine) -> Any: ...
+
+    def predict(self, loaded: List[Any]) -> List[Union[np.ndarray, torch.Tensor]]: ...
+
+
+def target_frames(split: str, splits_dir: Union[str, Path],
+                  parts: Sequence[str] = ("train", "val")) -> List[SplitLine]:
+    """The distinct target frames of ``parts`` of a split, in file order."""
+    seen: Dict[SplitLine, None] = {}
+    for part in parts:
+        for line in read_split_lines(split_file(split, splits_dir, part)):
+            seen.setdefault(parse_split_line(line), None)
+    return list(seen)
+
+
+def parse_shard(text: Optional[str]) -> Tuple[int, int]:
+    """``"K/N"`` (K counted from 0) -> ``(K, N)``; ``None`` -> torchrun's rank/world or (0, 1)."""
+    if text is None:
+        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard expects K/N with integers, got {text!r}") from None
+    if not 0 <= index < count:
+        raise ValueError(f"--shard {text}: need 0 <= K < N (K counts from 0)")
+    return index, count
+
+
+def kitti_image_path(data_path: Union[str, Path], frame: SplitLine, png: bool) -> Path:
+    """KITTI raw ``<data_path>/<folder>/image_0{2|3}/data/<frame:010d>.jpg|png``."""
+    camera = CAMERA_FOLDERS.get(frame.side or "")
+    if camera is None:
+        raise ValueError(f"split line {frame.folder} {frame.frame_index} has no side l/r")
+    ext = ".png" if png else ".jpg"
+    return Path(data_path) / frame.folder / camera / "data" / f"{frame.frame_index:010d}{ext}"
+
+
+class ImageTeacher:
+    """Predictor that reads KITTI frames and runs a :class:`DepthAnythingTeacher` on them.
+
+    Args:
+        teacher: the frozen network (on its device).
+        data_path: KITTI raw root (``--data_path``); ``png`` selects ``.png`` frames.
+        out_size: ``(H, W)`` training resolution of the maps.
+    """
+
+    def __init__(self, teacher: DepthAnythingTeacher, data_path: str, png: bool,
+                 out_size: Tuple[int, int]):
+        self.teacher, self.data_path, self.png, self.out_size = teacher, data_path, png, out_size
+
+    def load(self, frame: SplitLine) -> torch.Tensor:
+        """(3, h, w) float32 RGB in [0, 1]."""
+        from PIL import Image
+
+        path = kitti_image_path(self.data_path, frame, self.png)
+        if not path.is_file():
+            raise FileNotFoundError(f"image {path} not found: check --data_path and --png")
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        return torch.from_numpy(array).permute(2, 0, 1)
+
+    def predict(self, loaded: List[torch.Tensor]) -> List[torch.Tensor]:
+        return self.teacher.predict_list(loaded, self.out_size)
+
+
+class _FrameLoader(Dataset):
+    def __init__(self, frames: Sequence[SplitLine], predictor: Predictor):
+        self.frames, self.predictor = list(frames), predictor
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, i: int) -> Tuple[SplitLine, Any]:
+        return self.frames[i], self.predictor.load(self.frames[i])
+
+
+def ensure_manifest(root: Union[str, Path], manifest: Dict[str, Any]) -> None:
+    """Write ``manifest.json``, or refuse a folder whose existing manifest differs."""
+    path = Path(root) / MANIFEST_NAME
+    if path.is_file():
+        old = json.loads(path.read_text())
+        diff = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
+        if diff:
+            details = ", ".join(f"{k}: {old.get(k)!r} -> {manifest.get(k)!r}" for k in diff)
+            raise ValueError(f"--teacher_dir {root} was made with other settings ({details}); "
+                             "use a new --teacher_dir or delete the old one")
+        return
+    write_json(path, manifest)
+
+
+def run_precompute(predictor: Predictor, frames: Sequence[SplitLine], root: Union[str, Path],
+                   manifest: Dict[str, Any], shard: Tuple[int, int] = (0, 1), batch_size: int = 4,
+                   num_workers: int = 0, progress: bool = True) -> Dict[str, int]:
+    """Compute the maps of this shard's frames that are not done yet.
+
+    Args:
+        predictor: see :class:`Predictor`.
+        frames: all target frames of the run (every shard passes the same list).
+        root: the ``--teacher_dir``.
+        manifest: must hold ``output_size`` [H, W]; ``version`` and ``num_frames`` are added.
+        shard: ``(K, N)``: this process handles ``frames[K::N]``.
+        batch_size, num_workers: data-loader settings.
+        progress: show a tqdm bar (frames/s).
+
+    Returns:
+        ``{"computed": ..., "skipped": ..., "shard_frames": ...}``; ``statistics.json`` is
+        (re)written once every frame of ``frames`` has a map.
+    """
+    height, width = manifest["output_size"]
+    ensure_manifest(root, {**manifest, "version": FORMAT_VERSION, "num_frames": len(frames),
+                           "key": ARRAY_KEY, "dtype": "float16"})
+    index, count = shard
+    mine = list(frames)[index::count]
+    todo = [f for f in mine if not is_valid_file(teacher_path(root, *f), height, width)]
+    loader = DataLoader(_FrameLoader(todo, predictor), batch_size=batch_size,
+                        num_workers=num_workers, collate_fn=list)
+    from tqdm import tqdm
+
+    with tqdm(total=len(todo), unit="frame", disable=not progress,
+              desc=f"teacher shard {index}/{count}") as bar:
+        for batch in loader:
+            disps = predictor.predict([item for _, item in batch])
+            for (frame, _), disp in zip(batch, disps):
+                disp = torch.as_tensor(disp).detach().float().cpu().numpy()
+                if disp.shape != (height, width):
+                    raise RuntimeError(f"teacher returned {disp.shape} for {frame}, "
+                                       f"expected {(height, width)}")
+                disp = np.clip(disp, 0.0, FLOAT16_MAX).astype(np.float16)
+                save_npz(teacher_path(root, *frame), **{ARRAY_KEY: disp})
+            bar.update(len(batch))
+    if all(teacher_path(root, *f).is_file() for f in frames):
+        write_json(Path(root) / STATISTICS_NAME, compute_statistics(root, frames))
+    return {"computed": len(todo), "skipped": len(mine) - len(todo), "shard_frames": len(mine)}
+
+
+def compute_statistics(root: Union[str, Path], frames: Sequence[SplitLine]) -> Dict[str, Any]:
+    """Distribution of the stored disparities (for choosing and checking the bins).
+
+    Returns:
+        ``zero_fraction`` (sky / unknown pixels), ``min``/``max``/``mean``/``std`` of all
+        pixels, ``percentiles`` of the non-zero values (a fixed-stride sample per frame), and a
+        ``histogram`` of non-zero values divided by their frame's median (``edges``, ``counts``):
+        the scale-free shape that median alignment hands to the bin centres.
+    """
+    total, zeros, value_sum, square_sum = 0, 0, 0.0, 0.0
+    low, high = np.inf, -np.inf
+    samples, ratios = [], []
+    edges = np.linspace(0.0, 4.0, HISTOGRAM_BINS + 1)
+    counts = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
+    for frame in frames:
+        disp = read_teacher_file(teacher_path(root, *frame)).astype(np.float64).ravel()
+        total, zeros = total + disp.size, zeros + int((disp == 0).sum())
+        value_sum, square_sum = value_sum + disp.sum(), square_sum + (disp ** 2).sum()
+        low, high = min(low, disp.min()), max(high, disp.max())
+        nonzero = disp[disp > 0]
+        if nonzero.size:
+            stride = max(1, nonzero.size // STATS_SAMPLES_PER_FRAME)
+            samples.append(nonzero[::stride])
+            ratio = nonzero / np.median(nonzero)
+            counts += np.histogram(np.minimum(ratio, edges[-1]), bins=edges)[0]
+            ratios.append(ratio[::stride])
+    mean = value_sum / max(total, 1)
+    pooled = np.concatenate(samples) if samples else np.zeros(1)
+    pooled_ratio = np.concatenate(ratios) if ratios else np.zeros(1)
+    return {
+        "frames": len(frames), "pixels": total, "zero_fraction": zeros / max(total, 1),
+        "min": float(low), "max": float(high), "mean": float(mean),
+        "std": float(np.sqrt(max(square_sum / max(total, 1) - mean ** 2, 0.0))),
+        "percentiles": {str(p): float(v) for p, v in zip(PERCENTILES,
+                                                         np.percentile(pooled, PERCENTILES))},
+        "median_ratio_percentiles": {str(p): float(v) for p, v in zip(
+            PERCENTILES, np.percentile(pooled_ratio, PERCENTILES))},
+        "histogram": {"of": "disparity / frame median (non-zero pixels; last bin holds >= 4)",
+                      "edges": edges.tolist(), "counts": counts.tolist()},
+    }

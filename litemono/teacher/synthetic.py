@@ -1,0 +1,116 @@
+"""Synthetic stand-in teacher: pseudo-labels from the synthetic scene's true depth.
+
+This is NOT Depth Anything V2 (Yang et al., NeurIPS 2024). It imitates what that teacher hands
+to the student -- a relative disparity, right up to an unknown per-image affine map, slightly
+noisy, 0 at the sky -- so that distillation and the Chamfer loss can be exercised end to end on
+the synthetic KITTI-like scene without any weights. Per frame::
+
+    teacher = max(scale * (1 / depth) + shift + noise, eps)   on valid pixels
+    teacher = 0                                                at the sky
+
+with ``scale`` log-uniform in ``SCALE_RANGE``, ``shift`` uniform in ``[0, SHIFT_FRACTION]`` x
+the median true disparity, and Gaussian ``noise`` of std ``noise`` x the median of the affine
+map. Sky pixels are those whose true depth is not finite or not positive. The random draws depend
+only on ``(seed, folder, frame, side)``, so shards and reruns write identical maps. The output
+goes through the same loop, ``.npz`` format and manifest as the real teacher.
+"""
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import List, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.splits import SplitLine
+
+SCALE_RANGE = (0.5, 2.0)
+SHIFT_FRACTION = 0.2
+DEFAULT_NOISE = 0.02
+MIN_DISPARITY = 1e-3  # keeps noisy non-sky pixels strictly positive (0 means sky)
+_SIDE_CODES = {None: 0, "l": 1, "r": 2}
+
+
+def true_depth_path(data_path: Union[str, Path], frame: SplitLine) -> Path:
+    """``<data_path>/<folder>/true_depth/<frame:010d>.npy`` (metres, (h, w) float)."""
+    return Path(data_path) / frame.folder / "true_depth" / f"{frame.frame_index:010d}.npy"
+
+
+def frame_rng(seed: int, frame: SplitLine) -> np.random.Generator:
+    """A generator that depends only on the seed and the frame's identity."""
+    key = [seed, zlib.crc32(frame.folder.encode()), frame.frame_index, _SIDE_CODES[frame.side]]
+    return np.random.default_rng(key)
+
+
+def pseudo_disparity(depth: np.ndarray, rng: np.random.Generator,
+                     noise: float = DEFAULT_NOISE) -> np.ndarray:
+    """Turn a true depth map into a teacher-like relative disparity (see the module docstring).
+
+    Args:
+        depth: (h, w) true depth in metres; non-finite or <= 0 marks the sky.
+        rng: source of the per-frame scale, shift and noise.
+        noise: noise std relative to the median of the affine disparity.
+
+    Returns:
+        (h, w) float32, > 0 on valid pixels and exactly 0 at the sky.
+    """
+    valid = np.isfinite(depth) & (depth > 0)
+    disp = np.zeros(depth.shape, dtype=np.float64)
+    disp[valid] = 1.0 / depth[valid]
+    if not valid.any():
+        return disp.astype(np.float32)
+    scale = float(np.exp(rng.uniform(np.log(SCALE_RANGE[0]), np.log(SCALE_RANGE[1]))))
+    shift = float(rng.uniform(0.0, SHIFT_FRACTION)) * float(np.median(disp[valid]))
+    affine = scale * disp + shift
+    jitter = rng.normal(0.0, noise * float(np.median(affine[valid])), size=depth.shape)
+    out = np.where(valid, np.maximum(affine + jitter, MIN_DISPARITY), 0.0)
+    return out.astype(np.float32)
+
+
+def resize_disparity(disp: np.ndarray, out_size: Tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of valid values (as the real teacher's output); sky kept as a sharp 0 mask.
+
+    Args:
+        disp: (h, w) disparity, 0 at the sky.
+        out_size: ``(H, W)``.
+
+    Returns:
+        (H, W) float32.
+    """
+    if disp.shape == tuple(out_size):
+        return disp.astype(np.float32)
+    tensor = torch.from_numpy(disp.astype(np.float32))[None, None]
+    resized = F.interpolate(tensor, size=tuple(out_size), mode="bilinear", align_corners=True)
+    sky = F.interpolate((tensor == 0).float(), size=tuple(out_size), mode="nearest") > 0
+    resized = torch.where(sky, torch.zeros_like(resized), resized.clamp_min(MIN_DISPARITY))
+    return resized[0, 0].numpy()
+
+
+class SyntheticTeacher:
+    """Predictor (see :class:`litemono.teacher.precompute.Predictor`) over true-depth files.
+
+    Args:
+        data_path: root of the synthetic scene (``--data_path``).
+        out_size: ``(H, W)`` training resolution.
+        seed: base seed of the per-frame draws.
+        noise: relative noise std (see :func:`pseudo_disparity`).
+    """
+
+    def __init__(self, data_path: str, out_size: Tuple[int, int], seed: int = 0,
+                 noise: float = DEFAULT_NOISE):
+        self.data_path, self.out_size, self.seed, self.noise = data_path, out_size, seed, noise
+
+    def load(self, frame: SplitLine) -> np.ndarray:
+        path = true_depth_path(self.data_path, frame)
+        if not path.is_file():
+            raise FileNotFoundError(f"--teacher synthetic: true depth {path} not found; "
+                                    "--data_path must point at a synthetic scene "
+                                    "(scripts/make_synthetic_kitti.py)")
+        depth = np.load(path, allow_pickle=False)
+        disp = pseudo_disparity(depth, frame_rng(self.seed, frame), self.noise)
+        return resize_disparity(disp, self.out_size)
+
+    def predict(self, loaded: List[np.ndarray]) -> List[np.ndarray]:
+        return loaded
