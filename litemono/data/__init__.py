@@ -1,0 +1,69 @@
+"""Training and evaluation data: split files, KITTI raw / odometry / folder datasets.
+
+:func:`build_dataset` is the one place that turns a :class:`litemono.config.Config` into a
+dataset (monodepth2's data pipeline, Godard et al., ICCV 2019, as Lite-Mono uses it). The
+dataset modules import torch, so they are imported when first needed: ``litemono.data.splits``
+stays cheap for the split tools.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+from .splits import read_split_lines, split_file
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from .kitti import MonoDataset
+
+PARTS = ("train", "val", "test")
+
+
+def build_dataset(cfg: "Config", part: str, is_train: bool, teacher_store=None,
+                  cache_dir: Optional[str] = None) -> "MonoDataset":
+    """The dataset of one part of ``cfg.data.split``, with every needed file checked.
+
+    Args:
+        cfg: the run configuration (``--data_path``, ``--split``, ``--dataset``, ``--png``,
+            ``--frame_ids``, ``--use_stereo``, ``--jitter``, ``--height``, ``--width``,
+            ``--teacher_dir``, ``--intrinsics``).
+        part: ``"train"``, ``"val"`` or ``"test"``. The test part loads frame 0 only (as
+            upstream's evaluation), so lines at the ends of a drive are valid there.
+        is_train: flip and colour augmentation on.
+        teacher_store: a teacher-map reader (``.load``, ``.check``); when None and
+            ``--teacher_dir`` is set, a :class:`litemono.data.teacher_store.TeacherStore` is
+            opened for the train and val parts (the ones ``precompute_teacher.py`` covers).
+        cache_dir: folder of the resized-frame cache (off when None).
+
+    Raises:
+        SplitError: the split file is missing or altered.
+        FileNotFoundError: frames needed by split lines are missing (all listed at once).
+        ValueError: a malformed split line or teacher folder, or a bad option combination.
+    """
+    from .folder import FolderDataset
+    from .kitti import KITTIOdomDataset, KITTIRawDataset
+
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {list(PARTS)}, got {part!r}")
+    data = cfg.data
+    path = split_file(data.split, data.splits_dir, part)
+    lines = read_split_lines(path)
+    frame_ids = [0] if part == "test" else list(data.frame_ids)
+    if data.use_stereo and part != "test":
+        frame_ids.append("s")  # upstream's trainer appends the stereo partner the same way
+    if teacher_store is None and data.teacher_dir is not None and part != "test":
+        from .teacher_store import TeacherStore
+
+        teacher_store = TeacherStore(data.teacher_dir)
+    if teacher_store is not None:
+        teacher_store.check(cfg.model.height, cfg.model.width, lines, split=data.split)
+    options = dict(frame_ids=frame_ids, is_train=is_train, img_ext=".png" if data.png else ".jpg",
+                   jitter=data.jitter, teacher_store=teacher_store, cache_dir=cache_dir,
+                   source=str(path))
+    size = (cfg.model.height, cfg.model.width)
+    if data.dataset == "kitti":
+        return KITTIRawDataset(data.data_path, lines, *size, **options)
+    if data.dataset == "kitti_odom":
+        return KITTIOdomDataset(data.data_path, lines, *size, **options)
+    if data.dataset == "folder":
+        return FolderDataset(data.data_path, lines, *size, intrinsics=data.intrinsics, **options)
+    raise ValueError(f"--dataset {data.dataset!r} is not one of kitti, kitti_odom, folder")

@@ -1,0 +1,299 @@
+"""KITTI datasets for self-supervised training: the abstract :class:`MonoDataset` and the raw /
+odometry layouts.
+
+The sample schema, augmentation and intrinsics are those of monodepth2 (Godard et al., ICCV
+2019, section 4 and appendix) as used by Lite-Mono (Zhang et al., CVPR 2023, section 4.1); the
+only upstream difference, per-frame colour jitter, is ``--jitter`` (see ``transforms.py``).
+Subclasses only say where files are (:meth:`MonoDataset.image_path`,
+:meth:`MonoDataset.velodyne_path`) and how ground truth is read.
+
+Randomness (seed these per worker; PyTorch's DataLoader does so for both): the flip and
+"augment or not" coin tosses use Python's ``random`` module, the jitter factors torch's global
+RNG. numpy's RNG is not used.
+"""
+from __future__ import annotations
+
+import os
+import random
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .cache import ResizedFrameCache
+from .splits import SplitLine, parse_split_line
+from .transforms import JITTER_MODES, ColorAugmenter, flip_image, read_rgb, resize_pyramid, to_tensor
+
+# monodepth2's KITTI intrinsics normalised by image width (row 0) and height (row 1); shared by
+# all KITTI drives (the true values differ by ~1%)
+KITTI_K = np.array([[0.58, 0, 0.5, 0],
+                    [0, 1.92, 0.5, 0],
+                    [0, 0, 1, 0],
+                    [0, 0, 0, 1]], dtype=np.float32)
+# |t_x| of stereo_T: KITTI's 0.54 m baseline divided by 5.4, the scale of monocular training
+STEREO_BASELINE = 0.1
+DEPTH_GT_SHAPE = (375, 1242)  # (h, w) every depth_gt map is resized to, as upstream
+SIDE_TO_CAMERA = {"l": 2, "r": 3}
+OTHER_SIDE = {"l": "r", "r": "l"}
+NUM_SCALES = 4  # the trainer builds 4 scales even though the loss uses 3
+MISSING_SHOWN = 5  # missing files listed in the start-up error
+
+FrameId = Union[int, str]
+
+
+def raw_image_path(data_path: str, folder: str, frame_index: int, side: str,
+                   ext: str = ".jpg") -> str:
+    """``<data_path>/<folder>/image_0{2|3}/data/{frame:010d}<ext>`` of KITTI raw."""
+    return os.path.join(data_path, folder, f"image_0{SIDE_TO_CAMERA[side]}", "data",
+                        f"{frame_index:010d}{ext}")
+
+
+def odom_image_path(data_path: str, folder: str, frame_index: int, side: str,
+                    ext: str = ".jpg") -> str:
+    """``<data_path>/sequences/{seq:02d}/image_{2|3}/{frame:06d}<ext>`` of KITTI odometry."""
+    return os.path.join(data_path, "sequences", f"{int(folder):02d}",
+                        f"image_{SIDE_TO_CAMERA[side]}", f"{frame_index:06d}{ext}")
+
+
+class _Entry(NamedTuple):
+    line_number: int  # 1-based, among the non-empty lines of the split file
+    text: str
+    line: SplitLine
+
+
+class MonoDataset(Dataset):
+    """Frames of monocular (optionally stereo) videos listed by split lines.
+
+    ``dataset[i]`` is a dict (monodepth2's vocabulary), for split line i:
+
+    * ``("color", f, s)``: float32 (3, H / 2^s, W / 2^s) in [0, 1], frame ``frame_index + f``
+      for f in ``frame_ids`` (``"s"``: the other camera, same frame), s in 0..num_scales-1,
+      LANCZOS-resized, each scale from the previous one;
+    * ``("color_aug", f, s)``: the same image colour-jittered (identical when not augmenting);
+    * ``("K", s)``, ``("inv_K", s)``: float32 (4, 4), normalised K with row 0 times W // 2^s and
+      row 1 times H // 2^s, and its pseudo-inverse (flipping does not change them);
+    * ``"stereo_T"``: float32 (4, 4) identity with t_x = side_sign * flip_sign * 0.1 (left: -1,
+      flipped: -1), only when ``"s"`` is a frame id;
+    * ``"depth_gt"``: float32 (1, 375, 1242) projected velodyne depth (metres, 0 = none), only
+      when every line has its velodyne scan;
+    * ``"teacher_disp"``: float32 (1, H, W) teacher disparity of frame 0, only with a
+      ``teacher_store``;
+    * ``"index"``: int, i.
+
+    In training (``is_train``) the frames are flipped left-right together with probability 0.5
+    (depth_gt and teacher_disp too) and colour-jittered with probability 0.5.
+
+    Args:
+        data_path: dataset root.
+        lines: split lines (``"<folder> <frame_index> [l|r]"``).
+        height, width: training size at scale 0, pixels.
+        frame_ids: frame offsets, 0 first; ``"s"`` for the stereo partner.
+        num_scales: pyramid levels.
+        is_train: enable flip and colour augmentation.
+        img_ext: ``".jpg"`` or ``".png"``.
+        jitter: ``"per_frame"`` (Lite-Mono) or ``"per_item"`` (monodepth2).
+        teacher_store: object with ``load(folder, frame_index, side) -> (H, W) float32``.
+        cache_dir: folder of the opt-in resized-frame cache (``cache.py``); None = off.
+        source: name of the split file, for error messages.
+
+    Raises:
+        FileNotFoundError: at construction, when frames needed by some lines are missing.
+        ValueError: a malformed split line (named with its line number).
+    """
+
+    needs_side = True  # the layout has two cameras and split lines must say which
+    layout_name = "kitti"  # the --dataset value, for messages
+
+    def __init__(self, data_path: str, lines: Sequence[str], height: int, width: int,
+                 frame_ids: Sequence[FrameId] = (0, -1, 1), num_scales: int = NUM_SCALES,
+                 is_train: bool = False, img_ext: str = ".jpg", jitter: str = "per_frame",
+                 teacher_store=None, cache_dir: Optional[str] = None, source: str = "split"):
+        super().__init__()
+        self.data_path = str(data_path)
+        self.height, self.width = height, width
+        self.frame_ids = list(frame_ids)
+        self.num_scales = num_scales
+        self.is_train = is_train
+        self.img_ext = img_ext
+        if jitter not in JITTER_MODES:  # here, not in a worker process
+            raise ValueError(f"--jitter must be one of {list(JITTER_MODES)}, got {jitter!r}")
+        self.jitter = jitter
+        self.teacher_store = teacher_store
+        self.cache = ResizedFrameCache(cache_dir, height, width) if cache_dir else None
+        self.source = source
+        self.entries = [self._parse(n, text) for n, text in enumerate(lines, start=1)]
+        self.load_depth = False
+        self.check_files()
+
+    # ---- layout hooks -------------------------------------------------------------------------
+    def image_path(self, folder: str, frame_index: int, side: Optional[str]) -> str:
+        """Path of one frame."""
+        raise NotImplementedError
+
+    def velodyne_path(self, folder: str, frame_index: int) -> Optional[str]:
+        """Path of the velodyne scan of a frame, or None when the layout has no ground truth."""
+        return None
+
+    def read_depth(self, folder: str, frame_index: int, side: Optional[str]) -> np.ndarray:
+        """Ground-truth depth (h, w) in metres (0 = no measurement), unflipped."""
+        raise NotImplementedError
+
+    def normalised_K(self, folder: str) -> np.ndarray:
+        """float32 (4, 4) intrinsics divided by image width (row 0) and height (row 1)."""
+        return KITTI_K
+
+    # ---- start-up checks ----------------------------------------------------------------------
+    def _parse(self, line_number: int, text: str) -> _Entry:
+        try:
+            line = parse_split_line(text)
+        except ValueError as exc:
+            raise ValueError(f"{self.source} line {line_number}: {exc}") from None
+        if self.needs_side and line.side is None:
+            raise ValueError(f"{self.source} line {line_number}: {text!r} has no side (l or r), "
+                             f"which --dataset {self.layout_name} needs")
+        return _Entry(line_number, text, line)
+
+    def _frame_keys(self, line: SplitLine) -> Iterator[Tuple[FrameId, int, Optional[str]]]:
+        """(frame id, frame index, side) of every frame an item of ``line`` reads."""
+        for frame_id in self.frame_ids:
+            if frame_id == "s":
+                yield frame_id, line.frame_index, OTHER_SIDE[line.side]
+            else:
+                yield frame_id, line.frame_index + int(frame_id), line.side
+
+    def check_files(self) -> None:
+        """Stat every frame every line needs; decide whether ``depth_gt`` is available.
+
+        Raises:
+            FileNotFoundError: listing the first missing paths with their split line numbers,
+                and how many files and lines are affected.
+        """
+        exists: Dict[str, bool] = {}
+        missing: List[Tuple[_Entry, str]] = []
+        for entry in self.entries:
+            for _, frame_index, side in self._frame_keys(entry.line):
+                path = self.image_path(entry.line.folder, frame_index, side)
+                if path not in exists:
+                    exists[path] = os.path.exists(path)
+                if not exists[path]:
+                    missing.append((entry, path))
+        if missing:
+            raise FileNotFoundError(self._missing_message(missing))
+        scans = [self.velodyne_path(e.line.folder, e.line.frame_index) for e in self.entries]
+        self.load_depth = bool(scans) and all(p is not None and os.path.isfile(p) for p in scans)
+
+    def _missing_message(self, missing: List[Tuple[_Entry, str]]) -> str:
+        files = {path for _, path in missing}
+        lines = {entry.line_number for entry, _ in missing}
+        shown = "\n".join(f"  {self.source} line {entry.line_number} ({entry.text!r}): {path}"
+                          for entry, path in missing[:MISSING_SHOWN])
+        first = missing[0][1]
+        stem, ext = os.path.splitext(first)
+        other = {".jpg": ".png", ".png": ".jpg"}.get(ext)
+        hint = ""
+        if other and os.path.exists(stem + other):
+            hint = f"\n{stem + other} exists: use {'--png' if other == '.png' else '--no-png'}"
+        return (f"{len(files)} image file(s) needed by {len(lines)} line(s) of {self.source} "
+                f"are missing under --data_path {self.data_path}:\n{shown}{hint}")
+
+    # ---- items --------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def load_frame(self, folder: str, frame_index: int, side: Optional[str],
+                   do_flip: bool = False):
+        """One frame as an RGB PIL image: native size, or the training size with the cache."""
+        path = self.image_path(folder, frame_index, side)
+        image = self.cache.load(path) if self.cache is not None else read_rgb(path)
+        return flip_image(image) if do_flip else image
+
+    def __getitem__(self, index: int) -> Dict:
+        line = self.entries[index].line
+        # same order of coin tosses as upstream: colour first, then flip
+        do_color_aug = self.is_train and random.random() > 0.5
+        do_flip = self.is_train and random.random() > 0.5
+
+        frames = {frame_id: self.load_frame(line.folder, frame_index, side, do_flip)
+                  for frame_id, frame_index, side in self._frame_keys(line)}
+        sample: Dict = {"index": index}
+        sample.update(self._intrinsics(line.folder))
+        augment = ColorAugmenter(self.jitter, enabled=do_color_aug)
+        for _ in frames:
+            augment.skip()  # upstream jitters the native images too, then discards them
+        for frame_id, image in frames.items():
+            for scale, scaled in enumerate(resize_pyramid(image, self.height, self.width,
+                                                          self.num_scales)):
+                color = to_tensor(scaled)
+                sample[("color", frame_id, scale)] = color
+                sample[("color_aug", frame_id, scale)] = (
+                    to_tensor(augment(scaled)) if augment.enabled else color.clone())
+
+        if "s" in self.frame_ids:
+            stereo_T = np.eye(4, dtype=np.float32)
+            side_sign = -1 if line.side == "l" else 1
+            flip_sign = -1 if do_flip else 1
+            stereo_T[0, 3] = side_sign * flip_sign * STEREO_BASELINE
+            sample["stereo_T"] = torch.from_numpy(stereo_T)
+        if self.load_depth:
+            depth = self.read_depth(line.folder, line.frame_index, line.side)
+            sample["depth_gt"] = _flipped_map(depth, do_flip)
+        if self.teacher_store is not None:
+            disp = np.asarray(self.teacher_store.load(line.folder, line.frame_index, line.side),
+                              dtype=np.float32)
+            if disp.shape != (self.height, self.width):
+                raise ValueError(f"teacher map of {self.entries[index].text!r} has shape "
+                                 f"{disp.shape}, expected ({self.height}, {self.width}): "
+                                 f"recompute --teacher_dir at this --height/--width")
+            sample["teacher_disp"] = _flipped_map(disp, do_flip)
+        return sample
+
+    def _intrinsics(self, folder: str) -> Dict:
+        out = {}
+        for scale in range(self.num_scales):
+            K = self.normalised_K(folder).copy()
+            K[0, :] *= self.width // 2 ** scale
+            K[1, :] *= self.height // 2 ** scale
+            out[("K", scale)] = torch.from_numpy(K)
+            out[("inv_K", scale)] = torch.from_numpy(np.linalg.pinv(K))
+        return out
+
+
+def _flipped_map(array: np.ndarray, do_flip: bool) -> torch.Tensor:
+    """(h, w) array -> float32 (1, h, w) tensor, mirrored left-right when ``do_flip``."""
+    if do_flip:
+        array = array[:, ::-1]
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
+
+
+class KITTIRawDataset(MonoDataset):
+    """KITTI raw drives (eigen_zhou, eigen_full, benchmark and eigen test splits)."""
+
+    def image_path(self, folder, frame_index, side):
+        return raw_image_path(self.data_path, folder, frame_index, side, self.img_ext)
+
+    def velodyne_path(self, folder, frame_index):
+        return os.path.join(self.data_path, folder, "velodyne_points", "data",
+                            f"{frame_index:010d}.bin")
+
+    def read_depth(self, folder, frame_index, side):
+        import skimage.transform
+
+        from .kitti_utils import generate_depth_map
+
+        calib_dir = os.path.join(self.data_path, folder.split("/")[0])
+        depth = generate_depth_map(calib_dir, self.velodyne_path(folder, frame_index),
+                                   SIDE_TO_CAMERA[side])
+        # upstream's call, kept as is: nearest-neighbour, except that skimage adds its
+        # anti-aliasing blur when a drive's maps are larger than 375x1242 (2011_10_03)
+        return skimage.transform.resize(depth, DEPTH_GT_SHAPE, order=0, preserve_range=True,
+                                        mode="constant")
+
+
+class KITTIOdomDataset(MonoDataset):
+    """KITTI odometry sequences (the odom split); no ground-truth depth."""
+
+    layout_name = "kitti_odom"
+
+    def image_path(self, folder, frame_index, side):
+        return odom_image_path(self.data_path, folder, frame_index, side, self.img_ext)

@@ -1,0 +1,150 @@
+"""Image transforms of the training data: colour jitter, the LANCZOS scale pyramid, to-tensor.
+
+Follows the data pipeline of monodepth2 (Godard et al., "Digging Into Self-Supervised Monocular
+Depth Estimation", ICCV 2019, section 4) as Lite-Mono (Zhang et al., CVPR 2023) uses it:
+
+* every frame is resized with PIL's LANCZOS filter to ``(H / 2^s, W / 2^s)`` for s = 0..3, each
+  scale from the previous one (scale 0 from the native image). ``Image.ANTIALIAS``, which the
+  upstream code names, was removed in Pillow 10; it was an alias of
+  ``Image.Resampling.LANCZOS``, used here.
+* colour augmentation is torchvision's ``ColorJitter`` with brightness, contrast and saturation
+  factors in [0.8, 1.2] and a hue shift in [-0.1, 0.1], the four operations in a random order.
+  Lite-Mono calls one ``ColorJitter`` object per image, so every frame *and every scale* gets
+  its own factors (``--jitter per_frame``, the default); monodepth2 meant one set of factors
+  for the whole item (``--jitter per_item``).
+
+Randomness: the jitter factors and order come from torch's global RNG
+(``ColorJitter.get_params``), in the same order of draws as upstream, so a torch seed gives
+upstream's factors.
+"""
+from __future__ import annotations
+
+from typing import List, NamedTuple, Optional
+
+import numpy as np
+import torch
+import torchvision.transforms as tv_transforms
+import torchvision.transforms.functional as tv_functional
+from PIL import Image
+
+RESAMPLE = Image.Resampling.LANCZOS
+# ColorJitter ranges of monodepth2 / Lite-Mono (brightness, contrast, saturation factors; hue shift)
+BRIGHTNESS = (0.8, 1.2)
+CONTRAST = (0.8, 1.2)
+SATURATION = (0.8, 1.2)
+HUE = (-0.1, 0.1)
+JITTER_MODES = ("per_frame", "per_item")
+
+
+class JitterParams(NamedTuple):
+    """One draw of ``ColorJitter``: operation order (0 brightness, 1 contrast, 2 saturation,
+    3 hue) and the four factors."""
+
+    order: List[int]
+    brightness: float
+    contrast: float
+    saturation: float
+    hue: float
+
+
+class CorruptImageError(OSError):
+    """An image file exists but cannot be decoded; the message names the file."""
+
+
+def read_rgb(path: str) -> Image.Image:
+    """Decode an image file to a fully loaded RGB PIL image.
+
+    Raises:
+        FileNotFoundError: no such file (the message names it).
+        CorruptImageError: the file is truncated or not an image (the message names it).
+    """
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")  # convert() forces the full decode inside the try
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image file {path} not found") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise CorruptImageError(f"cannot decode image file {path}: {exc}") from exc
+
+
+def draw_jitter() -> JitterParams:
+    """Draw jitter factors from torch's RNG exactly as one ``ColorJitter`` call does."""
+    order, b, c, s, h = tv_transforms.ColorJitter.get_params(
+        list(BRIGHTNESS), list(CONTRAST), list(SATURATION), list(HUE))
+    return JitterParams([int(i) for i in order], b, c, s, h)
+
+
+def apply_jitter(image: Image.Image, params: JitterParams) -> Image.Image:
+    """Apply the four colour operations of ``params`` in their drawn order (consumes no RNG)."""
+    operations = (
+        (tv_functional.adjust_brightness, params.brightness),
+        (tv_functional.adjust_contrast, params.contrast),
+        (tv_functional.adjust_saturation, params.saturation),
+        (tv_functional.adjust_hue, params.hue),
+    )
+    for index in params.order:
+        adjust, factor = operations[index]
+        image = adjust(image, factor)
+    return image
+
+
+class ColorAugmenter:
+    """The colour augmentation of one item.
+
+    Args:
+        mode: ``"per_frame"`` (a new draw for every call, Lite-Mono) or ``"per_item"`` (one draw
+            at construction, shared by every call, monodepth2's intent).
+        enabled: False gives the identity (no RNG is consumed).
+    """
+
+    def __init__(self, mode: str = "per_frame", enabled: bool = True):
+        if mode not in JITTER_MODES:
+            raise ValueError(f"--jitter must be one of {list(JITTER_MODES)}, got {mode!r}")
+        self.mode = mode
+        self.enabled = enabled
+        self._shared: Optional[JitterParams] = draw_jitter() if enabled and mode == "per_item" else None
+
+    def skip(self) -> None:
+        """Consume the draw that upstream spends on an image whose result it throws away
+        (its native-resolution frames), so the following draws match upstream's stream."""
+        if self.enabled and self.mode == "per_frame":
+            draw_jitter()
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        if not self.enabled:
+            return image
+        return apply_jitter(image, self._shared if self._shared is not None else draw_jitter())
+
+
+def resize_pyramid(image: Image.Image, height: int, width: int, num_scales: int) -> List[Image.Image]:
+    """LANCZOS-resize ``image`` to ``(height // 2^s, width // 2^s)`` for s in 0..num_scales-1.
+
+    Each scale is resized from the previous one, as upstream. An image already at a scale's size
+    is passed on unchanged (PIL's resize would return an identical copy).
+
+    Returns:
+        ``num_scales`` PIL images, largest first.
+    """
+    pyramid = []
+    current = image
+    for scale in range(num_scales):
+        size = (width // 2 ** scale, height // 2 ** scale)  # PIL sizes are (w, h)
+        if current.size != size:
+            current = current.resize(size, RESAMPLE)
+        pyramid.append(current)
+    return pyramid
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> float32 (3, H, W) in [0, 1] (same values as torchvision's ToTensor)."""
+    array = np.array(image, dtype=np.uint8)  # (H, W, 3), a writable copy
+    # make the (3, H, W) layout contiguous in uint8 first: float ops on the strided view are
+    # several times slower
+    chw = torch.from_numpy(array).permute(2, 0, 1).contiguous()
+    return chw.float().div_(255)
+
+
+def flip_image(image: Image.Image) -> Image.Image:
+    """Mirror left-right."""
+    return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
