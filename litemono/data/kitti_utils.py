@@ -1,0 +1,155 @@
+"""KITTI raw calibration files, velodyne scans and projected ground-truth depth.
+
+The on-disk formats are those of the KITTI raw recordings (Geiger et al., "Vision meets Robotics:
+The KITTI Dataset", IJRR 2013): every ``<date>`` folder holds ``calib_cam_to_cam.txt`` (per camera
+``S_rect_0c`` = rectified width height, ``R_rect_00`` = rectifying rotation of the reference
+camera, ``P_rect_0c`` = 3x4 projection from rectified camera-0 coordinates into camera c),
+``calib_velo_to_cam.txt`` (``R``, ``T``: velodyne -> unrectified camera 0) and
+``calib_imu_to_velo.txt``. Each line is ``key: v1 v2 ...`` with single spaces. A velodyne ``.bin``
+is a flat float32 array of ``x y z reflectance`` rows (metres, x forward, y left, z up).
+
+:func:`generate_depth_map` is the projection that monodepth2's ``export_gt_depth.py`` applies to
+build the eigen ``gt_depths.npz`` (Zhou et al. 2017 / Godard et al. 2019; spec upstream.md
+section 10): the nearest point wins where several land on one pixel, and ``vel_depth=True``
+stores the velodyne forward distance instead of the camera z-depth.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, Mapping, Tuple, Union
+
+import numpy as np
+
+from ..io import write_bytes, write_text
+
+PathLike = Union[str, os.PathLike]
+CalibValue = Union[np.ndarray, str]
+
+CAM_TO_CAM = "calib_cam_to_cam.txt"
+VELO_TO_CAM = "calib_velo_to_cam.txt"
+IMU_TO_VELO = "calib_imu_to_velo.txt"
+VELODYNE_COLUMNS = 4  # x, y, z, reflectance
+
+
+def read_calib_file(path: PathLike) -> Dict[str, CalibValue]:
+    """Parse a KITTI calibration text file.
+
+    Args:
+        path: a ``calib_*.txt`` file.
+
+    Returns:
+        key -> float64 1-D array for numeric lines, or the stripped text for the others
+        (``calib_time: 09-Jan-2012 13:57:47`` stays a string).
+    """
+    entries: Dict[str, CalibValue] = {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition(":")
+        if not sep:
+            raise ValueError(f"{path}:{number}: expected 'key: values', got {line!r}")
+        value = value.strip()
+        try:
+            entries[key.strip()] = np.array([float(v) for v in value.split()], dtype=np.float64)
+        except ValueError:
+            entries[key.strip()] = value
+    return entries
+
+
+def format_calib(entries: Mapping[str, CalibValue]) -> str:
+    """Render calibration entries as KITTI text (numbers as ``%e``, single spaces)."""
+    lines = []
+    for key, value in entries.items():
+        if isinstance(value, str):
+            lines.append(f"{key}: {value}")
+        else:
+            numbers = np.asarray(value, dtype=np.float64).ravel()
+            lines.append(f"{key}: " + " ".join(f"{v:e}" for v in numbers))
+    return "\n".join(lines) + "\n"
+
+
+def write_calib_file(path: PathLike, entries: Mapping[str, CalibValue]) -> None:
+    """Write ``entries`` atomically in KITTI's calibration text format."""
+    write_text(path, format_calib(entries))
+
+
+def read_velodyne(path: PathLike) -> np.ndarray:
+    """Read a velodyne scan.
+
+    Returns:
+        (N, 4) float32: x, y, z in metres (velodyne frame), reflectance.
+    """
+    raw = np.fromfile(path, dtype=np.float32)
+    if raw.size % VELODYNE_COLUMNS:
+        raise ValueError(f"{path}: {raw.size} floats is not a whole number of x,y,z,r points")
+    return raw.reshape(-1, VELODYNE_COLUMNS)
+
+
+def write_velodyne(path: PathLike, points: np.ndarray) -> None:
+    """Write (N, 4) x, y, z, reflectance points as a float32 ``.bin``, atomically."""
+    points = np.asarray(points, dtype=np.float32)
+    if points.ndim != 2 or points.shape[1] != VELODYNE_COLUMNS:
+        raise ValueError(f"velodyne points must be (N, 4), got {points.shape} for {path}")
+    write_bytes(path, np.ascontiguousarray(points).tobytes())
+
+
+def velo_to_cam_matrix(calib_dir: PathLike) -> np.ndarray:
+    """(4, 4) rigid transform from velodyne to unrectified camera-0 coordinates."""
+    velo = read_calib_file(Path(calib_dir) / VELO_TO_CAM)
+    transform = np.eye(4)
+    transform[:3, :3] = velo["R"].reshape(3, 3)
+    transform[:3, 3] = velo["T"]
+    return transform
+
+
+def velo_to_image_matrix(calib_dir: PathLike, cam: int = 2) -> Tuple[np.ndarray, Tuple[int, int]]:
+    """Projection of velodyne points into rectified camera ``cam`` at native size.
+
+    Returns:
+        P: (3, 4) matrix with ``P @ [x, y, z, 1]`` = (u * d, v * d, d), d = camera z-depth;
+        (height, width): the native image size ``S_rect_0<cam>``.
+    """
+    cam2cam = read_calib_file(Path(calib_dir) / CAM_TO_CAM)
+    rectify = np.eye(4)
+    rectify[:3, :3] = cam2cam["R_rect_00"].reshape(3, 3)
+    projection = cam2cam[f"P_rect_0{cam}"].reshape(3, 4)
+    width, height = (int(round(v)) for v in cam2cam[f"S_rect_0{cam}"])
+    return projection @ rectify @ velo_to_cam_matrix(calib_dir), (height, width)
+
+
+def generate_depth_map(calib_dir: PathLike, velo_path: PathLike, cam: int = 2,
+                       vel_depth: bool = False) -> np.ndarray:
+    """Project a velodyne scan into camera ``cam`` as a sparse depth map at native size.
+
+    As in monodepth2: points behind the velodyne (x < 0) are dropped, the reflectance column is
+    ignored, a point at image coordinates (u, v) lands in pixel ``(round(v) - 1, round(u) - 1)``
+    (the one-pixel shift inherited from KITTI's MATLAB tools, kept so the maps match the published
+    ground truth), and the nearest point wins on collisions. Points with non-positive projective
+    depth are dropped too (they have no image position).
+
+    Args:
+        calib_dir: the ``<date>`` folder holding the calibration files.
+        velo_path: the ``.bin`` scan.
+        cam: 2 (left colour) or 3 (right colour).
+        vel_depth: store the velodyne x (forward distance) instead of the camera z-depth;
+            monodepth2's ``export_gt_depth.py`` uses True.
+
+    Returns:
+        (H, W) float32 depth in metres, 0 where no point landed.
+    """
+    projection, (height, width) = velo_to_image_matrix(calib_dir, cam)
+    points = read_velodyne(velo_path).astype(np.float64)
+    points = points[points[:, 0] >= 0]
+    homogeneous = np.concatenate([points[:, :3], np.ones((len(points), 1))], axis=1)
+    image = homogeneous @ projection.T  # (N, 3): u*d, v*d, d
+    keep = image[:, 2] > 0
+    image, points = image[keep], points[keep]
+    col = np.round(image[:, 0] / image[:, 2]).astype(np.int64) - 1
+    row = np.round(image[:, 1] / image[:, 2]).astype(np.int64) - 1
+    depth = points[:, 0] if vel_depth else image[:, 2]
+    inside = (col >= 0) & (row >= 0) & (col < width) & (row < height)
+    nearest = np.full(height * width, np.inf)
+    np.minimum.at(nearest, row[inside] * width + col[inside], depth[inside])
+    nearest[~np.isfinite(nearest) | (nearest < 0)] = 0.0
+    return nearest.reshape(height, width).astype(np.float32)
