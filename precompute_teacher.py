@@ -71,4 +71,7 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, OSError, RuntimeError) as exc:  # user-facing: no traceback
+        raise SystemExit(f"precompute_teacher.py: error: {exc}") from None

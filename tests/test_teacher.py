@@ -215,10 +215,10 @@ def test_synthetic_teacher_is_affine_in_true_disparity(kitti, tmp_path):
     data, split, lines = kitti
     rng = np.random.default_rng(1)
     for line in lines:
-        folder, frame, _ = line.split()
-        depth = rng.uniform(2.0, 60.0, (HEIGHT, WIDTH))
-        depth[:6] = np.inf  # sky rows
-        target = data / folder / "true_depth"
+        folder, frame, side = line.split()
+        depth = rng.uniform(2.0, 60.0, (HEIGHT, WIDTH)).astype(np.float32)
+        depth[:6] = 0.0  # sky rows (the synthetic scene's convention)
+        target = data / folder / ("image_02" if side == "l" else "image_03") / "true_depth"
         target.mkdir(exist_ok=True)
         np.save(target / f"{int(frame):010d}.npy", depth)
     first, second = tmp_path / "a", tmp_path / "b"
@@ -230,7 +230,8 @@ def test_synthetic_teacher_is_affine_in_true_disparity(kitti, tmp_path):
         folder, frame, side = line.split()
         disp = TeacherStore(first).load(folder, int(frame), side)
         np.testing.assert_array_equal(disp, TeacherStore(second).load(folder, int(frame), side))
-        depth = np.load(data / folder / "true_depth" / f"{int(frame):010d}.npy")
+        camera = "image_02" if side == "l" else "image_03"
+        depth = np.load(data / folder / camera / "true_depth" / f"{int(frame):010d}.npy")
         assert (disp[:6] == 0).all() and (disp[6:] > 0).all()
         truth = 1.0 / depth[6:].ravel()
         (a, b), *_ = np.linalg.lstsq(np.stack([truth, np.ones_like(truth)], 1), disp[6:].ravel(),

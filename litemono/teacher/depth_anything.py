@@ -88,7 +88,8 @@ def resolve_source(model: str = "small", teacher_path: Optional[str] = None) -> 
 
 def _offline_message(source: str, reason: Exception) -> str:
     return (f"cannot load the Depth Anything V2 teacher {source!r} ({reason.__class__.__name__}): "
-            "there is no network access and no local copy. On a machine with internet run\n"
+            "it is not in the local cache and could not be downloaded (no network access, or no such "
+            "hub id). On a machine with internet run\n"
             f"  huggingface-cli download {source} --local-dir weights/{source.split('/')[-1]}\n"
             "(the folder must hold config.json and model.safetensors), copy that folder here and "
             f"pass --teacher_path weights/{source.split('/')[-1]}.")

@@ -10,7 +10,8 @@ the synthetic KITTI-like scene without any weights. Per frame::
 
 with ``scale`` log-uniform in ``SCALE_RANGE``, ``shift`` uniform in ``[0, SHIFT_FRACTION]`` x
 the median true disparity, and Gaussian ``noise`` of std ``noise`` x the median of the affine
-map. Sky pixels are those whose true depth is not finite or not positive. The random draws depend
+map. Sky pixels are those whose true depth is 0 (the scene's convention, see
+:mod:`litemono.data.synthetic`), negative or not finite. The random draws depend
 only on ``(seed, folder, frame, side)``, so shards and reruns write identical maps. The output
 goes through the same loop, ``.npz`` format and manifest as the real teacher.
 """
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.splits import SplitLine
+from ..data.teacher_store import CAMERA_FOLDERS
 
 SCALE_RANGE = (0.5, 2.0)
 SHIFT_FRACTION = 0.2
@@ -34,8 +36,12 @@ _SIDE_CODES = {None: 0, "l": 1, "r": 2}
 
 
 def true_depth_path(data_path: Union[str, Path], frame: SplitLine) -> Path:
-    """``<data_path>/<folder>/true_depth/<frame:010d>.npy`` (metres, (h, w) float)."""
-    return Path(data_path) / frame.folder / "true_depth" / f"{frame.frame_index:010d}.npy"
+    """``<data_path>/<folder>/image_0{2|3}/true_depth/<frame:010d>.npy`` ((h, w) metres, 0 = sky),
+    the layout written by :mod:`litemono.data.synthetic`."""
+    camera = CAMERA_FOLDERS.get(frame.side or "")
+    if camera is None:
+        raise ValueError(f"split line {frame.folder} {frame.frame_index} has no side l/r")
+    return Path(data_path) / frame.folder / camera / "true_depth" / f"{frame.frame_index:010d}.npy"
 
 
 def frame_rng(seed: int, frame: SplitLine) -> np.random.Generator:
@@ -49,7 +55,7 @@ def pseudo_disparity(depth: np.ndarray, rng: np.random.Generator,
     """Turn a true depth map into a teacher-like relative disparity (see the module docstring).
 
     Args:
-        depth: (h, w) true depth in metres; non-finite or <= 0 marks the sky.
+        depth: (h, w) true depth in metres; 0 (or negative, or not finite) marks the sky.
         rng: source of the per-frame scale, shift and noise.
         noise: noise std relative to the median of the affine disparity.
 
