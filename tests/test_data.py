@@ -290,3 +290,39 @@ def test_build_dataset_reads_the_split_and_checks_the_teacher(tmp_path):
     assert test.frame_ids == [0] and set(k[1] for k in test[0] if k[0] == "color") == {0}
     with pytest.raises(ValueError, match="part"):
         build_dataset(cfg, "training", is_train=True)
+
+
+@pytest.mark.parametrize("native, size", [((375, 1242), (192, 640)), ((370, 1224), (192, 640)),
+                                          ((375, 1242), (320, 1024)), (NATIVE, (H, W))])
+def test_lanczos_resize_commutes_with_flip(native, size):
+    """What the cache relies on: resize(flip(x)) == flip(resize(x)) byte for byte."""
+    image = Image.fromarray(np.random.default_rng(7).integers(0, 256, native + (3,), np.uint8))
+    mirror = Image.Transpose.FLIP_LEFT_RIGHT
+    a = image.transpose(mirror).resize(size[::-1], Image.Resampling.LANCZOS)
+    b = image.resize(size[::-1], Image.Resampling.LANCZOS).transpose(mirror)
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_cache_gives_identical_samples(tmp_path, monkeypatch):
+    write_kitti_tree(tmp_path / "data")
+    lines = [f"{DRIVE} 2 l", f"{DRIVE} 3 r"]
+    kwargs = dict(frame_ids=[0, -1, 1, "s"], is_train=True)
+    plain = raw(tmp_path / "data", lines, **kwargs)
+    cached = raw(tmp_path / "data", lines, cache_dir=str(tmp_path / "cache"), **kwargs)
+    for index, flip in itertools.product(range(2), (0.0, 0.9)):
+        for _ in range(2):  # first read builds the cache file, second reads it
+            coins(monkeypatch, [0.9, flip])
+            torch.manual_seed(index)
+            expected = plain[index]
+            coins(monkeypatch, [0.9, flip])
+            torch.manual_seed(index)
+            got = cached[index]
+            assert all(torch.equal(got[k], expected[k]) for k in expected
+                       if isinstance(expected[k], torch.Tensor))
+    files = sorted((tmp_path / "cache" / f"{H}x{W}").rglob("*.npy"))
+    assert len(files) == 6  # frames 1..3 of the left camera, 2..4 of the right
+    assert np.load(files[0]).shape == (H, W, 3)
+    files[0].write_bytes(b"garbage")
+    corrupt_frame = int(files[0].name.split(".")[0])
+    with pytest.raises(CorruptImageError, match=str(files[0])):
+        cached.load_frame(DRIVE, corrupt_frame, "l")
