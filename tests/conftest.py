@@ -37,3 +37,17 @@ def _few_threads():
 
     torch.set_num_threads(2)
     yield
+
+
+@pytest.fixture(scope="session")
+def synthetic_kitti(tmp_path_factory):
+    """A tiny synthetic KITTI raw scene (2 drives x 12 frames, 96x320, stereo), rendered once.
+
+    Returns a :class:`litemono.data.synthetic.SceneInfo`: ``.root`` is the data_path,
+    ``.split_dir`` holds train/val/test_files.txt, ``.height``/``.width`` the native size;
+    ``.true_depth_path(drive, frame, side)`` etc. locate the known depth.
+    """
+    from litemono.data.synthetic import make_synthetic_kitti
+
+    return make_synthetic_kitti(tmp_path_factory.mktemp("synthetic_kitti"), drives=2,
+                                frames_per_drive=12, height=96, width=320, seed=0, workers=2)
