@@ -326,3 +326,44 @@ def test_cache_gives_identical_samples(tmp_path, monkeypatch):
     corrupt_frame = int(files[0].name.split(".")[0])
     with pytest.raises(CorruptImageError, match=str(files[0])):
         cached.load_frame(DRIVE, corrupt_frame, "l")
+
+
+def true_disp(scene, lines, cfg):
+    """Disparity (B, 1, H, W) of the scene's true depth, in the units of stereo_T (KITTI's
+    0.54 m baseline is 0.1, so metres / 5.4); sky (depth 0) gets disparity 0."""
+    maps = []
+    for text in lines:
+        folder, frame, side = text.split()
+        depth = np.load(scene.true_depth_path(folder, int(frame), side)) / 5.4
+        inv = np.where(depth > 0, 1 / np.clip(depth, cfg.loss.min_depth, cfg.loss.max_depth), 0)
+        low, high = 1 / cfg.loss.max_depth, 1 / cfg.loss.min_depth
+        maps.append(np.clip((inv - low) / (high - low), 0, 1))
+    return torch.from_numpy(np.stack(maps)[:, None].astype(np.float32))
+
+
+def test_loss_on_synthetic_batches_through_the_loader(synthetic_kitti):
+    criterion_module = pytest.importorskip("litemono.losses.criterion")
+    scene = synthetic_kitti
+    cfg = from_dict({"data_path": str(scene.root), "split": str(scene.split_dir),
+                     "height": scene.height, "width": scene.width, "frame_ids": [0],
+                     "use_stereo": True, "png": scene.png})
+    dataset = build_dataset(cfg, "train", is_train=False)
+    assert dataset.load_depth  # the scene has velodyne scans and calibration
+    loader = torch.utils.data.DataLoader(dataset, batch_size=2, shuffle=False, num_workers=0)
+    batch = next(iter(loader))
+    assert batch["depth_gt"].shape == (2, 1) + kitti.DEPTH_GT_SHAPE and batch["depth_gt"].max() > 0
+    criterion = criterion_module.build_criterion(cfg)
+    lines = [dataset.entries[i].text for i in batch["index"].tolist()]
+    disp = true_disp(scene, lines, cfg)
+
+    def loss_with(disp_full):
+        outputs = {("disp", s): torch.nn.functional.interpolate(
+            disp_full, scale_factor=0.5 ** s, mode="bilinear") if s else disp_full
+            for s in cfg.model.scales}
+        total, terms = criterion(batch, outputs)
+        assert torch.isfinite(total) and set(terms) >= {"photometric", "smoothness"}
+        return terms["photometric"].item()
+
+    right = loss_with(disp)
+    wrong = loss_with(torch.full_like(disp, 0.05))
+    assert 0 < right < wrong
