@@ -14,7 +14,7 @@ import numpy as np
 from litemono import io
 from litemono.config import PROJECT_ROOT
 from litemono.evaluation import (EVAL_SPLITS, evaluate_predictions, format_metrics_table,
-                                 load_gt_depths, write_metrics_csv)
+                                 load_gt_depths, predict_split, write_metrics_csv)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval_split", default="eigen", choices=EVAL_SPLITS)
     p.add_argument("--data_path", default=str(PROJECT_ROOT / "kitti_data"), help="KITTI raw root")
     p.add_argument("--splits_dir", default=str(PROJECT_ROOT / "splits"))
+    p.add_argument("--split_folder", help="a folder with test_files.txt to use instead of "
+                   "<splits_dir>/<eval_split> (not checksum-verified)")
+    p.add_argument("--png", action="store_true", help="read .png frames instead of .jpg")
     p.add_argument("--gt_path", help="ground truth (default <splits_dir>/<eval_split>/gt_depths.npz)")
     p.add_argument("--allow_pickle", action="store_true",
                    help="accept upstream's object-array gt file (unpickling can run code)")
@@ -42,6 +45,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def predict_with_model(args, parser):
+    """Scaled disparities of the test split, and the model's parameter and MAC counts."""
+    import torch
+
+    from litemono.models.profile import count_macs, count_parameters
+
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
+                          if args.device == "auto" else args.device)
+    try:
+        pred_disps, depth_net = predict_split(
+            args.load_weights_folder, args.data_path, args.split_folder or args.eval_split,
+            args.splits_dir, device, args.batch_size, args.num_workers, args.post_process,
+            args.png, args.min_depth, args.max_depth)
+    except (OSError, ValueError) as exc:
+        parser.error(str(exc))
+    if args.save_pred_disps:
+        out = Path(args.load_weights_folder) / f"disps_{args.eval_split}_split.npy"
+        io.save_npy(out, pred_disps)
+        print(f"saved predicted disparities to {out}")
+    macs = count_macs(depth_net, depth_net.height, depth_net.width)["macs"]  # profiled once
+    return pred_disps, count_parameters(depth_net), macs
+
+
 def main(argv=None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -56,13 +82,7 @@ def main(argv=None) -> dict:
     if args.ext_disp_to_eval:
         pred_disps = np.load(args.ext_disp_to_eval, allow_pickle=False)
     else:
-        from litemono.evaluation import predict_split
-
-        pred_disps, params, macs = predict_split(args)
-        if args.save_pred_disps:
-            out = Path(args.load_weights_folder) / f"disps_{args.eval_split}_split.npy"
-            io.save_npy(out, pred_disps)
-            print(f"saved predicted disparities to {out}")
+        pred_disps, params, macs = predict_with_model(args, parser)
     try:
         result = evaluate_predictions(pred_disps, gt_depths, args.eval_split,
                                       median_scaling=not args.disable_median_scaling,

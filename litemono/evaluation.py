@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -103,6 +103,40 @@ def predict_disparities(depth_net: torch.nn.Module, loader: Iterable, device: to
                                                        scaled_disp[count:].flip(-1))
         chunks.append(scaled_disp.float().cpu().numpy())
     return np.concatenate(chunks, axis=0)
+
+
+def predict_split(weights_folder: str, data_path: str, split: str, splits_dir: str,
+                  device: torch.device, batch_size: int = 16, num_workers: int = 2,
+                  post_process: bool = False, png: bool = False, min_depth: float = 0.1,
+                  max_depth: float = 100.0) -> Tuple[np.ndarray, torch.nn.Module]:
+    """Load a weights folder and predict its test split at the network's training size.
+
+    Args:
+        weights_folder: ``encoder.pth`` + ``depth.pth`` (ours or upstream's).
+        data_path: KITTI raw root.
+        split: ``eigen`` / ``eigen_benchmark`` (``<splits_dir>/<split>/test_files.txt``, checked
+            against the published checksum), or a folder holding a ``test_files.txt``.
+        splits_dir, png: as the training flags ``--splits_dir`` and ``--png``.
+        device, batch_size, num_workers, post_process, min_depth, max_depth: see
+            :func:`predict_disparities`.
+
+    Returns:
+        ((N, H, W) float32 scaled disparities, the loaded network).
+    """
+    from torch.utils.data import DataLoader
+
+    from .config import from_dict
+    from .data import build_dataset
+    from .models.build import load_depth_network
+
+    depth_net = load_depth_network(weights_folder, device)
+    cfg = from_dict({"data_path": str(data_path), "split": str(split),
+                     "splits_dir": str(splits_dir), "png": png,
+                     "height": depth_net.height, "width": depth_net.width})
+    loader = DataLoader(build_dataset(cfg, "test", is_train=False), batch_size=batch_size,
+                        shuffle=False, num_workers=num_workers)
+    return predict_disparities(depth_net, loader, device, post_process, min_depth,
+                               max_depth), depth_net
 
 
 def resize_to(disp: np.ndarray, height: int, width: int) -> np.ndarray:

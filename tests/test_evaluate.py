@@ -1,11 +1,14 @@
-"""litemono.evaluation and the evaluate_depth.py CLI on hand-made data."""
+"""Evaluation library, evaluate_depth.py and the gt export on hand-made and synthetic data."""
+import importlib.util
 import json
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import evaluate_depth
+from conftest import ROOT
 from litemono.evaluation import (batch_post_process_disparity, evaluate_predictions,
                                  load_gt_depths, resize_to, save_gt_depths)
 
@@ -117,3 +120,118 @@ def test_post_process_independent():
         mix = (w_left * left[..., x] + w_right * right[..., x]
                + (1 - w_left - w_right) * (left[..., x] + right[..., x]) / 2)
         np.testing.assert_allclose(got[..., x], mix, atol=1e-6)
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_export_eigen_gt_is_true_depth_at_velodyne_points(synthetic_kitti, tmp_path):
+    """Exported depth = the velodyne forward distance of the true surface point, one pixel
+    up-left of the pixel it was sampled at (KITTI's projection quirk)."""
+    from litemono.data.synthetic import camera2_to_velodyne
+    from litemono.data.synthetic_world import intrinsics
+
+    info = synthetic_kitti
+    out = tmp_path / "gt_depths.npz"
+    load_script("export_gt_depth").main([
+        "--data_path", str(info.root), "--split", "eigen",
+        "--split_file", str(info.split_dir / "test_files.txt"), "--output", str(out)])
+    lines = (info.split_dir / "test_files.txt").read_text().split("\n")
+    lines = [line.split() for line in lines if line.strip()]
+    maps = load_gt_depths(out)
+    assert len(maps) == len(lines)
+    fx, fy, cx, cy = intrinsics(info.height, info.width)
+    for (drive, frame, _), gt in zip(lines, maps):
+        assert gt.shape == (info.height, info.width)
+        true = np.load(info.true_depth_path(drive, int(frame)))
+        rows, cols = np.nonzero(gt)
+        assert len(rows) > 50
+        z = true[rows + 1, cols + 1].astype(np.float64)
+        camera = np.stack([(cols + 1 - cx) / fx * z, (rows + 1 - cy) / fy * z, z], axis=1)
+        forward = camera2_to_velodyne(camera)[:, 0]
+        np.testing.assert_allclose(gt[rows, cols], forward, rtol=1e-4)
+
+
+def test_export_benchmark_gt_reads_pngs(tmp_path):
+    folder = "2011_01_01/2011_01_01_drive_0001_sync"
+    png_dir = tmp_path / folder / "proj_depth" / "groundtruth" / "image_02"
+    png_dir.mkdir(parents=True)
+    raw = np.random.default_rng(0).integers(0, 20000, (12, 30)).astype(np.uint16)
+    Image.fromarray(raw).save(png_dir / "0000000005.png")
+    (tmp_path / "test_files.txt").write_text(f"{folder} 0000000005 l\n")
+    out = tmp_path / "gt.npz"
+    load_script("export_gt_depth").main([
+        "--data_path", str(tmp_path), "--split", "eigen_benchmark",
+        "--split_file", str(tmp_path / "test_files.txt"), "--output", str(out)])
+    (gt,) = load_gt_depths(out)
+    np.testing.assert_array_equal(gt, raw.astype(np.float32) / 256.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    from litemono import io
+    from litemono.config import ModelConfig
+    from litemono.models.build import build_depth_network, depth_state_dicts
+
+    torch.manual_seed(0)
+    net = build_depth_network(ModelConfig(model="lite-mono-tiny", height=64, width=192))
+    folder = tmp_path_factory.mktemp("tiny_weights")
+    for name, state in depth_state_dicts(net, 64, 192).items():
+        io.save_torch(state, folder / f"{name}.pth")
+    return folder
+
+
+def network_disps(weights, info, flip=False):
+    """Scaled disparities of the synthetic test frames, one image at a time."""
+    from litemono.models.build import load_depth_network
+
+    net = load_depth_network(weights, "cpu")
+    out = []
+    for line in (info.split_dir / "test_files.txt").read_text().split("\n"):
+        if not line.strip():
+            continue
+        drive, frame, _ = line.split()
+        image = Image.open(info.image_path(drive, int(frame))).convert("RGB")
+        small = np.asarray(image.resize((192, 64), Image.LANCZOS), np.float32) / 255.0
+        tensor = torch.from_numpy(small).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            disp = net(tensor.flip(-1) if flip else tensor)[("disp", 0)][0, 0]
+        disp = 0.01 + (10.0 - 0.01) * disp  # disp_to_depth, 0.1 .. 100 m
+        out.append((disp.flip(-1) if flip else disp).numpy())
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("post_process", [False, True], ids=["plain", "post_process"])
+def test_model_path_on_synthetic_scene(synthetic_kitti, tiny_weights, tmp_path, capsys,
+                                       post_process):
+    from litemono.models.build import load_depth_network
+    from litemono.models.profile import count_parameters
+
+    info = synthetic_kitti
+    lines = [line.split() for line in (info.split_dir / "test_files.txt").read_text().split("\n")
+             if line.strip()]
+    save_gt_depths(tmp_path / "gt.npz",
+                   [np.load(info.true_depth_path(d, int(f))) for d, f, _ in lines])
+    common = ["--gt_path", str(tmp_path / "gt.npz"), "--eval_split", "eigen"]
+    evaluate_depth.main(common + [
+        "--load_weights_folder", str(tiny_weights), "--data_path", str(info.root),
+        "--split_folder", str(info.split_dir), "--device", "cpu", "--batch_size", "3",
+        "--num_workers", "0", "--save_pred_disps"] + (["--post_process"] if post_process else []))
+    out = capsys.readouterr().out.strip().splitlines()
+    saved = np.load(tiny_weights / "disps_eigen_split.npy")
+    want = network_disps(tiny_weights, info)
+    if post_process:
+        want = batch_post_process_disparity(torch.from_numpy(want),
+                                            torch.from_numpy(network_disps(tiny_weights, info,
+                                                                           flip=True))).numpy()
+    np.testing.assert_allclose(saved, want, atol=1e-5)
+    params = count_parameters(load_depth_network(tiny_weights, "cpu"))
+    header, row = out[-3].split("|"), out[-2].split("|")
+    assert float(row[header.index(" params (M) ")]) == pytest.approx(params / 1e6, abs=1e-3)
+    # the saved disparities evaluate to the same numbers through --ext_disp_to_eval
+    evaluate_depth.main(common + ["--ext_disp_to_eval", str(tiny_weights / "disps_eigen_split.npy")])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == json.loads(out[-1])
