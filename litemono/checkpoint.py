@@ -12,6 +12,10 @@ section 9, plus our training state)::
     checkpoints/best.pt            the engine's ``training_state``); best = best validation metric
     train/, val/                   tensorboard events
 
+:func:`upstream_files` / :func:`load_initial_weights` map the networks to and from those files
+(``--load_weights_folder``, ``--models_to_load``, ``--mypretrain``), :func:`training_state` /
+:func:`restore_state` to and from ``last.pt``.
+
 Every file goes through :mod:`litemono.io` (temporary file + rename); a weight folder is built
 under a temporary name and renamed into place as a whole. A save killed half-way therefore
 leaves the previous ``last.pt`` and the previous weight folders intact. The training state holds
@@ -29,13 +33,15 @@ import random
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
 from litemono import io
 from litemono.config import Config
+from litemono.models.build import (CONFIG_ENTRY, UPSTREAM_EXTRAS, depth_state_dicts,
+                                   load_imagenet_encoder, load_state_strict)
 
 FORMAT_VERSION = 1
 
@@ -98,7 +104,7 @@ def load_weights_folder(folder: str, names: Sequence[str]) -> Dict[str, Dict[str
         path = Path(folder) / f"{name}.pth"
         if not path.is_file():
             raise CheckpointError(f"--load_weights_folder {folder}: no {name}.pth "
-                                  f"(listed in --models_to_load)")
+                                  "(see --models_to_load)")
         out[name] = torch.load(path, map_location="cpu", weights_only=True)
     return out
 
@@ -164,6 +170,65 @@ def resolve_resume(cfg: Config) -> Optional[Path]:
     if not path.is_file():
         raise CheckpointError(f"--resume {value}: no training state at {path}")
     return path
+
+
+# ----------------------------------------------------------------------------- networks <-> files
+
+def upstream_files(cfg: Config, parts: Any) -> Dict[str, Mapping[str, Any]]:
+    """Contents of a ``weights_<epoch>`` folder in upstream's layout."""
+    files: Dict[str, Mapping[str, Any]] = depth_state_dicts(
+        parts.depth, cfg.model.height, cfg.model.width, cfg.data.use_stereo)
+    if not parts.pose.shared:
+        files["pose_encoder"] = parts.pose.encoder.state_dict()
+    files["pose"] = parts.pose.decoder.state_dict()
+    files["adam"] = parts.optimizers["depth"].state_dict()
+    files["adam_pose"] = parts.optimizers["pose"].state_dict()
+    return files
+
+
+def load_initial_weights(cfg: Config, parts: Any, report: Callable[[str], None]) -> None:
+    """``--load_weights_folder`` (``--models_to_load``, strict), then ``--mypretrain`` (upstream's
+    order: the ImageNet encoder replaces a loaded one)."""
+    folder = cfg.train.load_weights_folder
+    if folder:
+        modules = {"encoder": parts.depth.encoder, "depth": parts.depth.decoder,
+                   "pose_encoder": None if parts.pose.shared else parts.pose.encoder,
+                   "pose": parts.pose.decoder}
+        names = [n for n in cfg.train.models_to_load if modules[n] is not None]
+        for name, state in load_weights_folder(folder, names).items():
+            state = {k: v for k, v in state.items() if k not in (*UPSTREAM_EXTRAS, CONFIG_ENTRY)}
+            load_state_strict(modules[name], state, f"--load_weights_folder {folder}/{name}.pth")
+        if (Path(folder) / "adam.pth").is_file():  # upstream: optimiser states when present
+            states = load_weights_folder(folder, ["adam", "adam_pose"])
+            parts.optimizers["depth"].load_state_dict(states["adam"])
+            parts.optimizers["pose"].load_state_dict(states["adam_pose"])
+            names += ["adam", "adam_pose"]
+        report(f"loaded {', '.join(names)} from {folder}")
+    if cfg.model.mypretrain:
+        load_imagenet_encoder(parts.depth.encoder, cfg.model.mypretrain)
+        report(f"--mypretrain: encoder initialised from {cfg.model.mypretrain}")
+
+
+def training_state(cfg: Config, parts: Any, epoch: int, step: int, position: int,
+                   best: Optional[float]) -> Dict[str, Any]:
+    """Everything :func:`restore_state` needs to continue bit-identically."""
+    return {"config": cfg.to_dict(), "epoch": epoch, "step": step, "position": position,
+            "best": best, "rng": capture_rng(),
+            "models": {"depth": parts.depth.state_dict(), "pose": parts.pose.state_dict()},
+            "optimizers": {k: o.state_dict() for k, o in parts.optimizers.items()},
+            "schedules": {k: s.state_dict() for k, s in parts.schedules.items()},
+            "scaler": parts.scaler.state_dict()}
+
+
+def restore_state(state: Mapping[str, Any], parts: Any, what: str) -> None:
+    """Load networks (strictly), optimisers, schedules and the AMP scaler from a training state."""
+    load_state_strict(parts.depth, state["models"]["depth"], f"{what} (depth network)")
+    load_state_strict(parts.pose, state["models"]["pose"], f"{what} (pose network)")
+    for name, optimizer in parts.optimizers.items():
+        optimizer.load_state_dict(state["optimizers"][name])
+        parts.schedules[name].load_state_dict(state["schedules"][name])
+    if state["scaler"]:
+        parts.scaler.load_state_dict(state["scaler"])
 
 
 # ----------------------------------------------------------------------------- data order

@@ -1,0 +1,130 @@
+"""Training logs: tensorboard scalars and images, a tqdm progress bar, per-epoch console lines.
+
+Tensorboard events go to ``<run>/train`` and ``<run>/val`` as upstream's trainer writes them
+(monodepth2 / Lite-Mono ``Trainer.log``), with every loss term by its criterion name, the learning
+rate of each optimiser and, per logged batch, the input image, the disparity in a colour map and
+the automask. Only rank 0 of a multi-process run logs; the other ranks get a no-op logger.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterable, Mapping, Optional
+
+import torch
+
+# Anchor colours of a perceptually ordered black-purple-orange-yellow map (close to magma);
+# disparity 0 (far) is dark, disparity 1 (near) is bright.
+COLOUR_ANCHORS = torch.tensor([[0.00, 0.00, 0.02], [0.23, 0.06, 0.44], [0.55, 0.16, 0.51],
+                               [0.87, 0.29, 0.41], [0.99, 0.62, 0.36], [0.99, 0.99, 0.75]])
+IMAGES_PER_LOG = 4  # upstream logs min(4, batch) samples
+
+
+def colourise(disp: torch.Tensor) -> torch.Tensor:
+    """Map a disparity to RGB, normalised by its own maximum (as upstream's ``normalize_image``
+    divides by max - min after subtracting the min).
+
+    Args:
+        disp: (1, H, W) or (H, W) disparity, any positive range.
+
+    Returns:
+        (3, H, W) float32 in [0, 1].
+    """
+    value = disp.detach().float().reshape(disp.shape[-2:])
+    low, high = value.min(), value.max()
+    value = (value - low) / (high - low).clamp_min(1e-8)  # (H, W) in [0, 1]
+    position = value * (len(COLOUR_ANCHORS) - 1)
+    lower = position.floor().long().clamp(max=len(COLOUR_ANCHORS) - 2)
+    frac = (position - lower).unsqueeze(-1)  # (H, W, 1)
+    anchors = COLOUR_ANCHORS.to(value.device)
+    rgb = anchors[lower] * (1 - frac) + anchors[lower + 1] * frac  # (H, W, 3)
+    return rgb.permute(2, 0, 1).clamp(0, 1)
+
+
+class RunLogger:
+    """Tensorboard writers for one run; a no-op when ``enabled`` is False (ranks > 0, tests).
+
+    Args:
+        root: the run folder; events go to ``root/train`` and ``root/val``.
+        enabled: create writers and print.
+    """
+
+    def __init__(self, root: Path, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.writers: Dict[str, Any] = {}
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writers = {part: SummaryWriter(str(Path(root) / part)) for part in ("train", "val")}
+
+    def scalars(self, part: str, values: Mapping[str, float], step: int) -> None:
+        """Log named scalars (loss terms, metrics, learning rates) to ``part`` at ``step``."""
+        if not self.enabled:
+            return
+        for name, value in values.items():
+            self.writers[part].add_scalar(name, float(value), step)
+
+    def images(self, part: str, inputs: Mapping[Any, Any], outputs: Mapping[Any, Any],
+               step: int) -> None:
+        """Log the target image, its disparity (colour map) and automask for a few samples."""
+        if not self.enabled:
+            return
+        writer = self.writers[part]
+        count = min(IMAGES_PER_LOG, inputs[("color", 0, 0)].shape[0])
+        for j in range(count):
+            writer.add_image(f"color_0_0/{j}", inputs[("color", 0, 0)][j].detach().float().cpu(), step)
+            disp = outputs[("disp", 0)][j].detach().cpu()
+            writer.add_image(f"disp_0/{j}", colourise(disp), step)
+            if ("automask", 0) in outputs:
+                mask = outputs[("automask", 0)][j].detach().float().cpu().reshape(1, *disp.shape[-2:])
+                writer.add_image(f"automask_0/{j}", mask, step)
+
+    def print(self, text: str) -> None:
+        if self.enabled:
+            print(text, flush=True)
+
+    def progress(self, iterable: Iterable, total: int, description: str) -> Iterable:
+        """Wrap ``iterable`` in a tqdm bar on rank 0 (speed in it/s; loss via :meth:`postfix`)."""
+        if not self.enabled:
+            return iterable
+        from tqdm import tqdm
+
+        return tqdm(iterable, total=total, desc=description, dynamic_ncols=True, leave=False)
+
+    @staticmethod
+    def postfix(bar: Iterable, loss: float) -> None:
+        """Show the latest loss on a bar made by :meth:`progress` (no-op on plain iterables)."""
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+
+def epoch_summary(epoch: int, step: int, train_loss: float, val: Mapping[str, float],
+                  lrs: Mapping[str, float], seconds: float, samples: int,
+                  best: Optional[float] = None) -> str:
+    """One console line per epoch, e.g.
+    ``epoch 3 | step 120 | train 0.1423 | val loss 0.1391 abs_rel 0.121 | lr depth 9.9e-05 ...``.
+    """
+    val_text = " ".join(f"{k} {v:.4g}" for k, v in val.items())
+    lr_text = " ".join(f"{k} {v:.3g}" for k, v in lrs.items())
+    speed = samples / seconds if seconds > 0 else float("nan")
+    text = (f"epoch {epoch} | step {step} | train {train_loss:.4f} | val {val_text} | "
+            f"lr {lr_text} | {seconds:.1f} s ({speed:.1f} samples/s)")
+    if best is not None:
+        text += f" | best {best:.4g}"
+    return text
+
+
+class Timer:
+    """Seconds since construction or the last :meth:`restart`."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def restart(self) -> float:
+        now = time.perf_counter()
+        elapsed, self.start = now - self.start, now
+        return elapsed

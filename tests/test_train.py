@@ -1,0 +1,185 @@
+"""The training engine and train.py: exact resume, checkpoints, NaN guard, initial weights."""
+import importlib.util
+import random
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from litemono import checkpoint as ckpt
+from litemono import engine
+from litemono.config import from_dict
+from litemono.models.build import load_depth_network
+
+ROOT = Path(__file__).resolve().parent.parent
+NORMALISED_K = [[0.58, 0, 0.5, 0], [0, 1.92, 0.5, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
+
+
+class TinyScene(torch.utils.data.Dataset):
+    """In-memory samples in the dataset schema; the flip and the jitter draw from the *global*
+    python / torch generators, as the real datasets do, so the data-order machinery is tested."""
+
+    def __init__(self, size, height, width, frames=(0, -1, 1)):
+        self.size, self.height, self.width, self.frames = size, height, width, frames
+
+    def __len__(self):
+        return self.size
+
+    def __getitem__(self, index):
+        base = torch.rand(3, self.height, self.width, generator=torch.Generator().manual_seed(index))
+        flip = random.random() > 0.5
+        sample = {"index": index}
+        for f in self.frames:
+            image = torch.roll(base, shifts=2 * f, dims=2).flip(-1) if flip else torch.roll(base, 2 * f, 2)
+            for s in range(4):
+                scaled = torch.nn.functional.interpolate(image[None], scale_factor=0.5 ** s)[0]
+                sample[("color", f, s)] = scaled
+                sample[("color_aug", f, s)] = (scaled * (0.8 + 0.4 * torch.rand(1))).clamp(0, 1)
+        for s in range(4):
+            K = torch.tensor(NORMALISED_K)
+            K[0] *= self.width // 2 ** s
+            K[1] *= self.height // 2 ** s
+            sample[("K", s)], sample[("inv_K", s)] = K, torch.linalg.pinv(K)
+        return sample
+
+
+def use_tiny_scene(monkeypatch, train_size=4, val_size=2):
+    def build(cfg, part, is_train, **_):
+        return TinyScene(train_size if part == "train" else val_size, cfg.model.height, cfg.model.width)
+
+    monkeypatch.setattr(engine, "build_dataset", build)
+
+
+def tiny_config(tmp_path, name="run", **changes):
+    options = dict(log_dir=str(tmp_path), model_name=name, height=32, width=64, batch_size=2,
+                   num_workers=0, model="lite-mono-tiny", weights_init="scratch", device="cpu",
+                   seed=3, log_frequency=1)
+    return from_dict({**options, **changes})
+
+
+def final_weights(run_dir):
+    state = ckpt.load_training_state(run_dir / "checkpoints" / "last.pt")
+    return {**{f"depth.{k}": v for k, v in state["models"]["depth"].items()},
+            **{f"pose.{k}": v for k, v in state["models"]["pose"].items()}}
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+@pytest.mark.slow
+def test_resume_continues_bit_identically(tmp_path, monkeypatch):
+    use_tiny_scene(monkeypatch)  # 2 steps per epoch
+    whole = engine.train(tiny_config(tmp_path, "whole", num_steps=3))
+    assert whole.step == 3 and whole.epoch == 1 and len(whole.losses) == 3
+
+    # interrupted mid-epoch (after step 1), resumed with --mypretrain, which must not apply
+    junk = {k: torch.zeros_like(v) for k, v in
+            engine.build_parts(tiny_config(tmp_path), torch.device("cpu"), 1).depth.encoder.state_dict().items()}
+    torch.save({"model": junk}, tmp_path / "imagenet.pth")
+    first = engine.train(tiny_config(tmp_path, "cut", num_steps=1))
+    assert (tmp_path / "cut" / "models" / "weights_0" / "encoder.pth").is_file()
+    rest = engine.train(tiny_config(tmp_path, "cut", num_steps=3, resume="auto",
+                                    mypretrain=str(tmp_path / "imagenet.pth")))
+    assert first.losses + rest.losses == whole.losses
+    assert_same_weights(final_weights(tmp_path / "cut"), final_weights(tmp_path / "whole"))
+
+    # interrupted at the epoch boundary, resumed by path
+    engine.train(tiny_config(tmp_path, "edge", num_steps=2))
+    tail = engine.train(tiny_config(tmp_path, "edge", num_steps=3,
+                                    resume=str(tmp_path / "edge" / "checkpoints" / "last.pt")))
+    assert tail.losses == whole.losses[2:]
+    assert_same_weights(final_weights(tmp_path / "edge"), final_weights(tmp_path / "whole"))
+
+
+def _load_train_script():
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class NaNAtStep:
+    """Wraps a criterion; poisons the loss of one step (counting calls in training mode)."""
+
+    def __init__(self, criterion, bad_call):
+        self.criterion, self.bad_call, self.calls = criterion, bad_call, 0
+        self.source_frames = criterion.source_frames
+
+    def __call__(self, inputs, outputs):
+        total, terms = self.criterion(inputs, outputs)
+        if torch.is_grad_enabled():
+            self.calls += 1
+            if self.calls == self.bad_call:
+                total = total * float("nan")
+        return total, terms
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    use_tiny_scene(monkeypatch, train_size=2)  # 1 step per epoch: last.pt after step 1
+    real_build = engine.build_criterion
+    monkeypatch.setattr(engine, "build_criterion", lambda cfg: NaNAtStep(real_build(cfg), 2))
+    argv = ["--log_dir", str(tmp_path), "--model_name", "nan", "--height", "32", "--width", "64",
+            "--batch_size", "2", "--num_workers", "0", "--model", "lite-mono-tiny",
+            "--weights_init", "scratch", "--no_cuda", "--num_steps", "4"]
+    assert _load_train_script().main(argv) == 3
+    err = capsys.readouterr().err
+    assert "step 2: non-finite loss nan" in err and "photometric=" in err and "loss/scale0=" in err
+    state = ckpt.load_training_state(tmp_path / "nan" / "checkpoints" / "last.pt")
+    assert state["step"] == 1 and state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["models"]["depth"].values()
+               if v.is_floating_point())
+
+
+@pytest.mark.slow
+def test_run_folder_config_and_upstream_layout(tmp_path, monkeypatch):
+    use_tiny_scene(monkeypatch, train_size=2)
+    cfg = tiny_config(tmp_path, "layout", num_steps=1)
+    engine.train(cfg)
+    run = tmp_path / "layout"
+    assert from_dict(yaml.safe_load((run / "config.yaml").read_text())) == cfg
+    assert ckpt.load_training_state(run / "checkpoints" / "last.pt")["config"] == cfg.to_dict()
+    assert (run / "checkpoints" / "best.pt").is_file()  # one validation so far: the best
+    assert yaml.safe_load((run / "models" / "opt.json").read_text())["model"] == "lite-mono-tiny"
+    folder = run / "models" / "weights_0"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        f"{n}.pth" for n in ("encoder", "depth", "pose_encoder", "pose", "adam", "adam_pose"))
+    encoder_file = torch.load(folder / "encoder.pth", weights_only=True)
+    assert (encoder_file["height"], encoder_file["width"], encoder_file["use_stereo"]) == (32, 64, False)
+    net = load_depth_network(folder)  # strict
+    saved = final_weights(run)
+    assert all(torch.equal(v, saved[f"depth.{k}"]) for k, v in net.state_dict().items())
+
+    # --load_weights_folder brings every listed network back, strictly
+    parts = engine.build_parts(tiny_config(tmp_path, seed=99), torch.device("cpu"), 1)
+    ckpt.load_initial_weights(tiny_config(tmp_path, load_weights_folder=str(folder)), parts, print)
+    assert all(torch.equal(v, saved[f"pose.{k}"]) for k, v in parts.pose.state_dict().items())
+    assert all(torch.equal(v, saved[f"depth.{k}"]) for k, v in parts.depth.state_dict().items())
+    assert parts.optimizers["depth"].state_dict()["state"]  # adam.pth restored
+
+
+def test_mypretrain_applies_after_loaded_weights(tmp_path):
+    parts = engine.build_parts(tiny_config(tmp_path), torch.device("cpu"), 1)
+    imagenet = {k: torch.full_like(v, 0.5) if v.is_floating_point() else v
+                for k, v in parts.depth.encoder.state_dict().items()}
+    imagenet.update({"head.weight": torch.ones(1000, 4), "norm.weight": torch.ones(4)})
+    torch.save({"model": imagenet}, tmp_path / "imagenet.pth")
+    decoder_before = {k: v.clone() for k, v in parts.depth.decoder.state_dict().items()}
+    ckpt.load_initial_weights(tiny_config(tmp_path, mypretrain=str(tmp_path / "imagenet.pth")),
+                              parts, print)
+    assert all(torch.all(v == 0.5) for v in parts.depth.encoder.state_dict().values()
+               if v.is_floating_point())
+    assert all(torch.equal(v, decoder_before[k]) for k, v in parts.depth.decoder.state_dict().items())
+
+
+def test_train_script_rejects_bad_resume(tmp_path, monkeypatch, capsys):
+    use_tiny_scene(monkeypatch)
+    argv = ["--log_dir", str(tmp_path), "--height", "32", "--width", "64", "--no_cuda",
+            "--model", "lite-mono-tiny", "--weights_init", "scratch", "--num_workers", "0",
+            "--batch_size", "2", "--resume", str(tmp_path / "missing.pt")]
+    assert _load_train_script().main(argv) == 2
+    assert "--resume" in capsys.readouterr().err

@@ -1,0 +1,44 @@
+"""Train Lite-Mono (Zhang et al., CVPR 2023) or one of its extensions.
+
+Takes upstream's command line (``--data_path``, ``--split``, ``--model``, ``--lr`` six numbers,
+``--num_epochs``, ``--batch_size``, ``--mypretrain`` ...) plus ``--config <yaml>`` and the options
+in ``litemono/config.py``. Examples::
+
+    python train.py --config configs/kitti/litemono.yaml --data_path kitti_data
+    python train.py --model_name run1 --resume auto          # continue run1 where it stopped
+    torchrun --nproc_per_node 4 train.py --batch_size 4 ...  # 4 GPUs, global batch 16
+
+Under torchrun ``--batch_size`` is per process. Exit codes: 0 done, 2 bad options,
+3 the loss became NaN/inf (the last good checkpoint is kept).
+"""
+import sys
+
+import torch.distributed as dist
+
+from litemono.checkpoint import CheckpointError
+from litemono.config import ConfigError, parse_config
+from litemono.engine import TrainingDiverged, train
+
+EXIT_BAD_OPTIONS = 2
+EXIT_DIVERGED = 3
+
+
+def main(argv=None) -> int:
+    cfg = parse_config(argv, description=__doc__.splitlines()[0])
+    try:
+        result = train(cfg)
+    except (ConfigError, CheckpointError) as exc:
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_OPTIONS
+    except TrainingDiverged as exc:
+        print(f"train.py: {exc}", file=sys.stderr)
+        return EXIT_DIVERGED
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    print(f"finished at epoch {result.epoch}, step {result.step}; run folder {result.run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
