@@ -1,0 +1,95 @@
+"""Evaluate a pose network on KITTI odometry sequence 09 or 10 (monodepth2's evaluate_pose.py).
+
+    python scripts/evaluate_pose.py --load_weights_folder W --data_path kitti_odom --eval_split odom_9
+
+Reads ``<splits_dir>/odom/test_files_09.txt`` (one line per frame pair i, i+1: as many lines
+as the sequence has frames minus one), the images under
+``<data_path>/sequences/09/image_2`` and the ground truth ``<data_path>/poses/09.txt``, and
+prints the mean and std of the scale-aligned ATE over 5-frame snippets (litemono/pose_eval.py);
+the last line is a JSON object. Pose weights: ``pose_encoder.pth`` + ``pose.pth``
+(separate_resnet), or ``pose.pth`` alone with the depth encoder in ``encoder.pth`` (shared).
+"""
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from litemono import io  # noqa: E402
+from litemono.checkpoint import load_weights_folder  # noqa: E402
+from litemono.config import PROJECT_ROOT, ModelConfig  # noqa: E402
+from litemono.data.kitti import KITTIOdomDataset  # noqa: E402
+from litemono.data.splits import read_split_lines  # noqa: E402
+from litemono.models.build import (build_pose_network, load_depth_network,  # noqa: E402
+                                   load_state_strict)
+from litemono.pose_eval import (evaluate_ate, predict_relative_poses, read_odometry_poses,  # noqa: E402
+                                relative_poses)
+
+SEQUENCES = {"odom_9": 9, "odom_10": 10}
+
+
+def load_pose_network(folder: Path, num_layers: int, device: torch.device):
+    """The pose network of a weights folder, loaded strictly, in eval mode."""
+    if (folder / "pose_encoder.pth").is_file():
+        cfg = ModelConfig(num_layers=num_layers, weights_init="scratch")
+        net = build_pose_network(cfg)
+        states = load_weights_folder(str(folder), ["pose_encoder", "pose"])
+        load_state_strict(net.encoder, states["pose_encoder"], str(folder / "pose_encoder.pth"))
+    else:  # shared: the decoder runs on the depth encoder's features
+        depth_net = load_depth_network(folder, "cpu")
+        cfg = dataclasses.replace(depth_net.config, pose_model_type="shared")
+        net = build_pose_network(cfg, depth_net)
+        states = load_weights_folder(str(folder), ["pose"])
+    load_state_strict(net.decoder, states["pose"], str(folder / "pose.pth"))
+    return net.to(device).eval()
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--load_weights_folder", required=True)
+    parser.add_argument("--data_path", required=True, help="KITTI odometry root")
+    parser.add_argument("--eval_split", default="odom_9", choices=sorted(SEQUENCES))
+    parser.add_argument("--splits_dir", default=str(PROJECT_ROOT / "splits"))
+    parser.add_argument("--split_file", help="default <splits_dir>/odom/test_files_NN.txt")
+    parser.add_argument("--height", type=int, default=192)
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--num_layers", type=int, default=18, help="pose ResNet depth")
+    parser.add_argument("--png", action="store_true")
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--num_workers", type=int, default=2)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--save_pred_poses", help="write the predicted (N, 4, 4) motions (.npy)")
+    args = parser.parse_args(argv)
+    sequence = SEQUENCES[args.eval_split]
+    split = args.split_file or Path(args.splits_dir) / "odom" / f"test_files_{sequence:02d}.txt"
+    gt_path = Path(args.data_path) / "poses" / f"{sequence:02d}.txt"
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
+                          if args.device == "auto" else args.device)
+    try:
+        gt_motions = relative_poses(read_odometry_poses(gt_path))
+        dataset = KITTIOdomDataset(args.data_path, read_split_lines(split), args.height,
+                                   args.width, frame_ids=[0, 1], num_scales=1,
+                                   img_ext=".png" if args.png else ".jpg", source=str(split))
+        pose_net = load_pose_network(Path(args.load_weights_folder), args.num_layers, device)
+    except (OSError, ValueError, RuntimeError) as exc:
+        parser.error(str(exc))
+    loader = DataLoader(dataset, args.batch_size, shuffle=False, num_workers=args.num_workers)
+    pred_motions = predict_relative_poses(pose_net, loader, device)
+    if args.save_pred_poses:
+        io.save_npy(args.save_pred_poses, pred_motions)
+    try:
+        mean, std, _ = evaluate_ate(pred_motions, gt_motions)
+    except ValueError as exc:
+        parser.error(f"{exc} ({gt_path}, {split})")
+    print(f"Trajectory error: {mean:.3f}, std: {std:.3f}")
+    result = {"ate_mean": mean, "ate_std": std}
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
