@@ -57,7 +57,8 @@ def main(argv=None) -> dict:
             "no_aug": dict(cfg=cfg, is_train=False),
             "aug_per_frame": dict(cfg=cfg, is_train=True),
             "aug_per_item": dict(cfg=cfg.replace(jitter="per_item"), is_train=True),
-            "aug_per_frame_cached": dict(cfg=cfg, is_train=True, cache_dir=str(Path(tmp) / "cache")),
+            "aug_per_frame_cached": dict(cfg=cfg, is_train=True,
+                                         cache_dir=str(Path(tmp) / "cache")),
         }
         rates = {}
         for name, options in modes.items():

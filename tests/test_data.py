@@ -71,7 +71,8 @@ def test_schema_shapes_and_intrinsics(tmp_path):
         expected = torch.tensor([[0.58 * w, 0, 0.5 * w, 0], [0, 1.92 * h, 0.5 * h, 0],
                                  [0, 0, 1, 0], [0, 0, 0, 1]])
         torch.testing.assert_close(sample["K", s], expected)
-        torch.testing.assert_close(sample["inv_K", s] @ sample["K", s], torch.eye(4), atol=1e-5, rtol=0)
+        identity = sample["inv_K", s] @ sample["K", s]
+        torch.testing.assert_close(identity, torch.eye(4), atol=1e-5, rtol=0)
 
 
 def test_pyramid_and_frames_match_upstream_resize_chain(tmp_path):
@@ -175,13 +176,15 @@ def test_per_item_jitter_shares_one_draw(tmp_path, monkeypatch):
     torch.manual_seed(11)
     sample = ds[0]
     torch.manual_seed(11)
-    order, b, c, sat, hue = T.ColorJitter.get_params([0.8, 1.2], [0.8, 1.2], [0.8, 1.2], [-0.1, 0.1])
+    ranges = ([0.8, 1.2], [0.8, 1.2], [0.8, 1.2], [-0.1, 0.1])
+    order, b, c, sat, hue = T.ColorJitter.get_params(*ranges)
     ops = [lambda im: T.functional.adjust_brightness(im, b),
            lambda im: T.functional.adjust_contrast(im, c),
            lambda im: T.functional.adjust_saturation(im, sat),
            lambda im: T.functional.adjust_hue(im, hue)]
     for f in (0, -1, 1):
-        for s, image in enumerate(upstream_pyramid(kitti.raw_image_path(str(tmp_path), DRIVE, 2 + f, "l"))):
+        path = kitti.raw_image_path(str(tmp_path), DRIVE, 2 + f, "l")
+        for s, image in enumerate(upstream_pyramid(path)):
             for i in order:
                 image = ops[int(i)](image)
             assert torch.equal(sample["color_aug", f, s], T.ToTensor()(image)), (f, s)
@@ -212,7 +215,8 @@ def test_missing_frames_reported_at_start_with_line_numbers(tmp_path):
     message = str(info.value)
     # frame 5 (line 2's +1 and line 3's 0), frame 6 (line 3's +1) missing: 2 files, 2 lines
     assert "2 image file(s) needed by 2 line(s) of my_split/train_files.txt" in message
-    assert f"line 2 ('{DRIVE} 4 l'): " + kitti.raw_image_path(str(tmp_path), DRIVE, 5, "l") in message
+    frame_5 = kitti.raw_image_path(str(tmp_path), DRIVE, 5, "l")
+    assert f"line 2 ('{DRIVE} 4 l'): {frame_5}" in message
     assert "line 3" in message and "0000000006.jpg" in message and "line 4" not in message
 
 
@@ -262,6 +266,8 @@ def test_odometry_layout(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(smooth_image(rng, NATIVE)).save(path)
     assert kitti.odom_image_path("d", "9", 1, "r", ".png") == "d/sequences/09/image_3/000001.png"
+    with pytest.raises(ValueError, match="--dataset kitti"):
+        KITTIOdomDataset(str(tmp_path), [f"{DRIVE} 1 r"], H, W)
     ds = KITTIOdomDataset(str(tmp_path), ["9 1 r"], H, W)
     assert not ds.load_depth
     expected = upstream_pyramid(tmp_path / "sequences/09/image_3/000002.jpg")

@@ -33,8 +33,10 @@ def write_yaml(path, text):
 
 
 def test_intrinsics_normalised_and_pixels(tmp_path):
-    normalised = load_intrinsics(write_yaml(tmp_path / "a.yaml", "fx: 0.6\nfy: 1.9\ncx: 0.5\ncy: 0.45\n"))
-    expected = np.array([[0.6, 0, 0.5, 0], [0, 1.9, 0.45, 0], [0, 0, 1, 0], [0, 0, 0, 1]], np.float32)
+    text = "fx: 0.6\nfy: 1.9\ncx: 0.5\ncy: 0.45\n"
+    normalised = load_intrinsics(write_yaml(tmp_path / "a.yaml", text))
+    expected = np.array([[0.6, 0, 0.5, 0], [0, 1.9, 0.45, 0], [0, 0, 1, 0], [0, 0, 0, 1]],
+                        np.float32)
     np.testing.assert_allclose(normalised, expected, rtol=1e-6)
     pixels = load_intrinsics(write_yaml(
         tmp_path / "b.yaml", "fx: 720\nfy: 720\ncx: 640\ncy: 360\nwidth: 1280\nheight: 720\n"))
@@ -71,8 +73,9 @@ def test_frames_follow_sorted_names_and_K_uses_the_yaml(tmp_path):
         native = Image.open(tmp_path / "data/walk" / ordered[2 + frame_id]).convert("RGB")
         expected = T.ToTensor()(native.resize((W, H), Image.Resampling.LANCZOS))
         assert torch.equal(sample["color", frame_id, 0], expected)
-    torch.testing.assert_close(sample["K", 1][:2, :3],
-                               torch.tensor([[0.7 * W / 2, 0, 0.5 * W / 2], [0, 2.0 * H / 2, 0.4 * H / 2]]))
+    w, h = W / 2, H / 2  # scale 1
+    expected_K = torch.tensor([[0.7 * w, 0, 0.5 * w], [0, 2.0 * h, 0.4 * h]])
+    torch.testing.assert_close(sample["K", 1][:2, :3], expected_K)
     assert "depth_gt" not in sample and "stereo_T" not in sample
 
 
@@ -83,7 +86,8 @@ def test_out_of_range_frames_are_reported(tmp_path):
         FolderDataset(str(tmp_path / "data"), ["drive 1", "drive 2", "bike 1"], H, W,
                       intrinsics=K_file, source="own.txt")
     message = str(info.value)
-    assert "own.txt line 2 ('drive 2')" in message and "<frame 3: the folder has 3 images>" in message
+    assert "own.txt line 2 ('drive 2')" in message
+    assert "<frame 3: the folder has 3 images>" in message
     assert "own.txt line 3 ('bike 1')" in message and "line 1 " not in message
     with pytest.raises(ValueError, match="--use_stereo"):
         FolderDataset(str(tmp_path / "data"), ["drive 1"], H, W, [0, "s"], intrinsics=K_file)

@@ -23,7 +23,8 @@ from torch.utils.data import Dataset
 
 from .cache import ResizedFrameCache
 from .splits import SplitLine, parse_split_line
-from .transforms import JITTER_MODES, ColorAugmenter, flip_image, read_rgb, resize_pyramid, to_tensor
+from .transforms import (JITTER_MODES, ColorAugmenter, flip_image, read_rgb, resize_pyramid,
+                         to_tensor)
 
 # monodepth2's KITTI intrinsics normalised by image width (row 0) and height (row 1); shared by
 # all KITTI drives (the true values differ by ~1%)
@@ -52,6 +53,9 @@ def raw_image_path(data_path: str, folder: str, frame_index: int, side: str,
 def odom_image_path(data_path: str, folder: str, frame_index: int, side: str,
                     ext: str = ".jpg") -> str:
     """``<data_path>/sequences/{seq:02d}/image_{2|3}/{frame:06d}<ext>`` of KITTI odometry."""
+    if not folder.isdigit():
+        raise ValueError(f"--dataset kitti_odom: split lines start with a sequence number, got "
+                         f"{folder!r} (a KITTI raw split needs --dataset kitti)")
     return os.path.join(data_path, "sequences", f"{int(folder):02d}",
                         f"image_{SIDE_TO_CAMERA[side]}", f"{frame_index:06d}{ext}")
 

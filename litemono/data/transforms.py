@@ -102,7 +102,9 @@ class ColorAugmenter:
             raise ValueError(f"--jitter must be one of {list(JITTER_MODES)}, got {mode!r}")
         self.mode = mode
         self.enabled = enabled
-        self._shared: Optional[JitterParams] = draw_jitter() if enabled and mode == "per_item" else None
+        self._shared: Optional[JitterParams] = None
+        if enabled and mode == "per_item":
+            self._shared = draw_jitter()
 
     def skip(self) -> None:
         """Consume the draw that upstream spends on an image whose result it throws away
@@ -116,7 +118,8 @@ class ColorAugmenter:
         return apply_jitter(image, self._shared if self._shared is not None else draw_jitter())
 
 
-def resize_pyramid(image: Image.Image, height: int, width: int, num_scales: int) -> List[Image.Image]:
+def resize_pyramid(image: Image.Image, height: int, width: int,
+                   num_scales: int) -> List[Image.Image]:
     """LANCZOS-resize ``image`` to ``(height // 2^s, width // 2^s)`` for s in 0..num_scales-1.
 
     Each scale is resized from the previous one, as upstream. An image already at a scale's size
