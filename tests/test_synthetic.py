@@ -192,3 +192,22 @@ def test_png_and_mono_options(tmp_path):
     assert {line[2] for line in _split(scene, "train")} == {"l"}
     with pytest.raises(ValueError, match="--frames_per_drive"):
         synthetic.make_synthetic_kitti(tmp_path / "x", **{**TINY, "frames_per_drive": 2})
+
+
+def test_cli_renders_and_reports_misuse(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "make_synthetic_kitti.py"
+    spec = importlib.util.spec_from_file_location("make_synthetic_kitti", path)
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    args = ["--root", str(tmp_path / "cli"), "--drives", "1", "--frames_per_drive", "6", "--height", "32",
+            "--width", "96", "--seed", "3", "--workers", "1"]
+    assert cli.main(args) == 0
+    assert "6 frames (32x96, stereo)" in capsys.readouterr().out
+    api = synthetic.make_synthetic_kitti(tmp_path / "api", **TINY)
+    assert _files(tmp_path / "cli") == _files(api.root)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(args[:-4] + ["--seed", "9"])
+    assert exit_info.value.code == 2 and "other settings" in capsys.readouterr().err
