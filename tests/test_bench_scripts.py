@@ -1,0 +1,104 @@
+"""scripts/bench_*.py and litemono.benchmark: tiny runs print one JSON line with the expected
+keys; the synthetic batch follows the sample schema. No timing is asserted."""
+import importlib.util
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import ROOT
+from litemono import benchmark as bench
+
+TINY = ["--height", "32", "--width", "64"]
+
+
+def run_script(name, argv, capsys):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    returned = module.main(argv)
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    printed = json.loads(last)
+    assert printed == json.loads(json.dumps(returned, sort_keys=True))
+    return printed, module
+
+
+def test_synthetic_batch_follows_the_sample_schema():
+    batch = bench.synthetic_batch(32, 64, 3, [0, -1, 1, "s"], torch.device("cpu"), teacher=True)
+    for frame in (0, -1, 1, "s"):
+        for scale in range(4):
+            for kind in ("color", "color_aug"):
+                image = batch[(kind, frame, scale)]
+                assert image.shape == (3, 3, 32 >> scale, 64 >> scale)
+                assert image.min() >= 0 and image.max() <= 1
+    for scale in range(4):
+        K, inv_K = batch[("K", scale)], batch[("inv_K", scale)]
+        assert K.shape == (3, 4, 4)
+        torch.testing.assert_close(K @ inv_K, torch.eye(4).expand(3, 4, 4))
+        assert K[0, 0, 2] == pytest.approx(0.5 * (64 >> scale))  # cx in pixels
+        assert K[0, 1, 1] == pytest.approx(1.92 * (32 >> scale))
+    assert batch["stereo_T"].shape == (3, 4, 4) and batch["teacher_disp"].shape == (3, 1, 32, 64)
+    assert (batch["teacher_disp"] > 0).all()
+    # neighbouring frames are shifted copies of the target: column c of frame 1 = column c+2 of 0
+    torch.testing.assert_close(batch[("color", 1, 0)][..., :-2], batch[("color", 0, 0)][..., 2:])
+    again = bench.synthetic_batch(32, 64, 3, [0, -1, 1, "s"], torch.device("cpu"), teacher=True)
+    assert all(torch.equal(batch[k], again[k]) for k in batch)
+
+
+def test_timeline_and_measure_count_every_call():
+    calls = []
+    times = bench.measure(lambda: calls.append(1), torch.device("cpu"), warmup=2, repeats=3)
+    assert len(calls) == 5 and len(times) == 3 and all(t >= 0 for t in times)
+    summary = bench.summarise([3.0, 1.0, 2.0])
+    assert summary == {"median_s": 2.0, "min_s": 1.0, "max_s": 3.0, "runs": 3}
+    assert bench.median_per_key([{"a": 1.0}, {"a": 5.0}, {"a": 2.0}]) == {"a": 2.0}
+    timeline = bench.Timeline(torch.device("cpu"))
+    for name in ("start", "x", "y", "x"):
+        timeline.mark(name)
+    durations = timeline.durations()
+    assert list(durations) == ["x", "y"]  # repeated names add up
+    assert durations["x"] + durations["y"] == pytest.approx(timeline.stamps[-1] - timeline.stamps[0])
+    with pytest.raises(ValueError, match="--repeats"):
+        bench.measure(lambda: None, torch.device("cpu"), repeats=0)
+
+
+def test_bench_train_times_the_engine_step_with_a_phase_split(capsys):
+    result, module = run_script("bench_train", [
+        "--model", "lite-mono-tiny", *TINY, "--batch_size", "2", "--device", "cpu",
+        "--distill", "--warmup", "0", "--repeats", "2", "--phase_repeats", "1"], capsys)
+    assert result["benchmark"] == "train_step" and result["runs"] == 2
+    assert list(result["phases_s"]) == sorted(module.PHASES)
+    assert all(v > 0 for v in result["phases_s"].values())
+    assert result["step_min_s"] <= result["step_s"] <= result["step_max_s"]
+    assert result["options"]["distill_weight"] == module.DISTILL_SHORTCUT_WEIGHT
+    assert result["options"]["scales"] == [0, 1, 2] and result["options"]["automasking"]
+    assert math.isfinite(result["first_loss"]) and result["first_loss"] > 0
+    assert result["samples_per_s"] == pytest.approx(2 / result["step_s"])
+
+
+def test_bench_train_rejects_bad_flags(capsys):
+    with pytest.raises(SystemExit):
+        run_script("bench_train", ["--model", "lite-mono-tiny", "--height", "30"], capsys)
+    assert "--height must be a positive multiple of 32" in capsys.readouterr().err
+
+
+def test_bench_infer_reports_every_variant_and_batch_size(capsys):
+    result, _ = run_script("bench_infer", [
+        "--variants", "lite-mono-tiny", "lite-mono", *TINY, "--batch_sizes", "1", "2",
+        "--device", "cpu", "--warmup", "0", "--repeats", "1"], capsys)
+    rows = [(r["model"], r["batch_size"]) for r in result["results"]]
+    assert rows == [("lite-mono-tiny", 1), ("lite-mono-tiny", 2), ("lite-mono", 1), ("lite-mono", 2)]
+    for row in result["results"]:
+        assert row["fps"] == pytest.approx(row["batch_size"] / row["latency_s"])
+
+
+def test_bench_teacher_runs_the_precompute_loop(capsys):
+    result, _ = run_script("bench_teacher", [
+        "--frames", "3", "--batch_size", "2", "--input_size", "28", "--image_height", "40",
+        "--image_width", "120", *TINY, "--warmup", "0", "--repeats", "1"], capsys)
+    assert result["frames"] == 3 and result["output_size"] == [32, 64]
+    assert result["fps"] == pytest.approx(3 / result["loop_s"])
+    assert result["raw_float16_bytes"] == 2 * 32 * 64
+    # a compressed float16 map plus the zip container: about the raw size, never far beyond it
+    assert 0 < result["bytes_per_frame"] < result["raw_float16_bytes"] + 1024
