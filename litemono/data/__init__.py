@@ -32,7 +32,7 @@ def build_dataset(cfg: "Config", part: str, is_train: bool, teacher_store=None,
         teacher_store: a teacher-map reader (``.load``, ``.check``); when None and
             ``--teacher_dir`` is set, a :class:`litemono.data.teacher_store.TeacherStore` is
             opened for the train and val parts (the ones ``precompute_teacher.py`` covers).
-        cache_dir: folder of the resized-frame cache (off when None).
+        cache_dir: folder of the resized-frame cache; default ``--cache_dir`` (off when None).
 
     Raises:
         SplitError: the split file is missing or altered.
@@ -45,6 +45,7 @@ def build_dataset(cfg: "Config", part: str, is_train: bool, teacher_store=None,
     if part not in PARTS:
         raise ValueError(f"part must be one of {list(PARTS)}, got {part!r}")
     data = cfg.data
+    cache_dir = cache_dir if cache_dir is not None else data.cache_dir
     path = split_file(data.split, data.splits_dir, part)
     lines = read_split_lines(path)
     frame_ids = [0] if part == "test" else list(data.frame_ids)
