@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split_folder", help="a folder with test_files.txt to use instead of "
                    "<splits_dir>/<eval_split> (not checksum-verified)")
     p.add_argument("--png", action="store_true", help="read .png frames instead of .jpg")
-    p.add_argument("--gt_path", help="ground truth (default <splits_dir>/<eval_split>/gt_depths.npz)")
+    p.add_argument("--gt_path",
+                   help="ground truth (default <splits_dir>/<eval_split>/gt_depths.npz)")
     p.add_argument("--allow_pickle", action="store_true",
                    help="accept upstream's object-array gt file (unpickling can run code)")
     p.add_argument("--batch_size", type=int, default=16)

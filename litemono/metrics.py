@@ -109,7 +109,8 @@ def compute_depth_metrics(gt: ArrayLike, pred: ArrayLike) -> Dict[str, float]:
     """
     gt, pred = _as_float64(gt).reshape(-1), _as_float64(pred).reshape(-1)
     if gt.shape != pred.shape:
-        raise ValueError(f"gt and pred hold {gt.numel()} and {pred.numel()} values; they must match")
+        raise ValueError(f"gt and pred hold {gt.numel()} and {pred.numel()} values; "
+                         "they must match")
     diff = gt - pred
     worst_ratio = torch.maximum(gt / pred, pred / gt)
     out = {

@@ -1,6 +1,7 @@
 """Evaluate a pose network on KITTI odometry sequence 09 or 10 (monodepth2's evaluate_pose.py).
 
-    python scripts/evaluate_pose.py --load_weights_folder W --data_path kitti_odom --eval_split odom_9
+    python scripts/evaluate_pose.py --load_weights_folder W --data_path kitti_odom \
+        --eval_split odom_9
 
 Reads ``<splits_dir>/odom/test_files_09.txt`` (one line per frame pair i, i+1: as many lines
 as the sequence has frames minus one), the images under
@@ -26,8 +27,8 @@ from litemono.data.kitti import KITTIOdomDataset  # noqa: E402
 from litemono.data.splits import read_split_lines  # noqa: E402
 from litemono.models.build import (build_pose_network, load_depth_network,  # noqa: E402
                                    load_state_strict)
-from litemono.pose_eval import (evaluate_ate, predict_relative_poses, read_odometry_poses,  # noqa: E402
-                                relative_poses)
+from litemono.pose_eval import (evaluate_ate, predict_relative_poses,  # noqa: E402
+                                read_odometry_poses, relative_poses)
 
 SEQUENCES = {"odom_9": 9, "odom_10": 10}
 

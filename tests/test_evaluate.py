@@ -233,5 +233,6 @@ def test_model_path_on_synthetic_scene(synthetic_kitti, tiny_weights, tmp_path, 
     header, row = out[-3].split("|"), out[-2].split("|")
     assert float(row[header.index(" params (M) ")]) == pytest.approx(params / 1e6, abs=1e-3)
     # the saved disparities evaluate to the same numbers through --ext_disp_to_eval
-    evaluate_depth.main(common + ["--ext_disp_to_eval", str(tiny_weights / "disps_eigen_split.npy")])
+    evaluate_depth.main(common + ["--ext_disp_to_eval",
+                                  str(tiny_weights / "disps_eigen_split.npy")])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == json.loads(out[-1])

@@ -85,7 +85,8 @@ def test_predict_video_frames(weights, tmp_path):
     out = tmp_path / "out"
     predict = load_script("predict")
     assert predict.main(["--load_weights_folder", str(weights), "--image_path",
-                         str(tmp_path / "clip.gif"), "--output_dir", str(out), "--device", "cpu"]) == 3
+                         str(tmp_path / "clip.gif"), "--output_dir", str(out),
+                         "--device", "cpu"]) == 3
     assert sorted(p.name for p in out.glob("*.npy")) == [f"clip_{i:06d}_disp.npy" for i in range(3)]
     assert np.load(out / "clip_000002_disp.npy").shape == (32, 96)
 
