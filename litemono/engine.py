@@ -186,6 +186,8 @@ def build_parts(cfg: Config, device: torch.device, world: int) -> Parts:
     depth.to(device, memory_format=memory)
     pose.to(device, memory_format=memory)
     if world > 1 and cfg.train.sync_bn:
+        if device.type != "cuda":
+            raise ConfigError("--sync_bn needs CUDA devices (SyncBatchNorm has no CPU kernels)")
         depth = nn.SyncBatchNorm.convert_sync_batchnorm(depth)
         pose = nn.SyncBatchNorm.convert_sync_batchnorm(pose)
     lr = lr_schedule_params(cfg.train.lr)
