@@ -20,13 +20,14 @@ from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 
+from .kitti import SIDE_TO_CAMERA
 from .splits import parse_split_line
 
 MANIFEST_NAME = "manifest.json"
 STATISTICS_NAME = "statistics.json"
 FORMAT_VERSION = 1
 ARRAY_KEY = "disp"
-CAMERA_FOLDERS = {"l": "image_02", "r": "image_03"}
+CAMERA_FOLDERS = {side: f"image_0{cam}" for side, cam in SIDE_TO_CAMERA.items()}
 _MISSING_SHOWN = 5  # how many missing frames an error message lists
 
 

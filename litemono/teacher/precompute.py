@@ -19,7 +19,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.splits import SplitLine, parse_split_line, read_split_lines, split_file
-from ..data.teacher_store import (ARRAY_KEY, CAMERA_FOLDERS, FORMAT_VERSION, MANIFEST_NAME,
+from ..data.kitti import SIDE_TO_CAMERA, raw_image_path
+from ..data.teacher_store import (ARRAY_KEY, FORMAT_VERSION, MANIFEST_NAME,
                                   STATISTICS_NAME, is_valid_file, read_teacher_file, teacher_path)
 from ..io import save_npz, write_json
 from .depth_anything import DepthAnythingTeacher
@@ -64,11 +65,10 @@ def parse_shard(text: Optional[str]) -> Tuple[int, int]:
 
 def kitti_image_path(data_path: Union[str, Path], frame: SplitLine, png: bool) -> Path:
     """KITTI raw ``<data_path>/<folder>/image_0{2|3}/data/<frame:010d>.jpg|png``."""
-    camera = CAMERA_FOLDERS.get(frame.side or "")
-    if camera is None:
+    if frame.side not in SIDE_TO_CAMERA:
         raise ValueError(f"split line {frame.folder} {frame.frame_index} has no side l/r")
-    ext = ".png" if png else ".jpg"
-    return Path(data_path) / frame.folder / camera / "data" / f"{frame.frame_index:010d}{ext}"
+    return Path(raw_image_path(str(data_path), frame.folder, frame.frame_index, frame.side,
+                               ".png" if png else ".jpg"))
 
 
 class ImageTeacher:
