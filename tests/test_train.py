@@ -12,6 +12,8 @@ from litemono import engine
 from litemono.config import from_dict
 from litemono.models.build import load_depth_network
 
+from conftest import reference_params
+
 ROOT = Path(__file__).resolve().parent.parent
 NORMALISED_K = [[0.58, 0, 0.5, 0], [0, 1.92, 0.5, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
 
@@ -183,3 +185,52 @@ def test_train_script_rejects_bad_resume(tmp_path, monkeypatch, capsys):
             "--batch_size", "2", "--resume", str(tmp_path / "missing.pt")]
     assert _load_train_script().main(argv) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def smoke_run(synthetic_kitti, tmp_path_factory):
+    """``train.py`` for 2 steps on the synthetic scene (upstream's flags, tiny sizes)."""
+    log_dir = tmp_path_factory.mktemp("smoke")
+    argv = ["--data_path", str(synthetic_kitti.root), "--split", str(synthetic_kitti.split_dir),
+            "--height", "64", "--width", "192", "--batch_size", "2", "--num_workers", "0",
+            "--model", "lite-mono-tiny", "--weights_init", "scratch", "--num_steps", "2",
+            "--log_dir", str(log_dir), "--model_name", "smoke", "--no_cuda"]
+    assert _load_train_script().main(argv) == 0
+    return log_dir / "smoke"
+
+
+@pytest.mark.slow
+def test_train_script_smoke_run_writes_loadable_checkpoints(smoke_run):
+    state = ckpt.load_training_state(smoke_run / "checkpoints" / "last.pt")
+    assert state["step"] == 2 and state["epoch"] == 0 and state["position"] == 4
+    cfg = from_dict(state["config"])
+    parts = engine.build_parts(cfg, torch.device("cpu"), 1)
+    ckpt.restore_state(state, parts, "last.pt")  # strict
+    folder = smoke_run / "models" / "weights_0"
+    net = load_depth_network(folder)
+    assert all(torch.equal(v, state["models"]["depth"][k]) for k, v in net.state_dict().items())
+    assert list((smoke_run / "train").iterdir()), "no tensorboard events"
+
+
+def _reference_keys(path):
+    rows = [line.split("\t") for line in path.read_text().splitlines() if line.strip()]
+    return {key: list(yaml.safe_load(shape)) for key, shape in rows}
+
+
+@pytest.mark.upstream
+@pytest.mark.parametrize("reference", reference_params(
+    "litemono_tiny_encoder_keys.txt", "litemono_tiny_decoder_keys.txt", "pose_encoder_keys.txt",
+    "pose_decoder_keys.txt", "encoder_checkpoint_extra_keys.txt"))
+def test_weight_folder_has_upstream_keys_and_shapes(smoke_run, reference):
+    folder = smoke_run / "models" / "weights_0"
+    expected_files = {"encoder": "litemono_tiny_encoder_keys.txt",
+                      "depth": "litemono_tiny_decoder_keys.txt",
+                      "pose_encoder": "pose_encoder_keys.txt", "pose": "pose_decoder_keys.txt"}
+    extras = [line.split("\t")[0] for line in
+              (reference / "encoder_checkpoint_extra_keys.txt").read_text().splitlines() if line]
+    for name, listing in expected_files.items():
+        saved = torch.load(folder / f"{name}.pth", weights_only=True)
+        tensors = {k: list(v.shape) for k, v in saved.items() if torch.is_tensor(v)}
+        assert tensors == _reference_keys(reference / listing), f"{name}.pth differs from {listing}"
+        if name == "encoder":
+            assert set(extras) <= set(saved) and isinstance(saved["height"], int)
