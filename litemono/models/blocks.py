@@ -152,7 +152,7 @@ class XCA(nn.Module):
         if dim % num_heads:
             raise ValueError(f"XCA: {dim} channels do not split into {num_heads} heads")
         self.num_heads = num_heads
-        self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
+        self.temperature = nn.Parameter(torch.full((num_heads, 1, 1), 1.0))
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 

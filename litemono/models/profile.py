@@ -15,6 +15,7 @@ all matmuls included, normalisations and activations not).
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Dict
 
 import torch
@@ -27,15 +28,17 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-def _zero_ops(module, inputs, output) -> None:
-    module.total_ops += torch.zeros(1, dtype=torch.float64)
+def _uncounted(module, inputs, output) -> None:
+    """thop hook for module types counted as 0 MACs (leaves thop's zero total as it is)."""
 
 
 def _thop_macs(net: nn.Module, image: torch.Tensor) -> float:
-    import thop
+    with warnings.catch_warnings():  # thop imports distutils' deprecated LooseVersion
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import thop
 
-    macs, _ = thop.profile(net, inputs=(image,), custom_ops={nn.LayerNorm: _zero_ops},
-                           verbose=False, report_missing=False)
+        macs, _ = thop.profile(net, inputs=(image,), custom_ops={nn.LayerNorm: _uncounted},
+                               verbose=False, report_missing=False)
     return float(macs)
 
 

@@ -1,0 +1,285 @@
+"""Networks: blocks against independent computations, gradient coverage over the flag product,
+bin-head invariants, sizes, strict loading, pose network, parameter and MAC counts."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import litemono
+from litemono.config import ModelConfig
+from litemono.io import save_torch
+from litemono.models.attention import SpatialAttention
+from litemono.models.blocks import XCA, FourierPositionalEncoding
+from litemono.models.build import (build_depth_network, build_pose_network, depth_state_dicts,
+                                   load_depth_network, load_state_strict)
+from litemono.models.encoder import VARIANTS, LiteMono, infer_variant, select_dilations
+from litemono.models.profile import count_macs, count_parameters
+
+TINY = dict(height=32, width=64)
+
+# measurements.md section 2 (upstream code, 640x192): encoder, depth decoder
+UPSTREAM_PARAMS = {"lite-mono": (2_848_120, 226_627), "lite-mono-small": (2_250_232, 226_627),
+                   "lite-mono-tiny": (1_955_192, 192_467), "lite-mono-8m": (8_139_960, 635_891)}
+UNUSED_NORM_PARAMS = {"lite-mono": 3072, "lite-mono-small": 2304, "lite-mono-tiny": 2112,
+                      "lite-mono-8m": 5184}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These tensors are tiny: a second intra-op thread only adds spin-wait overhead (several
+    seconds per test on a loaded 2-core machine)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _net(**options):
+    torch.manual_seed(0)
+    return build_depth_network(ModelConfig(**{**TINY, **options}))
+
+
+def _save(net, folder, drop_config=False):
+    states = depth_state_dicts(net, net.height, net.width)
+    if drop_config:  # what an upstream checkpoint looks like
+        del states["encoder"]["litemono"]
+    save_torch(states["encoder"], folder / "encoder.pth")
+    save_torch(states["depth"], folder / "depth.pth")
+
+
+@pytest.mark.parametrize("variant,attention,bins", itertools.product(
+    VARIANTS, [False, True], ["off", "adaptive", "fixed"]))
+def test_every_parameter_gets_a_finite_gradient(variant, attention, bins):
+    net = _net(model=variant, spatial_attention=attention, bins=0 if bins == "off" else 8,
+               bin_mode="fixed" if bins == "off" else bins).train()
+    out = net(torch.rand(2, 3, 32, 64))
+    loss = sum((out[("disp", s)] * torch.rand_like(out[("disp", s)])).mean() for s in (0, 1, 2))
+    loss.backward()
+    no_grad = {n for n, p in net.named_parameters() if p.grad is None}
+    # upstream's CDC blocks own a LayerNorm that forward never uses (kept for strict loading)
+    unused = {n for n, _ in net.named_parameters() if _is_cdc_norm(net, n)}
+    assert no_grad == unused
+    assert sum(net.get_parameter(n).numel() for n in unused) == UNUSED_NORM_PARAMS[variant]
+    for name, param in net.named_parameters():
+        if param.grad is not None:
+            assert torch.isfinite(param.grad).all(), name
+    if attention:
+        assert any(n.startswith("encoder.spatial_attention.") for n, _ in net.named_parameters())
+
+
+def _is_cdc_norm(net, name):
+    parts = name.split(".")  # encoder.stages.<stage>.<block>.norm.weight
+    if parts[:2] != ["encoder", "stages"] or parts[4] != "norm":
+        return False
+    block = net.encoder.stages[int(parts[2])][int(parts[3])]
+    return type(block).__name__ == "CDCBlock"
+
+
+@pytest.mark.parametrize("mode", ["adaptive", "fixed"])
+def test_bin_head_invariants_and_disparity(mode):
+    net = _net(bins=16, bin_mode=mode).eval()
+    with torch.no_grad():
+        out = net(torch.rand(3, 3, 32, 64))
+    centers, probs, disp = out["bin_centers"], out["bin_probs"], out[("disp", 0)]
+    assert centers.shape == (3, 16) and probs.shape == (3, 16, 32, 64) and disp.shape == (3, 1, 32, 64)
+    assert (centers.diff(dim=1) > 0).all() and (centers > 0).all() and (centers < 1).all()
+    torch.testing.assert_close(probs.sum(dim=1), torch.ones(3, 32, 64))
+    expected = (probs.numpy() * centers.numpy()[:, :, None, None]).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(disp.numpy(), expected, rtol=1e-5, atol=1e-6)
+    if mode == "fixed":
+        np.testing.assert_allclose(centers.numpy(), np.tile((np.arange(16) + 0.5) / 16, (3, 1)))
+    assert ("disp", 1) in out and ("disp", 2) in out
+
+
+def test_adaptive_centres_are_cell_midpoints_of_the_predicted_widths():
+    head = _net(bins=5).decoder.bin_head
+    top, deep = torch.randn(2, head.logits[1].in_channels, 4, 8), torch.randn(2, 128, 1, 2)
+    with torch.no_grad():
+        centers = head.bin_centers(top, deep).numpy()
+        raw = head.center_mlp(torch.cat((top.mean((2, 3)), deep.mean((2, 3))), 1)).numpy()
+    widths = np.log1p(np.exp(raw)) + 1e-3
+    widths /= widths.sum(axis=1, keepdims=True)
+    edges = np.concatenate([np.zeros((2, 1)), np.cumsum(widths, axis=1)], axis=1)
+    np.testing.assert_allclose(centers, (edges[:, :-1] + edges[:, 1:]) / 2, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("height,width", [(32, 32), (64, 96), (96, 160), (128, 64)])
+def test_any_multiple_of_32_runs(height, width):
+    net = _net(model="lite-mono-tiny", height=height, width=width).eval()
+    with torch.no_grad():
+        feats = net.encoder(torch.rand(1, 3, height, width))
+        out = net(torch.rand(1, 3, height, width))
+    assert [f.shape[1:] for f in feats] == [(32, height // 4, width // 4),
+                                           (64, height // 8, width // 8),
+                                           (128, height // 16, width // 16)]
+    for s in (0, 1, 2):
+        assert out[("disp", s)].shape == (1, 1, height >> s, width >> s)
+        assert ((out[("disp", s)] > 0) & (out[("disp", s)] < 1)).all()
+
+
+def test_dilation_rule_and_override():
+    assert select_dilations("lite-mono", 640)[2] == [1, 2, 3, 1, 2, 3, 2, 4, 6]
+    assert select_dilations("lite-mono", 320) == select_dilations("lite-mono", 640)
+    assert select_dilations("lite-mono", 1024) == [[1, 2, 5], [1, 2, 5], [1, 2, 5, 1, 2, 5, 2, 4, 10]]
+    assert select_dilations("lite-mono-small", 1280)[2] == [1, 2, 5, 2, 4, 10]
+    assert select_dilations("lite-mono-8m", 1024) == select_dilations("lite-mono-8m", 640)
+    custom = [[1, 1, 1], [2, 2, 2], [1, 2, 3, 4, 5, 6]]
+    encoder = LiteMono("lite-mono-tiny", dilations=custom)
+    used = [[blk.ddwconv.conv.dilation[0] for blk in stage[:-1]] for stage in encoder.stages]
+    assert used == custom
+    with pytest.raises(ValueError, match="--dilations"):
+        LiteMono("lite-mono", dilations=custom)
+
+
+def test_positional_encoding_matches_formula_and_is_cached_outside_the_state_dict():
+    height, width = 3, 5
+    grid = FourierPositionalEncoding.raw_encoding(height, width, "cpu", torch.float32)[0].numpy()
+    for j in range(32):
+        freq = 10000.0 ** (2 * (j // 2) / 32)
+        fn = np.sin if j % 2 == 0 else np.cos
+        rows = fn(np.arange(1, height + 1) / (height + 1e-6) * 2 * math.pi / freq)
+        cols = fn(np.arange(1, width + 1) / (width + 1e-6) * 2 * math.pi / freq)
+        np.testing.assert_allclose(grid[j], np.repeat(rows[:, None], width, 1), atol=1e-5)
+        np.testing.assert_allclose(grid[32 + j], np.repeat(cols[None], height, 0), atol=1e-5)
+    encoding = FourierPositionalEncoding(8)
+    keys = list(encoding.state_dict())
+    first = encoding(height, width, torch.zeros(1))
+    assert list(encoding.state_dict()) == keys and len(encoding._cache) == 1
+    torch.testing.assert_close(encoding(height, width, torch.zeros(1)), first)
+
+
+def test_xca_matches_a_per_head_loop():
+    torch.manual_seed(1)
+    xca = XCA(12, num_heads=3)
+    with torch.no_grad():
+        xca.temperature.copy_(torch.tensor([0.5, 1.0, 2.0]).view(3, 1, 1))
+        tokens = torch.randn(2, 7, 12)
+        q, k, v = xca.qkv(tokens).split(12, dim=-1)
+        heads = []
+        for h in range(3):
+            sl = slice(4 * h, 4 * h + 4)
+            qh, kh, vh = (t[..., sl].transpose(1, 2) for t in (q, k, v))  # (B, 4, N)
+            qh, kh = qh / qh.norm(dim=-1, keepdim=True), kh / kh.norm(dim=-1, keepdim=True)
+            attn = torch.softmax(qh @ kh.transpose(1, 2) * xca.temperature[h], dim=-1)
+            heads.append((attn @ vh).transpose(1, 2))
+        expected = xca.proj(torch.cat(heads, dim=-1))
+        torch.testing.assert_close(xca(tokens), expected)
+
+
+def test_spatial_attention_matches_cbam_formula():
+    torch.manual_seed(2)
+    module = SpatialAttention()
+    x = torch.randn(2, 6, 9, 11)
+    pooled = torch.stack((x.mean(1), x.max(1).values), dim=1)
+    gate = torch.sigmoid(F.conv2d(pooled, module.conv.weight, padding=3))
+    torch.testing.assert_close(module(x), x * gate)
+
+
+def test_flag_off_layout_is_upstream_and_flags_only_add_keys():
+    plain = set(_net().state_dict())
+    extended = set(_net(spatial_attention=True, attention_stages=[1]).state_dict())
+    assert extended - plain == {"encoder.spatial_attention.1.conv.weight"}
+    binned = _net(bins=4).decoder.state_dict()
+    assert {k for k in binned if k.startswith("bin_head")} and "decoder.8.conv.weight" not in binned
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_parameter_counts_equal_upstream(variant):
+    net = build_depth_network(ModelConfig(model=variant))
+    assert (count_parameters(net.encoder), count_parameters(net.decoder)) == UPSTREAM_PARAMS[variant]
+    assert infer_variant(net.encoder.state_dict()) == variant
+
+
+def test_round_trip_and_variant_inference(tmp_path):
+    net = _net(model="lite-mono-tiny", spatial_attention=True, bins=6).eval()
+    _save(net, tmp_path)
+    loaded = litemono.load_depth_network(tmp_path)
+    assert not loaded.training and loaded.config == net.config
+    image = torch.rand(1, 3, 32, 64)
+    with torch.no_grad():
+        for key, value in net(image).items():
+            torch.testing.assert_close(loaded(image)[key], value)
+        assert len(loaded.encoder(image)) == 3
+    upstream_like = tmp_path / "upstream"
+    _save(_net(model="lite-mono-small"), upstream_like, drop_config=True)
+    assert load_depth_network(upstream_like).config.model == "lite-mono-small"
+
+
+def test_wrong_variant_fails_naming_the_variant(tmp_path):
+    _save(_net(model="lite-mono-tiny"), tmp_path, drop_config=True)
+    with pytest.raises(ValueError, match="fits --model lite-mono-tiny") as info:
+        load_depth_network(tmp_path, model="lite-mono")
+    assert "wrong shape" in str(info.value) and "encoder.pth" in str(info.value)
+    with pytest.raises(FileNotFoundError, match="depth.pth"):
+        (tmp_path / "depth.pth").unlink()
+        load_depth_network(tmp_path)
+
+
+def test_load_state_strict_names_missing_unexpected_and_shapes():
+    module = torch.nn.Linear(3, 2)
+    with pytest.raises(ValueError) as info:
+        load_state_strict(module, {"weight": torch.zeros(2, 4), "extra": torch.zeros(1)}, "x.pth")
+    message = str(info.value)
+    assert "missing: bias" in message and "unexpected: extra" in message
+    assert "weight [2, 4] (expected [2, 3])" in message
+
+
+def test_pose_network_shapes_scale_and_split():
+    cfg = ModelConfig(weights_init="scratch")
+    pose = build_pose_network(cfg)
+    assert count_parameters(pose.encoder) == 11_698_920
+    assert count_parameters(pose.decoder) == 1_314_572
+    head = pose.decoder.net[3]
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.copy_(torch.arange(12.0))
+        axisangle, translation = pose(torch.rand(2, 6, 64, 96))
+    assert axisangle.shape == translation.shape == (2, 2, 1, 3)
+    expected = 0.01 * torch.arange(12.0).view(2, 1, 6)  # per frame: 3 axis-angle, 3 translation
+    torch.testing.assert_close(axisangle[0], expected[..., :3])
+    torch.testing.assert_close(translation[1], expected[..., 3:])
+
+
+def test_pose_pretrained_init_and_clear_failure(monkeypatch):
+    import torchvision
+    from torchvision.models._api import WeightsEnum
+
+    reference = torchvision.models.resnet18(weights=None).state_dict()
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", lambda self, *a, **k: dict(reference))
+    pose = build_pose_network(ModelConfig())
+    conv1 = pose.encoder.encoder.conv1.weight
+    torch.testing.assert_close(conv1[:, :3], reference["conv1.weight"] / 2)
+    torch.testing.assert_close(conv1[:, 3:], reference["conv1.weight"] / 2)
+
+    def offline(self, *args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", offline)
+    with pytest.raises(RuntimeError, match="--weights_init scratch"):
+        build_pose_network(ModelConfig())
+
+
+def test_shared_pose_uses_the_depth_encoder():
+    depth = _net()
+    pose = build_pose_network(ModelConfig(**TINY, pose_model_type="shared"), depth)
+    assert pose.encoder is depth.encoder
+    own = {f"decoder.net.{i}.{p}" for i in range(4) for p in ("weight", "bias")}
+    assert set(pose.state_dict()) == own
+    axisangle, translation = pose(torch.rand(2, 6, 32, 64))
+    assert axisangle.shape == translation.shape == (2, 1, 1, 3)
+    translation.sum().backward()
+    assert depth.encoder.stem2[0].conv.weight.grad is not None
+    with pytest.raises(ValueError, match="shared"):
+        build_pose_network(ModelConfig(pose_model_type="shared"))
+
+
+def test_macs_follow_the_paper_convention():
+    net = build_depth_network(ModelConfig())
+    counts = count_macs(net, 192, 640)
+    assert round(counts["macs"] / 1e9, 3) == 5.032  # measurements.md section 3 (thop)
+    assert round(counts["true_flops"] / 1e9, 3) == 10.029
+    small = _net(spatial_attention=True, bins=4)
+    assert count_macs(small, 32, 64)["macs"] == count_macs(small, 32, 64, use_thop=False)["macs"]
