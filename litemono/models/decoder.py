@@ -67,7 +67,8 @@ class DepthDecoder(nn.Module):
         if not set(scales) <= set(range(NUM_LEVELS)):
             raise ValueError(f"--scales: the decoder has levels 0..{NUM_LEVELS - 1}, got {scales}")
         if bins and 0 not in scales:
-            raise ValueError("--bins needs scale 0 in --scales (the bin head is at full resolution)")
+            raise ValueError("--bins needs scale 0 in --scales "
+                             "(the bin head is at full resolution)")
         self.scales = list(scales)
         self.num_ch_dec = [c // 2 for c in num_ch_enc]
         layers = []
