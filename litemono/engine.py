@@ -126,14 +126,15 @@ def train_step(parts: Parts, criterion: nn.Module, inputs: Dict, step: int,
                amp_dtype: Optional[torch.dtype], world: int) -> tuple:
     """One optimisation step; returns (total loss, terms, outputs) or raises TrainingDiverged."""
     device_type = inputs[("color_aug", 0, 0)].device.type
-    with torch.autocast(device_type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+    with torch.autocast(device_type, dtype=amp_dtype or torch.float32,
+                        enabled=amp_dtype is not None):
         outputs = predict(parts.run_depth, parts.run_pose, inputs, criterion.source_frames)
     total, terms = criterion(inputs, outputs)
     finite = _all_reduce(torch.isfinite(total.detach()).float(), world, dist.ReduceOp.MIN)
     if finite.item() < 1:
         listing = ", ".join(f"{k}={float(v):.6g}" for k, v in terms.items())
-        raise TrainingDiverged(f"step {step}: non-finite loss {float(total.detach()):.6g} ({listing}); "
-                               "stopping, the last saved checkpoint is kept")
+        raise TrainingDiverged(f"step {step}: non-finite loss {float(total.detach()):.6g} "
+                               f"({listing}); stopping, the last saved checkpoint is kept")
     for optimizer in parts.optimizers.values():
         optimizer.zero_grad(set_to_none=True)
     parts.scaler.scale(total).backward()
@@ -170,7 +171,8 @@ def validate(parts: Parts, criterion: nn.Module, loader, device: torch.device,
         batches += 1
     parts.depth.train()
     keys = sorted(sums)
-    totals = _all_reduce(torch.tensor([sums[k] for k in keys] + [batches], dtype=torch.float64), world)
+    totals = torch.tensor([sums[k] for k in keys] + [batches], dtype=torch.float64)
+    totals = _all_reduce(totals, world)
     if world > 1:  # pose BatchNorm statistics moved differently on each shard: take rank 0's
         for buffer in list(parts.depth.buffers()) + list(parts.pose.buffers()):
             dist.broadcast(buffer, src=0)
@@ -191,8 +193,9 @@ def build_parts(cfg: Config, device: torch.device, world: int) -> Parts:
         depth = nn.SyncBatchNorm.convert_sync_batchnorm(depth)
         pose = nn.SyncBatchNorm.convert_sync_batchnorm(pose)
     lr = lr_schedule_params(cfg.train.lr)
-    optimizers = {"depth": torch.optim.AdamW(depth.parameters(), lr[0], weight_decay=cfg.train.weight_decay),
-                  "pose": torch.optim.AdamW(pose.parameters(), lr[3], weight_decay=cfg.train.weight_decay)}
+    decay = cfg.train.weight_decay
+    optimizers = {"depth": torch.optim.AdamW(depth.parameters(), lr[0], weight_decay=decay),
+                  "pose": torch.optim.AdamW(pose.parameters(), lr[3], weight_decay=decay)}
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.amp == "fp16")
     return Parts(depth, pose, depth, pose, optimizers,
                  build_schedules(optimizers["depth"], optimizers["pose"], lr), scaler)
@@ -207,7 +210,8 @@ def wrap_for_training(parts: Parts, cfg: Config, device: torch.device, world: in
         parts.run_pose = nn.parallel.DistributedDataParallel(
             parts.pose, device_ids=ids, find_unused_parameters=True)
     if cfg.train.compile:
-        parts.run_depth, parts.run_pose = torch.compile(parts.run_depth), torch.compile(parts.run_pose)
+        parts.run_depth = torch.compile(parts.run_depth)
+        parts.run_pose = torch.compile(parts.run_pose)
 
 
 def _loader(dataset, sampler, cfg: Config, device: torch.device, rank: int, drop_last: bool):
@@ -245,9 +249,10 @@ def train(cfg: Config) -> TrainResult:
     if resume_path is not None:
         state = ckpt.load_training_state(resume_path)
         ckpt.restore_state(state, parts, f"--resume {resume_path}")
-        epoch, step, position, best = state["epoch"], state["step"], state["position"], state["best"]
-        logger.print(f"resumed {resume_path}: epoch {epoch}, step {step}"
-                     + (" (--mypretrain ignored: resumed weights win)" if cfg.model.mypretrain else ""))
+        epoch, step, position = state["epoch"], state["step"], state["position"]
+        best = state["best"]
+        note = " (--mypretrain ignored: resumed weights win)" if cfg.model.mypretrain else ""
+        logger.print(f"resumed {resume_path}: epoch {epoch}, step {step}{note}")
     else:
         ckpt.load_initial_weights(cfg, parts, logger.print)
     wrap_for_training(parts, cfg, device, world)

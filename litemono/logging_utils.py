@@ -55,7 +55,8 @@ class RunLogger:
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writers = {part: SummaryWriter(str(Path(root) / part)) for part in ("train", "val")}
+            self.writers = {part: SummaryWriter(str(Path(root) / part))
+                            for part in ("train", "val")}
 
     def scalars(self, part: str, values: Mapping[str, float], step: int) -> None:
         """Log named scalars (loss terms, metrics, learning rates) to ``part`` at ``step``."""
@@ -72,11 +73,13 @@ class RunLogger:
         writer = self.writers[part]
         count = min(IMAGES_PER_LOG, inputs[("color", 0, 0)].shape[0])
         for j in range(count):
-            writer.add_image(f"color_0_0/{j}", inputs[("color", 0, 0)][j].detach().float().cpu(), step)
+            image = inputs[("color", 0, 0)][j].detach().float().cpu()
+            writer.add_image(f"color_0_0/{j}", image, step)
             disp = outputs[("disp", 0)][j].detach().cpu()
             writer.add_image(f"disp_0/{j}", colourise(disp), step)
             if ("automask", 0) in outputs:
-                mask = outputs[("automask", 0)][j].detach().float().cpu().reshape(1, *disp.shape[-2:])
+                mask = outputs[("automask", 0)][j].detach().float().cpu()
+                mask = mask.reshape(1, *disp.shape[-2:])
                 writer.add_image(f"automask_0/{j}", mask, step)
 
     def print(self, text: str) -> None:

@@ -64,7 +64,8 @@ def test_interrupted_weights_folder_save_keeps_previous_folder(tmp_path, monkeyp
 
     monkeypatch.setattr(io, "save_torch", dies_on_second_file)
     with pytest.raises(_Killed):
-        save_weights_folder(folder, {"encoder": {"a": torch.zeros(2)}, "depth": {"b": torch.zeros(1)}})
+        save_weights_folder(folder, {"encoder": {"a": torch.zeros(2)},
+                                     "depth": {"b": torch.zeros(1)}})
     monkeypatch.undo()
     loaded = load_weights_folder(str(folder), ["encoder", "depth"])
     assert torch.equal(loaded["encoder"]["a"], torch.ones(2)) and loaded["encoder"]["height"] == 64

@@ -29,11 +29,13 @@ class TinyScene(torch.utils.data.Dataset):
         return self.size
 
     def __getitem__(self, index):
-        base = torch.rand(3, self.height, self.width, generator=torch.Generator().manual_seed(index))
+        generator = torch.Generator().manual_seed(index)
+        base = torch.rand(3, self.height, self.width, generator=generator)
         flip = random.random() > 0.5
         sample = {"index": index}
         for f in self.frames:
-            image = torch.roll(base, shifts=2 * f, dims=2).flip(-1) if flip else torch.roll(base, 2 * f, 2)
+            image = torch.roll(base, shifts=2 * f, dims=2)  # 2 px sideways per frame
+            image = image.flip(-1) if flip else image
             for s in range(4):
                 scaled = torch.nn.functional.interpolate(image[None], scale_factor=0.5 ** s)[0]
                 sample[("color", f, s)] = scaled
@@ -48,7 +50,8 @@ class TinyScene(torch.utils.data.Dataset):
 
 def use_tiny_scene(monkeypatch, train_size=4, val_size=2):
     def build(cfg, part, is_train, **_):
-        return TinyScene(train_size if part == "train" else val_size, cfg.model.height, cfg.model.width)
+        size = train_size if part == "train" else val_size
+        return TinyScene(size, cfg.model.height, cfg.model.width)
 
     monkeypatch.setattr(engine, "build_dataset", build)
 
@@ -79,8 +82,8 @@ def test_resume_continues_bit_identically(tmp_path, monkeypatch):
     assert whole.step == 3 and whole.epoch == 1 and len(whole.losses) == 3
 
     # interrupted mid-epoch (after step 1), resumed with --mypretrain, which must not apply
-    junk = {k: torch.zeros_like(v) for k, v in
-            engine.build_parts(tiny_config(tmp_path), torch.device("cpu"), 1).depth.encoder.state_dict().items()}
+    encoder = engine.build_parts(tiny_config(tmp_path), torch.device("cpu"), 1).depth.encoder
+    junk = {k: torch.zeros_like(v) for k, v in encoder.state_dict().items()}
     torch.save({"model": junk}, tmp_path / "imagenet.pth")
     first = engine.train(tiny_config(tmp_path, "cut", num_steps=1))
     assert (tmp_path / "cut" / "models" / "weights_0" / "encoder.pth").is_file()
@@ -151,7 +154,8 @@ def test_run_folder_config_and_upstream_layout(tmp_path, monkeypatch):
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         f"{n}.pth" for n in ("encoder", "depth", "pose_encoder", "pose", "adam", "adam_pose"))
     encoder_file = torch.load(folder / "encoder.pth", weights_only=True)
-    assert (encoder_file["height"], encoder_file["width"], encoder_file["use_stereo"]) == (32, 64, False)
+    extras = (encoder_file["height"], encoder_file["width"], encoder_file["use_stereo"])
+    assert extras == (32, 64, False)
     net = load_depth_network(folder)  # strict
     saved = final_weights(run)
     assert all(torch.equal(v, saved[f"depth.{k}"]) for k, v in net.state_dict().items())
@@ -175,7 +179,8 @@ def test_mypretrain_applies_after_loaded_weights(tmp_path):
                               parts, print)
     assert all(torch.all(v == 0.5) for v in parts.depth.encoder.state_dict().values()
                if v.is_floating_point())
-    assert all(torch.equal(v, decoder_before[k]) for k, v in parts.depth.decoder.state_dict().items())
+    decoder_after = parts.depth.decoder.state_dict()
+    assert all(torch.equal(v, decoder_before[k]) for k, v in decoder_after.items())
 
 
 def test_train_script_rejects_bad_resume(tmp_path, monkeypatch, capsys):
@@ -234,3 +239,26 @@ def test_weight_folder_has_upstream_keys_and_shapes(smoke_run, reference):
         assert tensors == _reference_keys(reference / listing), f"{name}.pth differs from {listing}"
         if name == "encoder":
             assert set(extras) <= set(saved) and isinstance(saved["height"], int)
+
+
+def test_amp_runs_networks_in_bf16_and_losses_in_float32(tmp_path):
+    cfg = tiny_config(tmp_path, amp="bf16")
+    parts = engine.build_parts(cfg, torch.device("cpu"), 1)
+    criterion = engine.build_criterion(cfg)
+    scene = TinyScene(2, 32, 64)
+    batch = torch.utils.data.default_collate([scene[0], scene[1]])
+    network_dtypes, loss_dtypes = [], []
+    parts.depth.decoder.register_forward_hook(
+        lambda module, args, out: network_dtypes.append(out[("disp", 0)].dtype))
+
+    def recording_criterion(inputs, outputs):
+        loss_dtypes.extend({outputs[("disp", 0)].dtype, outputs[("cam_T_cam", 0, -1)].dtype})
+        return criterion(inputs, outputs)
+
+    recording_criterion.source_frames = criterion.source_frames
+    before = parts.depth.decoder.state_dict()["decoder.0.conv.conv.weight"].clone()
+    loss, terms, _ = engine.train_step(parts, recording_criterion, batch, 1,
+                                       engine.AMP_DTYPES["bf16"], 1)
+    assert network_dtypes == [torch.bfloat16] and loss_dtypes == [torch.float32]
+    assert torch.isfinite(torch.tensor(loss)) and set(terms) >= {"photometric", "smoothness"}
+    assert not torch.equal(before, parts.depth.decoder.state_dict()["decoder.0.conv.conv.weight"])
