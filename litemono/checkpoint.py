@@ -39,11 +39,16 @@ import numpy as np
 import torch
 
 from litemono import io
-from litemono.config import Config
+from litemono.config import Config, from_dict
 from litemono.models.build import (CONFIG_ENTRY, UPSTREAM_EXTRAS, depth_state_dicts,
                                    load_imagenet_encoder, load_state_strict)
 
 FORMAT_VERSION = 1
+# options that may differ between a run and its resumption without changing the numbers
+# (--mypretrain and --load_weights_folder are not applied when resuming)
+RESUME_FREE_OPTIONS = ("resume", "num_steps", "num_epochs", "log_frequency", "save_frequency",
+                       "num_workers", "device", "mypretrain", "load_weights_folder", "log_dir",
+                       "model_name")
 
 
 class CheckpointError(RuntimeError):
@@ -153,6 +158,18 @@ def load_training_state(path: Path) -> Dict[str, Any]:
         raise CheckpointError(f"--resume {path}: not a litemono training state "
                               f"(format {FORMAT_VERSION})")
     return state
+
+
+def changed_options(saved_config: Mapping[str, Any], cfg: Config) -> List[str]:
+    """Options of ``cfg`` that differ from a training state's config and change the numbers
+    (``--resume``, ``--num_steps``, ``--num_epochs``, logging, workers ... may differ freely).
+
+    Returns:
+        One ``"--name: old -> new"`` line per changed option.
+    """
+    saved, now = from_dict(saved_config).flat(), cfg.flat()
+    return [f"--{name}: {saved[name]!r} -> {value!r}" for name, value in now.items()
+            if name not in RESUME_FREE_OPTIONS and saved[name] != value]
 
 
 def resolve_resume(cfg: Config) -> Optional[Path]:

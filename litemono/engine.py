@@ -85,24 +85,33 @@ def setup_process(device_name: str) -> tuple:
 
 
 def predict(depth_net: nn.Module, pose_net: nn.Module, inputs: Mapping[Any, Any],
-            sources: List[Any]) -> Dict[Any, Any]:
-    """Network outputs of a batch: ``("disp", s)`` ... and ``("cam_T_cam", 0, f)`` (B, 4, 4)."""
-    outputs = dict(depth_net(inputs[("color_aug", 0, 0)]))
+            sources: List[Any], amp_dtype: Optional[torch.dtype] = None) -> Dict[Any, Any]:
+    """Network outputs of a batch: ``("disp", s)`` ... and ``("cam_T_cam", 0, f)`` (B, 4, 4).
+
+    The networks run under autocast with ``amp_dtype`` (None: float32); their outputs are cast to
+    float32 and the poses are built outside autocast, so warping and the losses stay in float32.
+    """
+    target = inputs[("color_aug", 0, 0)]
     temporal = [f for f in sources if f != "s"]
+    with torch.autocast(target.device.type, dtype=amp_dtype or torch.float32,
+                        enabled=amp_dtype is not None):
+        outputs = dict(depth_net(target))
+        if temporal:
+            pairs = [torch.cat([inputs[("color_aug", f, 0)], target] if f < 0
+                               else [target, inputs[("color_aug", f, 0)]], dim=1)
+                     for f in temporal]
+            motion = pose_net(torch.cat(pairs, dim=0))  # 2 x (len(temporal) * B, 2, 1, 3)
+    outputs = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+               for k, v in outputs.items()}
     if temporal:
-        target = inputs[("color_aug", 0, 0)]
-        pairs = [torch.cat([inputs[("color_aug", f, 0)], target] if f < 0
-                           else [target, inputs[("color_aug", f, 0)]], dim=1) for f in temporal]
-        axisangle, translation = pose_net(torch.cat(pairs, dim=0))  # (len * B, 2, 1, 3)
-        for f, rot, shift in zip(temporal, axisangle.float().chunk(len(temporal)),
-                                 translation.float().chunk(len(temporal))):
+        axisangle, translation = (m.float().chunk(len(temporal)) for m in motion)
+        for f, rot, shift in zip(temporal, axisangle, translation):
             outputs[("axisangle", 0, f)], outputs[("translation", 0, f)] = rot, shift
             outputs[("cam_T_cam", 0, f)] = transformation_from_parameters(
                 rot[:, 0], shift[:, 0], invert=f < 0)
     if "s" in sources:
         outputs[("cam_T_cam", 0, "s")] = inputs["stereo_T"]
-    return {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
-            for k, v in outputs.items()}
+    return outputs
 
 
 def _to_device(batch: Mapping[Any, Any], device: torch.device, channels_last: bool) -> Dict:
@@ -125,10 +134,7 @@ def _all_reduce(values: torch.Tensor, world: int, op=dist.ReduceOp.SUM) -> torch
 def train_step(parts: Parts, criterion: nn.Module, inputs: Dict, step: int,
                amp_dtype: Optional[torch.dtype], world: int) -> tuple:
     """One optimisation step; returns (total loss, terms, outputs) or raises TrainingDiverged."""
-    device_type = inputs[("color_aug", 0, 0)].device.type
-    with torch.autocast(device_type, dtype=amp_dtype or torch.float32,
-                        enabled=amp_dtype is not None):
-        outputs = predict(parts.run_depth, parts.run_pose, inputs, criterion.source_frames)
+    outputs = predict(parts.run_depth, parts.run_pose, inputs, criterion.source_frames, amp_dtype)
     total, terms = criterion(inputs, outputs)
     finite = _all_reduce(torch.isfinite(total.detach()).float(), world, dist.ReduceOp.MIN)
     if finite.item() < 1:
@@ -145,8 +151,9 @@ def train_step(parts: Parts, criterion: nn.Module, inputs: Dict, step: int,
 
 
 @torch.no_grad()
-def validate(parts: Parts, criterion: nn.Module, loader, device: torch.device,
-             channels_last: bool, world: int, logger: RunLogger, step: int) -> Dict[str, float]:
+def validate(parts: Parts, criterion: nn.Module, loader, device: torch.device, channels_last: bool,
+             amp_dtype: Optional[torch.dtype], world: int, logger: RunLogger,
+             step: int) -> Dict[str, float]:
     """Mean loss terms (and depth metrics where ``depth_gt`` exists) over the val files.
 
     As upstream, only the depth network is put in eval mode; the pose network stays in train mode.
@@ -156,7 +163,7 @@ def validate(parts: Parts, criterion: nn.Module, loader, device: torch.device,
     batches = 0
     for inputs in loader:
         inputs = _to_device(inputs, device, channels_last)
-        outputs = predict(parts.depth, parts.pose, inputs, criterion.source_frames)
+        outputs = predict(parts.depth, parts.pose, inputs, criterion.source_frames, amp_dtype)
         total, terms = criterion(inputs, outputs)
         values = {"loss": float(total), **{k: float(v) for k, v in terms.items()}}
         if "depth_gt" in inputs:
@@ -253,6 +260,10 @@ def train(cfg: Config) -> TrainResult:
         best = state["best"]
         note = " (--mypretrain ignored: resumed weights win)" if cfg.model.mypretrain else ""
         logger.print(f"resumed {resume_path}: epoch {epoch}, step {step}{note}")
+        changes = ckpt.changed_options(state["config"], cfg)
+        if changes:
+            logger.print("warning: resuming with changed options, so the run will not match an "
+                         "uninterrupted one: " + "; ".join(changes))
     else:
         ckpt.load_initial_weights(cfg, parts, logger.print)
     wrap_for_training(parts, cfg, device, world)
@@ -297,7 +308,8 @@ def train(cfg: Config) -> TrainResult:
         if position < steps_per_epoch * t.batch_size:  # --num_steps stopped mid-epoch
             save(epoch, position, epoch, improved=False)
             break
-        val = validate(parts, criterion, val_loader, device, t.channels_last, world, logger, step)
+        val = validate(parts, criterion, val_loader, device, t.channels_last, amp_dtype, world,
+                       logger, step)
         metric = val.get("abs_rel", val["loss"])
         improved = ckpt.is_better(metric, best)
         best = metric if improved else best

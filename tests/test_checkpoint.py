@@ -8,7 +8,7 @@ import yaml
 
 from litemono import io
 from litemono.checkpoint import (CheckpointError, ResumableSampler, SeededItems, capture_rng,
-                                 derive_seed,
+                                 changed_options, derive_seed,
                                  load_training_state, load_weights_folder,
                                  resolve_resume, restore_rng, save_training_state,
                                  save_weights_folder, write_run_config)
@@ -118,7 +118,7 @@ def test_sampler_order_is_a_function_of_seed_and_epoch():
 
 class _RandomItems(torch.utils.data.Dataset):
     def __len__(self):
-        return 4
+        return 6
 
     def __getitem__(self, index):
         return (index, random.random(), float(np.random.rand()), torch.rand(1).item())
@@ -135,3 +135,23 @@ def test_seeded_items_are_reproducible_and_leave_global_rng_alone():
     torch.manual_seed(123)
     items[(0, 0, 0)]
     assert torch.equal(torch.rand(1), after)  # fetching did not consume the caller's generator
+
+
+def test_changed_options_lists_only_options_that_change_the_numbers(tmp_path):
+    cfg = from_dict({"log_dir": str(tmp_path), "seed": 1, "num_steps": 10})
+    later = cfg.replace(num_steps=20, resume="auto", num_workers=0)
+    assert changed_options(cfg.to_dict(), later) == []
+    changed = changed_options(cfg.to_dict(), later.replace(seed=2, batch_size=4))
+    assert sorted(changed) == ["--batch_size: 16 -> 4", "--seed: 1 -> 2"]
+
+
+def test_item_draws_do_not_depend_on_loader_workers():
+    sampler = ResumableSampler(6, seed=4)
+    sampler.set_epoch(1)
+    batches = []
+    for workers in (0, 2):
+        loader = torch.utils.data.DataLoader(SeededItems(_RandomItems(), seed=4), batch_size=2,
+                                             sampler=sampler, num_workers=workers)
+        batches.append([b for b in loader])
+    for single, multi in zip(*batches):
+        assert all(torch.equal(a, b) for a, b in zip(single, multi))

@@ -3,6 +3,7 @@ import importlib.util
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -10,6 +11,9 @@ import yaml
 from litemono import checkpoint as ckpt
 from litemono import engine
 from litemono.config import from_dict
+from litemono.data import build_dataset
+from litemono.geometry import transformation_from_parameters
+from litemono.logging_utils import RunLogger
 from litemono.models.build import load_depth_network
 
 from conftest import reference_params
@@ -257,8 +261,49 @@ def test_amp_runs_networks_in_bf16_and_losses_in_float32(tmp_path):
 
     recording_criterion.source_frames = criterion.source_frames
     before = parts.depth.decoder.state_dict()["decoder.0.conv.conv.weight"].clone()
-    loss, terms, _ = engine.train_step(parts, recording_criterion, batch, 1,
-                                       engine.AMP_DTYPES["bf16"], 1)
+    loss, terms, outputs = engine.train_step(parts, recording_criterion, batch, 1,
+                                             engine.AMP_DTYPES["bf16"], 1)
     assert network_dtypes == [torch.bfloat16] and loss_dtypes == [torch.float32]
+    pose_fp32 = transformation_from_parameters(outputs[("axisangle", 0, -1)][:, 0],
+                                               outputs[("translation", 0, -1)][:, 0], invert=True)
+    assert torch.equal(outputs[("cam_T_cam", 0, -1)], pose_fp32)  # not built under autocast
     assert torch.isfinite(torch.tensor(loss)) and set(terms) >= {"photometric", "smoothness"}
     assert not torch.equal(before, parts.depth.decoder.state_dict()["decoder.0.conv.conv.weight"])
+
+
+@pytest.mark.slow
+def test_validation_reports_losses_and_depth_metrics(synthetic_kitti, tmp_path):
+    cfg = from_dict(dict(data_path=str(synthetic_kitti.root), split=str(synthetic_kitti.split_dir),
+                         height=64, width=192, batch_size=2, num_workers=0, device="cpu",
+                         model="lite-mono-tiny", weights_init="scratch", log_dir=str(tmp_path)))
+    cpu = torch.device("cpu")
+    parts = engine.build_parts(cfg, cpu, 1)
+    criterion = engine.build_criterion(cfg)
+    val_set = build_dataset(cfg, "val", is_train=False)
+    loader = engine._loader(val_set, ckpt.ResumableSampler(len(val_set), 0, shuffle=False), cfg,
+                            cpu, 0, drop_last=False)
+    val = engine.validate(parts, criterion, loader, cpu, False, None, 1,
+                          RunLogger(tmp_path, enabled=False), 0)
+    assert {"loss", "photometric", "smoothness", "abs_rel", "a1"} <= set(val)
+    assert parts.depth.training  # back in training mode
+
+    # abs_rel by hand: batch-wise median scaling inside the Garg crop, 1e-3..80 m
+    parts.depth.eval()
+    per_batch = []
+    with torch.no_grad():
+        for batch in torch.utils.data.DataLoader(val_set, batch_size=2):
+            disp = parts.depth(batch[("color", 0, 0)])[("disp", 0)]
+            near, far = 1 / cfg.loss.min_depth, 1 / cfg.loss.max_depth
+            depth = 1 / (far + (near - far) * disp)
+            gt = batch["depth_gt"].numpy()
+            pred = torch.nn.functional.interpolate(depth, size=gt.shape[-2:], mode="bilinear",
+                                                   align_corners=False).numpy()
+            h, w = gt.shape[-2:]
+            crop = np.zeros_like(gt, dtype=bool)
+            rows = slice(int(0.40810811 * h), int(0.99189189 * h))
+            crop[..., rows, int(0.03594771 * w):int(0.96405229 * w)] = True
+            mask = crop & (gt > 1e-3) & (gt < 80)
+            g, p = gt[mask], pred[mask]
+            p = np.clip(p * np.median(g) / np.median(p), 1e-3, 80)
+            per_batch.append(np.mean(np.abs(g - p) / g))
+    assert val["abs_rel"] == pytest.approx(np.mean(per_batch), rel=1e-5)
