@@ -11,8 +11,16 @@ criterion; zero_grad, backward, step the depth then the pose AdamW (section 5).
 
 Under ``torchrun --nproc_per_node N`` each process trains on its shard of every epoch with
 ``--batch_size`` samples (the global batch is N times that), gradients are averaged by
-DistributedDataParallel, and rank 0 alone logs and writes checkpoints. AMP (``--amp``) covers the
+DistributedDataParallel, and rank 0 alone logs and writes checkpoints (which every rank reads
+on ``--resume``: the run folder must be on a shared file system). AMP (``--amp``) covers the
 networks only: poses, warping, SSIM and the losses run in float32.
+
+Run control: the learning rate is set at the start of every epoch (:mod:`litemono.schedule`).
+After every epoch the val files are scored (loss terms; depth metrics where ``depth_gt`` exists)
+and ``checkpoints/last.pt`` is written, ``best.pt`` when abs_rel (or the val loss without ground
+truth) improved, and ``models/weights_<epoch>`` every ``--save_frequency`` epochs. ``--num_steps``
+may stop mid-epoch: ``last.pt`` and the epoch's weight folder are written then, and ``--resume``
+continues from that exact batch (:mod:`litemono.checkpoint`).
 """
 from __future__ import annotations
 
@@ -291,13 +299,14 @@ def train(cfg: Config) -> TrainResult:
     while epoch < t.num_epochs and (t.num_steps is None or step < t.num_steps):
         lrs = {name: s.set_epoch(epoch) for name, s in parts.schedules.items()}
         sampler.set_epoch(epoch, position)
-        timer, first_step = Timer(), step
+        timer, epoch_losses = Timer(), []
         bar = logger.progress(train_loader, len(train_loader), f"epoch {epoch}")
         for inputs in bar:
             inputs = _to_device(inputs, device, t.channels_last)
             loss, terms, outputs = train_step(parts, criterion, inputs, step + 1, amp_dtype, world)
             step, position = step + 1, position + t.batch_size
             losses.append(loss)
+            epoch_losses.append(loss)
             logger.postfix(bar, loss)
             if step % t.log_frequency == 0:
                 lr_values = {f"lr/{k}": v for k, v in lrs.items()}
@@ -310,13 +319,14 @@ def train(cfg: Config) -> TrainResult:
             break
         val = validate(parts, criterion, val_loader, device, t.channels_last, amp_dtype, world,
                        logger, step)
-        metric = val.get("abs_rel", val["loss"])
+        metric = val.get("abs_rel", val.get("loss", float("nan")))  # lower is better
         improved = ckpt.is_better(metric, best)
         best = metric if improved else best
         logger.scalars("val", val, step)
-        logger.print(epoch_summary(epoch, step, sum(losses[-(step - first_step):] or [0.0])
-                                   / max(step - first_step, 1), val, lrs, timer.restart(),
-                                   (step - first_step) * t.batch_size * world, best))
+        samples = len(epoch_losses) * t.batch_size * world
+        mean_loss = sum(epoch_losses) / max(len(epoch_losses), 1)
+        logger.print(epoch_summary(epoch, step, mean_loss, val, lrs, timer.restart(), samples,
+                                   best))
         save(epoch + 1, 0, epoch if (epoch + 1) % t.save_frequency == 0 else -1, improved)
         epoch, position = epoch + 1, 0
     logger.close()
