@@ -7,14 +7,16 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from litemono import checkpoint as ckpt
 from litemono import engine
 from litemono.config import from_dict
 from litemono.data import build_dataset
 from litemono.geometry import transformation_from_parameters
-from litemono.logging_utils import RunLogger
+from litemono.logging_utils import RunLogger, colourise, epoch_summary
 from litemono.models.build import load_depth_network
+from litemono.schedule import cosine_restart_lr
 
 from conftest import reference_params
 
@@ -104,6 +106,12 @@ def test_resume_continues_bit_identically(tmp_path, monkeypatch):
     assert_same_weights(final_weights(tmp_path / "edge"), final_weights(tmp_path / "whole"))
 
 
+def events_value(folder, tag):
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return events.Scalars(tag)[-1].value
+
+
 def _load_train_script():
     spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
     module = importlib.util.module_from_spec(spec)
@@ -154,6 +162,16 @@ def test_run_folder_config_and_upstream_layout(tmp_path, monkeypatch):
     assert ckpt.load_training_state(run / "checkpoints" / "last.pt")["config"] == cfg.to_dict()
     assert (run / "checkpoints" / "best.pt").is_file()  # one validation so far: the best
     assert yaml.safe_load((run / "models" / "opt.json").read_text())["model"] == "lite-mono-tiny"
+    for part, scalars, images in (
+            ("train", {"loss", "photometric", "smoothness", "loss/scale2", "lr/depth", "lr/pose"},
+             {"color_0_0/0", "disp_0/0", "automask_0/0"}),
+            ("val", {"loss", "photometric", "loss/scale0"}, {"disp_0/0"})):
+        events = EventAccumulator(str(run / part))
+        events.Reload()
+        assert scalars <= set(events.Tags()["scalars"]), part
+        assert images <= set(events.Tags()["images"]), part
+    lr = events_value(run / "train", "lr/depth")
+    assert lr == pytest.approx(cosine_restart_lr(0, 1e-4, 5e-6, 31), rel=1e-6)
     folder = run / "models" / "weights_0"
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         f"{n}.pth" for n in ("encoder", "depth", "pose_encoder", "pose", "adam", "adam_pose"))
@@ -307,3 +325,16 @@ def test_validation_reports_losses_and_depth_metrics(synthetic_kitti, tmp_path):
             p = np.clip(p * np.median(g) / np.median(p), 1e-3, 80)
             per_batch.append(np.mean(np.abs(g - p) / g))
     assert val["abs_rel"] == pytest.approx(np.mean(per_batch), rel=1e-5)
+
+
+def test_colour_map_and_epoch_line():
+    disp = torch.linspace(0.2, 0.9, 12).reshape(1, 3, 4)
+    rgb = colourise(disp)
+    assert rgb.shape == (3, 3, 4) and rgb.min() >= 0 and rgb.max() <= 1
+    brightness = rgb.sum(0).flatten()
+    assert torch.all(brightness[1:] > brightness[:-1])  # near (high disparity) is brighter
+    assert torch.allclose(rgb[:, 0, 0], torch.tensor([0.0, 0.0, 0.02]))  # the map's first colour
+    line = epoch_summary(3, 120, 0.25, {"loss": 0.2, "abs_rel": 0.125}, {"depth": 9.9e-5},
+                         seconds=10.0, samples=240, best=0.125)
+    assert line == ("epoch 3 | step 120 | train 0.2500 | val loss 0.2 abs_rel 0.125 | "
+                    "lr depth 9.9e-05 | 10.0 s (24.0 samples/s) | best 0.125")
