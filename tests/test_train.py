@@ -40,12 +40,16 @@ class TinyScene(torch.utils.data.Dataset):
         flip = random.random() > 0.5
         sample = {"index": index}
         for f in self.frames:
-            image = torch.roll(base, shifts=2 * f, dims=2)  # 2 px sideways per frame
+            shift = 3 if f == "s" else 2 * f  # 2 px sideways per frame, the other camera 3 px
+            image = torch.roll(base, shifts=shift, dims=2)
             image = image.flip(-1) if flip else image
             for s in range(4):
                 scaled = torch.nn.functional.interpolate(image[None], scale_factor=0.5 ** s)[0]
                 sample[("color", f, s)] = scaled
                 sample[("color_aug", f, s)] = (scaled * (0.8 + 0.4 * torch.rand(1))).clamp(0, 1)
+        if "s" in self.frames:
+            sample["stereo_T"] = torch.eye(4)
+            sample["stereo_T"][0, 3] = -0.1
         for s in range(4):
             K = torch.tensor(NORMALISED_K)
             K[0] *= self.width // 2 ** s
@@ -338,3 +342,27 @@ def test_colour_map_and_epoch_line():
                          seconds=10.0, samples=240, best=0.125)
     assert line == ("epoch 3 | step 120 | train 0.2500 | val loss 0.2 abs_rel 0.125 | "
                     "lr depth 9.9e-05 | 10.0 s (24.0 samples/s) | best 0.125")
+
+
+@pytest.mark.parametrize("options,frames", [
+    ({"pose_model_type": "shared"}, (0, -1, 1)),
+    ({"frame_ids": [0], "use_stereo": True}, (0, "s")),
+    ({"frame_ids": [0, -1, 1], "use_stereo": True}, (0, -1, 1, "s")),
+], ids=["shared_pose", "stereo_only", "mono_and_stereo"])
+def test_train_step_reaches_every_depth_parameter(tmp_path, options, frames):
+    cfg = tiny_config(tmp_path, **options)
+    parts = engine.build_parts(cfg, torch.device("cpu"), 1)
+    criterion = engine.build_criterion(cfg)
+    scene = TinyScene(2, 32, 64, frames)
+    batch = torch.utils.data.default_collate([scene[0], scene[1]])
+    loss, _, outputs = engine.train_step(parts, criterion, batch, 1, None, 1)
+    assert np.isfinite(loss)
+    assert all(("cam_T_cam", 0, f) in outputs for f in frames[1:])
+    if "s" in frames:
+        assert torch.equal(outputs[("cam_T_cam", 0, "s")], batch["stereo_T"])
+    names = [n for n, _ in parts.depth.named_parameters()]
+    # upstream's CDC blocks own a LayerNorm their forward never uses (upstream.md section 1)
+    cdc_blocks = {n.split(".ddwconv.")[0] for n in names if ".ddwconv." in n}
+    unused = {f"{block}.norm.{p}" for block in cdc_blocks for p in ("weight", "bias")}
+    missing = [n for n, p in parts.depth.named_parameters() if p.grad is None]
+    assert sorted(set(missing) - unused) == [], f"no gradient for {missing[:5]}"
