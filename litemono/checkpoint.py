@@ -8,8 +8,8 @@ section 9, plus our training state)::
     models/weights_<epoch>/        encoder.pth (+ height, width, use_stereo), depth.pth,
                                    pose_encoder.pth, pose.pth, adam.pth, adam_pose.pth:
                                    loadable by upstream's code
-    checkpoints/last.pt            the complete training state (see :func:`capture_rng` and
-    checkpoints/best.pt            the engine's ``training_state``); best = best validation metric
+    checkpoints/last.pt            the complete training state (:func:`training_state`)
+    checkpoints/best.pt            the same at the best validation metric so far
     train/, val/                   tensorboard events
 
 :func:`upstream_files` / :func:`load_initial_weights` map the networks to and from those files
@@ -23,7 +23,7 @@ only tensors, numbers, strings and containers, so it loads with ``weights_only=T
 
 Exact resume also needs the data order: :class:`ResumableSampler` draws each epoch's permutation
 from (seed, epoch) and can start mid-epoch, and :class:`SeededItems` seeds python / numpy /
-torch from (seed, epoch, position) before each item, so augmentation does not depend on the
+torch from (seed, epoch, position, rank) before each item, so augmentation does not depend on the
 number of loader workers or on where a run was interrupted.
 """
 from __future__ import annotations
@@ -123,14 +123,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def capture_rng() -> Dict[str, Any]:
+def capture_rng(include_cuda: bool = True) -> Dict[str, Any]:
     """The torch / CUDA / numpy / python generator states as tensors and plain lists."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss_next = random.getstate()
     state = {"torch": torch.get_rng_state(),
              "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
              "python": [version, list(internal), gauss_next]}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if include_cuda and torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
@@ -307,11 +307,11 @@ class SeededItems(torch.utils.data.Dataset):
 
     def __getitem__(self, key: tuple) -> Any:
         epoch, position, index = key
-        saved = capture_rng()
+        saved = capture_rng(include_cuda=False)  # datasets draw on the CPU generators only
         item_seed = derive_seed(self.seed, epoch, position, self.rank)
         random.seed(item_seed)
         np.random.seed(item_seed)
-        torch.manual_seed(item_seed)
+        torch.default_generator.manual_seed(item_seed)
         try:
             return self.dataset[index]
         finally:

@@ -1,5 +1,9 @@
 """Checkpoint files: atomic saves, RNG capture, data order, --mypretrain key mapping."""
 import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +17,8 @@ from litemono.checkpoint import (CheckpointError, ResumableSampler, SeededItems,
                                  resolve_resume, restore_rng, save_training_state,
                                  save_weights_folder, write_run_config)
 from litemono.config import from_dict
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _draws():
@@ -155,3 +161,31 @@ def test_item_draws_do_not_depend_on_loader_workers():
         batches.append([b for b in loader])
     for single, multi in zip(*batches):
         assert all(torch.equal(a, b) for a, b in zip(single, multi))
+
+
+KILLED_SAVE = """
+import os, signal, sys
+import torch
+from litemono import io
+from litemono.checkpoint import save_training_state
+
+def killed_before_rename(fd):  # the bytes are written, the rename has not happened
+    os.kill(os.getpid(), signal.SIGKILL)
+
+io.os.fsync = killed_before_rename
+save_training_state(sys.argv[1], {"step": 2, "w": torch.zeros(1000)})
+"""
+
+
+def test_killed_process_leaves_previous_state_trusted(tmp_path):
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.pt"
+    save_training_state(last, {"step": 1, "w": torch.ones(1000)})
+    done = subprocess.run([sys.executable, "-c", KILLED_SAVE, str(last)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    leftovers = [p.name for p in last.parent.iterdir() if p.name != "last.pt"]
+    assert len(leftovers) == 1 and leftovers[0].startswith(io.TMP_PREFIX)  # the killed write
+    cfg = from_dict({"log_dir": str(tmp_path), "model_name": "run", "resume": "auto"})
+    state = load_training_state(resolve_resume(cfg))
+    assert state["step"] == 1 and torch.equal(state["w"], torch.ones(1000))
