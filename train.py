@@ -11,6 +11,7 @@ in ``litemono/config.py``. Examples::
 Under torchrun ``--batch_size`` is per process. Exit codes: 0 done, 2 bad options,
 3 the loss became NaN/inf (the last good checkpoint is kept).
 """
+import os
 import sys
 
 import torch.distributed as dist
@@ -36,7 +37,8 @@ def main(argv=None) -> int:
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-    print(f"finished at epoch {result.epoch}, step {result.step}; run folder {result.run_dir}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"finished at epoch {result.epoch}, step {result.step}; run folder {result.run_dir}")
     return 0
 
 
