@@ -136,7 +136,7 @@ class TrainConfig:
     amp: str = _opt("off", "mixed precision for the networks", ("off", "bf16", "fp16"))
     channels_last: bool = _opt(False, "channels_last memory format")
     compile: bool = _opt(False, "torch.compile the networks")
-    sync_bn: bool = _opt(False, "SyncBatchNorm under torchrun")
+    sync_bn: bool = _opt(False, "SyncBatchNorm under torchrun (CUDA devices only)")
 
 
 SECTIONS: Dict[str, type] = {

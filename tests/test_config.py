@@ -109,7 +109,7 @@ def test_ablation_configs_compose(folder):
     assert not base["spatial_attention"] and base["bins"] == 0 and base["distill_weight"] == 0
     changed = lambda a, b: {k for k in a if a[k] != b[k]} - {"model_name"}
     assert changed(base, attn) == {"spatial_attention"}
-    assert changed(attn, distill) == {"teacher_dir", "distill_weight"}
+    assert changed(attn, distill) == {"teacher_dir", "distill_weight", "distill_align"}
     assert changed(distill, fixed) == {"bins", "bin_mode"} and fixed["bin_mode"] == "fixed"
     assert changed(fixed, full) == {"bin_mode", "chamfer_weight"} and full["bins"] == 64
     assert len({c["model_name"] for c in (base, attn, distill, fixed, full)}) == 5
