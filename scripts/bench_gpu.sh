@@ -23,18 +23,9 @@ for row in configs/kitti/01_baseline.yaml configs/kitti/05_full.yaml; do
 done
 python3 scripts/bench_infer.py --device cuda --height 192 --width 640 --batch_sizes 1 12 \
   | tail -n 1 > "$out/infer.json"
-python3 - "$out/da2_small_random" <<'PY'
-import sys
-from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
-backbone = Dinov2Config(hidden_size=384, num_attention_heads=6, num_hidden_layers=12, patch_size=14,
-                        image_size=518, out_indices=[3, 6, 9, 12], reshape_hidden_states=False)
-cfg = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=384,
-                          reassemble_factors=[4, 2, 1, 0.5], neck_hidden_sizes=[48, 96, 192, 384],
-                          fusion_hidden_size=64, head_hidden_size=32, depth_estimation_type="relative")
-net = DepthAnythingForDepthEstimation(cfg)
-print("DA-V2 Small-sized params", sum(p.numel() for p in net.parameters()))
-net.save_pretrained(sys.argv[1])
-PY
+python3 -c "import sys; sys.path.insert(0, '.')
+from litemono.teacher.depth_anything import random_depth_anything
+random_depth_anything('small').save_pretrained('$out/da2_small_random')"
 python3 scripts/bench_teacher.py --teacher_path "$out/da2_small_random" --device cuda --frames 96 \
   --batch_size 8 | tail -n 1 > "$out/teacher.json"
 rm -rf "$out/da2_small_random"

@@ -24,33 +24,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from litemono import benchmark as bench  # noqa: E402
 from litemono.data.splits import SplitLine  # noqa: E402
-from litemono.teacher.depth_anything import (DEFAULT_INPUT_SIZE, DepthAnythingTeacher,  # noqa: E402
+from litemono.teacher.depth_anything import (DEFAULT_INPUT_SIZE, DepthAnythingTeacher,
+                                         random_depth_anything,  # noqa: E402
                                              load_teacher)
 from litemono.teacher.precompute import run_precompute  # noqa: E402
 
 KITTI_SIZE = (375, 1242)  # height, width of most KITTI raw frames
-TINY_INIT_STD = 0.15  # the default std of 0.02 gives ~80% exact zeros after the ReLU head
 
 
 def tiny_teacher(input_size: int) -> DepthAnythingTeacher:
     """A random DA-V2 with the tiny configuration, re-initialised to give varied output."""
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
-
-    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
-                            mlp_ratio=2, patch_size=14, image_size=518, out_indices=[1, 2, 3, 4],
-                            reshape_hidden_states=False)
-    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32,
-                                 neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16,
-                                 head_hidden_size=8)
-    torch.manual_seed(0)
-    model = DepthAnythingForDepthEstimation(config)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
-                torch.nn.init.normal_(module.weight, std=TINY_INIT_STD)
-                if module.bias is not None:
-                    torch.nn.init.zeros_(module.bias)
-    return DepthAnythingTeacher(model, input_size)
+    return DepthAnythingTeacher(random_depth_anything("tiny", head_bias=0.0), input_size)
 
 
 class InMemoryFrames:

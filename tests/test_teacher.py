@@ -12,6 +12,7 @@ from litemono.data.splits import SplitLine
 from litemono.data.teacher_store import TeacherStore, read_teacher_file
 from litemono.teacher.depth_anything import (DepthAnythingTeacher, TeacherUnavailableError,
                                              load_teacher, lower_bound_size)
+from litemono.teacher.depth_anything import random_depth_anything
 from litemono.teacher.precompute import parse_shard, run_precompute, target_frames
 
 HEIGHT, WIDTH, INPUT_SIZE = 32, 96, 28
@@ -21,23 +22,7 @@ DRIVE = "2011_09_26/2011_09_26_drive_0001_sync"
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
     """A random DepthAnything saved with save_pretrained, re-initialised to give varied output."""
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
-
-    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
-                            mlp_ratio=2, patch_size=14, image_size=518, out_indices=[1, 2, 3, 4],
-                            reshape_hidden_states=False)
-    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32,
-                                 neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16,
-                                 head_hidden_size=8)
-    torch.manual_seed(0)
-    model = DepthAnythingForDepthEstimation(config)
-    with torch.no_grad():  # default init (std 0.02) gives ~80% exact zeros after the ReLU
-        for module in model.modules():
-            if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
-                torch.nn.init.normal_(module.weight, std=0.15)
-                if module.bias is not None:
-                    torch.nn.init.zeros_(module.bias)
-        torch.nn.init.constant_(model.head.conv3.bias, 1.0)
+    model = random_depth_anything("tiny", seed=0)
     folder = tmp_path_factory.mktemp("tiny_da")
     model.save_pretrained(folder)
     return folder
@@ -246,3 +231,15 @@ def test_target_frames_deduplicates_train_and_val(kitti):
     _, split, lines = kitti
     frames = target_frames(str(split), "unused")
     assert [f"{f.folder} {f.frame_index} {f.side}" for f in frames] == lines
+
+
+def test_random_stand_ins_have_the_published_sizes():
+    """The "small" stand-in has DA-V2 Small's architecture (24,785,089 parameters,
+    measurements.md section 6); the tiny one 164,105 and gives varied, mostly non-zero output."""
+    count = lambda m: sum(p.numel() for p in m.parameters())
+    assert count(random_depth_anything("small")) == 24_785_089
+    tiny = random_depth_anything("tiny")
+    assert count(tiny) == 164_105
+    with torch.no_grad():
+        out = tiny(pixel_values=torch.rand(1, 3, 56, 84)).predicted_depth
+    assert (out == 0).float().mean() < 0.2 and out.std() > 0

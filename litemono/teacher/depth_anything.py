@@ -180,3 +180,46 @@ def load_teacher(model: str = "small", teacher_path: Optional[str] = None,
     if getattr(network.config, "depth_estimation_type", "relative") != "relative":
         raise ValueError(f"{source}: a metric Depth Anything model; the teacher must be relative")
     return DepthAnythingTeacher(network, input_size).to(device)
+
+
+# Architecture of randomly initialised stand-ins (no weights can be downloaded in tests or on a
+# benchmark machine): "tiny" is a 164k-parameter model for tests (measurements.md section 6);
+# "small" has DA-V2 Small's published configuration (24.8M parameters, the same speed).
+RANDOM_ARCHITECTURES = {
+    "tiny": dict(backbone=dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                               mlp_ratio=2, out_indices=[1, 2, 3, 4]),
+                 reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 32],
+                 fusion_hidden_size=16, head_hidden_size=8),
+    "small": dict(backbone=dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6,
+                                out_indices=[3, 6, 9, 12]),
+                  reassemble_hidden_size=384, reassemble_factors=[4, 2, 1, 0.5],
+                  neck_hidden_sizes=[48, 96, 192, 384], fusion_hidden_size=64,
+                  head_hidden_size=32),
+}
+
+
+def random_depth_anything(architecture: str = "tiny", seed: int = 0, init_std: float = 0.15,
+                          head_bias: float = 1.0):
+    """A randomly initialised ``DepthAnythingForDepthEstimation`` (relative) for tests/benchmarks.
+
+    With the library's default initialisation (std 0.02) the ReLU head outputs ~80% exact zeros
+    (measurements.md section 6), so conv / linear weights are redrawn with ``init_std`` and the
+    final head bias set to ``head_bias``: the output then varies over the image like a depth map
+    would. Not a teacher for training: it has learnt nothing.
+    """
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    spec = dict(RANDOM_ARCHITECTURES[architecture])
+    backbone = Dinov2Config(patch_size=PATCH_SIZE, image_size=DEFAULT_INPUT_SIZE,
+                            reshape_hidden_states=False, **spec.pop("backbone"))
+    config = DepthAnythingConfig(backbone_config=backbone, depth_estimation_type="relative", **spec)
+    torch.manual_seed(seed)
+    model = DepthAnythingForDepthEstimation(config)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                nn.init.normal_(module.weight, std=init_std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        nn.init.constant_(model.head.conv3.bias, head_bias)
+    return model.eval()
