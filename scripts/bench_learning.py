@@ -26,7 +26,8 @@ from litemono.config import ConfigError  # noqa: E402
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--configs", default="configs/synthetic", help="row YAML folder or file")
+    p.add_argument("--configs", nargs="+", default=["configs/synthetic"],
+                   help="row YAML folder(s) or file(s)")
     p.add_argument("--data_path", default="synthetic_kitti", help="synthetic scene root")
     p.add_argument("--teacher_dir", help="pseudo-label folder (default: the configs' value)")
     p.add_argument("--log_dir", default="runs/bench_learning", help="runs and tables go here")
@@ -64,7 +65,8 @@ def main(argv=None) -> dict:
         if args.teacher_dir:
             overrides["teacher_dir"] = args.teacher_dir
         ablation.ensure_synthetic_scene(args.data_path)
-        rows = ablation.load_rows(ablation.config_files(args.configs), overrides, untrained=True)
+        files = [f for location in args.configs for f in ablation.config_files(location)]
+        rows = ablation.load_rows(files, overrides, untrained=True)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         parser.error(str(exc))
     for row in rows:
