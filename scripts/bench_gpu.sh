@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU numbers of the README's performance section, in one go:
-#   bash scripts/bench_gpu.sh OUTDIR
+#   bash scripts/bench_gpu.sh OUTDIR          (COMPILE=1 adds torch.compile rows)
 # Training step per ablation row at 640x192 batch 12 (fp32 eager vs bf16 + channels_last, and
 # + torch.compile for the first and last rows), inference latency per variant, and the teacher
 # precompute with a randomly initialised network of DA-V2 Small's size (the published weights
@@ -16,7 +16,8 @@ for row in configs/kitti/0*.yaml; do
   python3 scripts/bench_train.py --config "$row" "${common[@]}" --amp bf16 --channels_last \
     | tail -n 1 > "$out/train_${name}_bf16_cl.json"
 done
-for row in configs/kitti/01_baseline.yaml configs/kitti/05_full.yaml; do
+# torch.compile costs minutes per configuration: set COMPILE=1 to include it
+for row in $([ "${COMPILE:-0}" = 1 ] && echo configs/kitti/01_baseline.yaml configs/kitti/05_full.yaml); do
   name=$(basename "$row" .yaml)
   python3 scripts/bench_train.py --config "$row" "${common[@]}" --amp bf16 --channels_last --compile \
     | tail -n 1 > "$out/train_${name}_bf16_cl_compile.json"
