@@ -61,6 +61,20 @@ def test_photometric_error_mixes_ssim_and_l1(use_ssim):
     np.testing.assert_allclose(got.numpy(), expected, atol=5e-5)
 
 
+def test_several_images_per_target_equal_separate_calls():
+    """N warped images share one target: frame-major stacking, target moments computed once."""
+    gen = torch.Generator().manual_seed(3)
+    target = torch.rand(2, 3, 6, 8, generator=gen)
+    preds = [torch.rand(2, 3, 6, 8, generator=gen) for _ in range(3)]
+    together = photometric_error(torch.cat(preds), target)
+    separate = torch.cat([photometric_error(p, target) for p in preds])
+    torch.testing.assert_close(together, separate, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(ssim_error(torch.cat(preds), target)[2:4].numpy(),
+                               numpy_dssim(preds[1].numpy(), target.numpy()), atol=5e-5)
+    with pytest.raises(ValueError, match="not a multiple"):
+        ssim_error(torch.rand(3, 3, 6, 8), target)
+
+
 def test_smoothness_matches_numpy():
     gen = torch.Generator().manual_seed(2)
     disp, image = torch.rand(3, 1, 5, 11, generator=gen), torch.rand(3, 3, 5, 11, generator=gen)

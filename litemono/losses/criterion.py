@@ -137,8 +137,7 @@ class Criterion(nn.Module):
         """Photometric errors of N images against one target in one batched call: (B, N, h, w)."""
         count, batch = len(images), target.shape[0]
         stacked = torch.cat(list(images), dim=0)  # (N*B, 3, h, w), frame-major
-        targets = target.expand(count, *target.shape).reshape(stacked.shape)
-        errors = photometric_error(stacked, targets, self.use_ssim)  # (N*B, 1, h, w)
+        errors = photometric_error(stacked, target, self.use_ssim)  # (N*B, 1, h, w)
         return errors.view(count, batch, *errors.shape[-2:]).transpose(0, 1)
 
 

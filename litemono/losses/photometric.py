@@ -21,23 +21,38 @@ SSIM_WEIGHT = 0.85  # alpha of eq. 1; the L1 part gets 1 - alpha
 TIE_BREAK_NOISE = 1e-5
 
 
+def _window_mean(maps: torch.Tensor) -> torch.Tensor:
+    """Mean over every 3x3 window (stride 1, no padding) of each channel: (B, K, H+2, W+2) ->
+    (B, K, H, W). ``avg_pool2d`` as upstream: a depthwise convolution is faster on CPU but
+    rounds differently, which flips near-tied minimum-reprojection choices and so changes
+    the gradient at a few pixels beyond the upstream reference's tolerance."""
+    return F.avg_pool2d(maps, 3, stride=1)
+
+
 def ssim_error(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Structural dissimilarity ``clamp((1 - SSIM) / 2, 0, 1)`` over 3x3 windows.
 
-    The windows are plain means (stride 1) over a 1-pixel reflection-padded border. All five
-    local moments come from a single pooling call over the stacked maps.
+    The windows are plain means (stride 1) over a 1-pixel reflection-padded border. Several
+    images may be compared with one target: the target's local moments are computed once.
 
     Args:
-        x, y: (B, C, H, W) images in [0, 1].
+        x: (N*B, C, H, W) images in [0, 1] (N images per target, frame-major).
+        y: (B, C, H, W) target images in [0, 1].
 
     Returns:
-        (B, C, H, W) dissimilarity per pixel and channel, in [0, 1].
+        (N*B, C, H, W) dissimilarity per pixel and channel, in [0, 1].
     """
-    channels = x.shape[1]
-    padded = F.pad(torch.cat([x, y], dim=1), (1, 1, 1, 1), mode="reflect")
-    px, py = padded.split(channels, dim=1)
-    moments = F.avg_pool2d(torch.cat([px, py, px * px, py * py, px * py], dim=1), 3, stride=1)
-    mu_x, mu_y, mean_xx, mean_yy, mean_xy = moments.split(channels, dim=1)
+    batch, channels = y.shape[:2]
+    count = x.shape[0] // batch
+    if count * batch != x.shape[0]:
+        raise ValueError(f"ssim_error: {x.shape[0]} images is not a multiple of {batch} targets")
+    px = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    py = F.pad(y, (1, 1, 1, 1), mode="reflect")
+    py_each = py.repeat(count, 1, 1, 1)  # the target of every image, (N*B, C, H+2, W+2)
+    mu_x, mean_xx, mean_xy = _window_mean(torch.cat([px, px * px, px * py_each], 1)).split(
+        channels, dim=1)
+    mu_y, mean_yy = _window_mean(torch.cat([py, py * py], 1)).repeat(count, 1, 1, 1).split(
+        channels, dim=1)
     mu_x2, mu_y2, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
     var_x, var_y, cov_xy = mean_xx - mu_x2, mean_yy - mu_y2, mean_xy - mu_xy
     numerator = (2 * mu_xy + SSIM_C1) * (2 * cov_xy + SSIM_C2)
@@ -50,14 +65,17 @@ def photometric_error(pred: torch.Tensor, target: torch.Tensor, use_ssim: bool =
     """Per-pixel photometric error, averaged over colour channels.
 
     Args:
-        pred: (B, 3, H, W) synthesised (or un-warped source) image in [0, 1].
-        target: (B, 3, H, W) target image in [0, 1].
+        pred: (N*B, 3, H, W) synthesised (or un-warped source) images in [0, 1], N per target
+            (frame-major: image i is compared with target i % B).
+        target: (B, 3, H, W) target images in [0, 1].
         use_ssim: ``0.85 * SSIM term + 0.15 * L1`` if True, else L1 alone (``--no_ssim``).
 
     Returns:
-        (B, 1, H, W) error per pixel.
+        (N*B, 1, H, W) error per pixel.
     """
-    l1 = (target - pred).abs().mean(dim=1, keepdim=True)
+    count = pred.shape[0] // target.shape[0]
+    diff = pred.view(count, *target.shape) - target  # (N, B, 3, H, W), target broadcast
+    l1 = diff.abs().mean(dim=2).view(pred.shape[0], 1, *pred.shape[-2:])
     if not use_ssim:
         return l1
     ssim = ssim_error(pred, target).mean(dim=1, keepdim=True)
