@@ -115,6 +115,22 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak-memory window (CUDA only; the CPU figure is the process maximum)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory in MiB: CUDA tensors allocated since :func:`reset_peak_memory`, or on CPU
+    the process's maximum resident set (includes the interpreter and libraries)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
 def environment(device: torch.device) -> Dict[str, Any]:
     """What the numbers were measured on: torch version, device name, CPU threads."""
     info = {"torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads()}

@@ -122,7 +122,8 @@ def predict(depth_net: nn.Module, pose_net: nn.Module, inputs: Mapping[Any, Any]
     return outputs
 
 
-def _to_device(batch: Mapping[Any, Any], device: torch.device, channels_last: bool) -> Dict:
+def to_device(batch: Mapping[Any, Any], device: torch.device, channels_last: bool) -> Dict:
+    """The tensors of a batch on ``device`` (4-D ones channels_last when asked)."""
     out = {}
     for key, value in batch.items():
         if torch.is_tensor(value):
@@ -170,7 +171,7 @@ def validate(parts: Parts, criterion: nn.Module, loader, device: torch.device, c
     sums: Dict[str, float] = {}
     batches = 0
     for inputs in loader:
-        inputs = _to_device(inputs, device, channels_last)
+        inputs = to_device(inputs, device, channels_last)
         outputs = predict(parts.depth, parts.pose, inputs, criterion.source_frames, amp_dtype)
         total, terms = criterion(inputs, outputs)
         values = {"loss": float(total), **{k: float(v) for k, v in terms.items()}}
@@ -302,7 +303,7 @@ def train(cfg: Config) -> TrainResult:
         timer, epoch_losses = Timer(), []
         bar = logger.progress(train_loader, len(train_loader), f"epoch {epoch}")
         for inputs in bar:
-            inputs = _to_device(inputs, device, t.channels_last)
+            inputs = to_device(inputs, device, t.channels_last)
             loss, terms, outputs = train_step(parts, criterion, inputs, step + 1, amp_dtype, world)
             step, position = step + 1, position + t.batch_size
             losses.append(loss)

@@ -111,14 +111,16 @@ def main(argv=None) -> dict:
     batch = bench.synthetic_batch(cfg.model.height, cfg.model.width, cfg.train.batch_size,
                                   frame_ids, device, teacher=cfg.data.teacher_dir is not None,
                                   seed=cfg.train.seed)
-    batch = engine._to_device(batch, device, cfg.train.channels_last)
+    batch = engine.to_device(batch, device, cfg.train.channels_last)
     amp_dtype = engine.AMP_DTYPES[cfg.train.amp]
     losses = []
 
     def step():
         losses.append(engine.train_step(parts, criterion, batch, len(losses) + 1, amp_dtype, 1)[0])
 
+    bench.reset_peak_memory(device)
     times = bench.measure(step, device, args.warmup, args.repeats)
+    peak_mb = bench.peak_memory_mb(device)
     phases = phase_split(step, parts, criterion, device, args.phase_repeats) if args.phase_repeats else {}
     if args.profile:
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]
@@ -141,7 +143,7 @@ def main(argv=None) -> dict:
         "step_s": summary["median_s"], "step_min_s": summary["min_s"],
         "step_max_s": summary["max_s"], "runs": summary["runs"], "warmup": args.warmup,
         "samples_per_s": cfg.train.batch_size / summary["median_s"],
-        "phases_s": phases, "first_loss": losses[0], "environment": bench.environment(device)}
+        "peak_memory_mb": peak_mb, "phases_s": phases, "first_loss": losses[0], "environment": bench.environment(device)}
     bench.print_json(result)
     return result
 

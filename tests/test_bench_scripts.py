@@ -75,6 +75,7 @@ def test_bench_train_times_the_engine_step_with_a_phase_split(capsys):
     assert result["options"]["scales"] == [0, 1, 2] and result["options"]["automasking"]
     assert math.isfinite(result["first_loss"]) and result["first_loss"] > 0
     assert result["samples_per_s"] == pytest.approx(2 / result["step_s"])
+    assert result["peak_memory_mb"] > 0
 
 
 def test_bench_train_rejects_bad_flags(capsys):
