@@ -22,7 +22,7 @@ setup(
         "pyyaml>=6.0",
     ],
     extras_require={
-        "test": ["pytest>=8.0", "onnx>=1.16", "onnxruntime>=1.18"],
+        "test": ["pytest>=8.0", "onnx>=1.16", "onnxruntime>=1.18", "thop>=0.1.1.post2209072238"],
         "onnx": ["onnx>=1.16", "onnxruntime>=1.18"],
         "profile": ["thop>=0.1.1.post2209072238"],
     },
