@@ -11,7 +11,6 @@ the last line is a JSON object. Pose weights: ``pose_encoder.pth`` + ``pose.pth`
 (separate_resnet), or ``pose.pth`` alone with the depth encoder in ``encoder.pth`` (shared).
 """
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -21,32 +20,14 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from litemono import io  # noqa: E402
-from litemono.checkpoint import load_weights_folder  # noqa: E402
-from litemono.config import PROJECT_ROOT, ModelConfig  # noqa: E402
+from litemono.config import PROJECT_ROOT  # noqa: E402
 from litemono.data.kitti import KITTIOdomDataset  # noqa: E402
 from litemono.data.splits import read_split_lines  # noqa: E402
-from litemono.models.build import (build_pose_network, load_depth_network,  # noqa: E402
-                                   load_state_strict)
+from litemono.models.build import load_pose_network  # noqa: E402
 from litemono.pose_eval import (evaluate_ate, predict_relative_poses,  # noqa: E402
                                 read_odometry_poses, relative_poses)
 
 SEQUENCES = {"odom_9": 9, "odom_10": 10}
-
-
-def load_pose_network(folder: Path, num_layers: int, device: torch.device):
-    """The pose network of a weights folder, loaded strictly, in eval mode."""
-    if (folder / "pose_encoder.pth").is_file():
-        cfg = ModelConfig(num_layers=num_layers, weights_init="scratch")
-        net = build_pose_network(cfg)
-        states = load_weights_folder(str(folder), ["pose_encoder", "pose"])
-        load_state_strict(net.encoder, states["pose_encoder"], str(folder / "pose_encoder.pth"))
-    else:  # shared: the decoder runs on the depth encoder's features
-        depth_net = load_depth_network(folder, "cpu")
-        cfg = dataclasses.replace(depth_net.config, pose_model_type="shared")
-        net = build_pose_network(cfg, depth_net)
-        states = load_weights_folder(str(folder), ["pose"])
-    load_state_strict(net.decoder, states["pose"], str(folder / "pose.pth"))
-    return net.to(device).eval()
 
 
 def main(argv=None) -> dict:
@@ -75,7 +56,7 @@ def main(argv=None) -> dict:
         dataset = KITTIOdomDataset(args.data_path, read_split_lines(split), args.height,
                                    args.width, frame_ids=[0, 1], num_scales=1,
                                    img_ext=".png" if args.png else ".jpg", source=str(split))
-        pose_net = load_pose_network(Path(args.load_weights_folder), args.num_layers, device)
+        pose_net = load_pose_network(args.load_weights_folder, device, args.num_layers)
     except (OSError, ValueError, RuntimeError) as exc:
         parser.error(str(exc))
     loader = DataLoader(dataset, args.batch_size, shuffle=False, num_workers=args.num_workers)

@@ -286,3 +286,20 @@ def test_macs_follow_the_paper_convention():
     assert round(counts["true_flops"] / 1e9, 3) == 10.029
     small = _net(spatial_attention=True, bins=4)
     assert count_macs(small, 32, 64)["macs"] == count_macs(small, 32, 64, use_thop=False)["macs"]
+
+
+def test_pose_network_round_trip_through_a_weights_folder(tmp_path):
+    from litemono.models.build import load_pose_network
+
+    torch.manual_seed(0)
+    pose = build_pose_network(ModelConfig(weights_init="scratch")).eval()
+    torch.save(pose.encoder.state_dict(), tmp_path / "pose_encoder.pth")
+    torch.save(pose.decoder.state_dict(), tmp_path / "pose.pth")
+    loaded = load_pose_network(tmp_path)
+    pair = torch.rand(2, 6, 64, 96)
+    with torch.no_grad():
+        for got, want in zip(loaded(pair), pose(pair)):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+    (tmp_path / "pose.pth").unlink()
+    with pytest.raises(FileNotFoundError, match="no pose.pth"):
+        load_pose_network(tmp_path)

@@ -136,6 +136,29 @@ def load_depth_network(weights_folder, device="cpu", model: Optional[str] = None
     return net.to(device).eval()
 
 
+def load_pose_network(weights_folder, device="cpu", num_layers: int = 18) -> PoseNetwork:
+    """The pose network of a weights folder, loaded strictly, in eval mode.
+
+    ``pose_encoder.pth`` + ``pose.pth`` (separate ResNet-``num_layers``), or ``pose.pth`` alone
+    with the depth encoder of ``encoder.pth`` (``--pose_model_type shared``).
+    """
+    folder = Path(weights_folder)
+    if not (folder / "pose.pth").is_file():
+        raise FileNotFoundError(f"load_pose_network: no pose.pth in {folder}")
+    if (folder / "pose_encoder.pth").is_file():
+        net = build_pose_network(ModelConfig(num_layers=num_layers, weights_init="scratch"))
+        encoder_state = torch.load(folder / "pose_encoder.pth", map_location=device,
+                                   weights_only=True)
+        load_state_strict(net.encoder, encoder_state, str(folder / "pose_encoder.pth"))
+    else:
+        depth_net = load_depth_network(folder, device)
+        net = build_pose_network(dataclasses.replace(depth_net.config, pose_model_type="shared"),
+                                 depth_net)
+    decoder_state = torch.load(folder / "pose.pth", map_location=device, weights_only=True)
+    load_state_strict(net.decoder, decoder_state, str(folder / "pose.pth"))
+    return net.to(device).eval()
+
+
 def load_state_strict(module: nn.Module, state_dict: Mapping[str, Any], what: str) -> None:
     """``module.load_state_dict(state_dict, strict=True)`` with a readable error first.
 
