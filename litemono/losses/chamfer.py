@@ -15,9 +15,8 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 
-from .distill import ALIGNERS, teacher_disparity
+from .distill import ALIGNERS, at_teacher_size, teacher_disparity
 
 
 def chamfer_1d(points: torch.Tensor, centers: torch.Tensor,
@@ -107,10 +106,7 @@ class ChamferTerm:
         teacher = teacher_disparity(inputs, self.name)
         if "bin_centers" not in outputs:
             raise KeyError("the chamfer loss needs outputs['bin_centers']: set --bins (e.g. 64)")
-        disp = outputs[("disp", 0)]
-        if disp.shape[-2:] != teacher.shape[-2:]:
-            disp = F.interpolate(disp, size=teacher.shape[-2:], mode="bilinear",
-                                 align_corners=False)
+        disp = at_teacher_size(outputs[("disp", 0)], teacher)
         mask = teacher > 0
         aligned = self.align(teacher, disp, mask).detach()
         points, point_mask = sample_points(aligned, mask, self.points)

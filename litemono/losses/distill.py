@@ -115,6 +115,13 @@ def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     return per_image[has_pixels].mean()
 
 
+def at_teacher_size(disp: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """The student disparity (B, 1, h, w) resized bilinearly to the teacher's (H, W) if needed."""
+    if disp.shape[-2:] == teacher.shape[-2:]:
+        return disp
+    return F.interpolate(disp, size=teacher.shape[-2:], mode="bilinear", align_corners=False)
+
+
 class DistillationTerm:
     """Extra criterion term ``distill``: teacher-aligned L1 averaged over ``--distill_scales``.
 
@@ -145,9 +152,6 @@ class DistillationTerm:
         mask = teacher > 0
         losses = []
         for scale in self.scales:
-            disp = outputs[("disp", scale)]
-            if disp.shape[-2:] != teacher.shape[-2:]:
-                disp = F.interpolate(disp, size=teacher.shape[-2:], mode="bilinear",
-                                     align_corners=False)
+            disp = at_teacher_size(outputs[("disp", scale)], teacher)
             losses.append(masked_l1(disp, self.align(teacher, disp, mask), mask))
         return torch.stack(losses).mean()
