@@ -75,22 +75,24 @@ def ssim_error(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     Returns:
         (N*B, C, H, W) dissimilarity per pixel and channel, in [0, 1].
     """
-    batch, channels = y.shape[:2]
+    batch = y.shape[0]
     count = x.shape[0] // batch
     if count * batch != x.shape[0]:
         raise ValueError(f"ssim_error: {x.shape[0]} images is not a multiple of {batch} targets")
     px = F.pad(x, (1, 1, 1, 1), mode="reflect")
     py = F.pad(y, (1, 1, 1, 1), mode="reflect")
-    py_each = py.repeat(count, 1, 1, 1)  # the target of every image, (N*B, C, H+2, W+2)
-    mu_x, mean_xx, mean_xy = _window_mean(torch.cat([px, px * px, px * py_each], 1)).split(
-        channels, dim=1)
-    mu_y, mean_yy = _window_mean(torch.cat([py, py * py], 1)).repeat(count, 1, 1, 1).split(
-        channels, dim=1)
+    # each window mean on its own map: concatenating the maps into one call costs more (the
+    # copy and its backward) than the separate calls of the shifted-view sums
+    mu_x, mean_xx = _window_mean(px), _window_mean(px * px)
+    mean_xy = _window_mean((px.view(count, *py.shape) * py).view(px.shape))
+    mu_y, mean_yy = _window_mean(py), _window_mean(py * py)  # once per target
+    per_target = (count, *mu_y.shape)  # the target's moments broadcast over its N images
+    mu_x, mean_xx, mean_xy = (m.view(per_target) for m in (mu_x, mean_xx, mean_xy))
     mu_x2, mu_y2, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
     var_x, var_y, cov_xy = mean_xx - mu_x2, mean_yy - mu_y2, mean_xy - mu_xy
     numerator = (2 * mu_xy + SSIM_C1) * (2 * cov_xy + SSIM_C2)
     denominator = (mu_x2 + mu_y2 + SSIM_C1) * (var_x + var_y + SSIM_C2)
-    return torch.clamp((1 - numerator / denominator) / 2, 0, 1)
+    return torch.clamp((1 - numerator / denominator) / 2, 0, 1).view(x.shape)
 
 
 def photometric_error(pred: torch.Tensor, target: torch.Tensor, use_ssim: bool = True
