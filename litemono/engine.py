@@ -195,12 +195,23 @@ def validate(parts: Parts, criterion: nn.Module, loader, device: torch.device, c
     return {k: float(totals[i] / max(float(totals[-1]), 1.0)) for i, k in enumerate(keys)}
 
 
+def use_channels_last(cfg: Config, device: torch.device) -> bool:
+    """``--channels_last`` when given; otherwise on for CPU and off for CUDA.
+
+    On CPU the oneDNN convolutions, above all their backward, are faster on NHWC tensors (the
+    whole step: docs/performance.md); on CUDA the gain depends on ``--amp`` and the variant, so
+    there it is asked for explicitly.
+    """
+    value = cfg.train.channels_last
+    return device.type == "cpu" if value is None else value
+
+
 def build_parts(cfg: Config, device: torch.device, world: int) -> Parts:
     """Networks on ``device``, optimisers (AdamW, weight decay on every parameter), schedules."""
     model_cfg = dataclasses.replace(cfg.model, mypretrain=None)  # applied by load_initial_weights
     depth = build_depth_network(model_cfg)
     pose = build_pose_network(model_cfg, depth)
-    memory = torch.channels_last if cfg.train.channels_last else torch.preserve_format
+    memory = torch.channels_last if use_channels_last(cfg, device) else torch.preserve_format
     depth.to(device, memory_format=memory)
     pose.to(device, memory_format=memory)
     if world > 1 and cfg.train.sync_bn:
@@ -295,6 +306,7 @@ def train(cfg: Config) -> TrainResult:
 
     losses: List[float] = []
     amp_dtype = AMP_DTYPES[t.amp]
+    channels_last = use_channels_last(cfg, device)
     parts.depth.train()
     parts.pose.train()
     while epoch < t.num_epochs and (t.num_steps is None or step < t.num_steps):
@@ -303,7 +315,7 @@ def train(cfg: Config) -> TrainResult:
         timer, epoch_losses = Timer(), []
         bar = logger.progress(train_loader, len(train_loader), f"epoch {epoch}")
         for inputs in bar:
-            inputs = to_device(inputs, device, t.channels_last)
+            inputs = to_device(inputs, device, channels_last)
             loss, terms, outputs = train_step(parts, criterion, inputs, step + 1, amp_dtype, world)
             step, position = step + 1, position + t.batch_size
             losses.append(loss)
@@ -318,7 +330,7 @@ def train(cfg: Config) -> TrainResult:
         if position < steps_per_epoch * t.batch_size:  # --num_steps stopped mid-epoch
             save(epoch, position, epoch, improved=False)
             break
-        val = validate(parts, criterion, val_loader, device, t.channels_last, amp_dtype, world,
+        val = validate(parts, criterion, val_loader, device, channels_last, amp_dtype, world,
                        logger, step)
         metric = val.get("abs_rel", val.get("loss", float("nan")))  # lower is better
         improved = ckpt.is_better(metric, best)

@@ -111,7 +111,8 @@ def main(argv=None) -> dict:
     batch = bench.synthetic_batch(cfg.model.height, cfg.model.width, cfg.train.batch_size,
                                   frame_ids, device, teacher=cfg.data.teacher_dir is not None,
                                   seed=cfg.train.seed)
-    batch = engine.to_device(batch, device, cfg.train.channels_last)
+    channels_last = engine.use_channels_last(cfg, device)
+    batch = engine.to_device(batch, device, channels_last)
     amp_dtype = engine.AMP_DTYPES[cfg.train.amp]
     losses = []
 
@@ -134,7 +135,7 @@ def main(argv=None) -> dict:
     result = {
         "benchmark": "train_step", "model": m.model, "height": m.height, "width": m.width,
         "batch_size": cfg.train.batch_size, "amp": cfg.train.amp,
-        "channels_last": cfg.train.channels_last, "compile": cfg.train.compile,
+        "channels_last": channels_last, "compile": cfg.train.compile,
         "options": {"scales": m.scales, "frame_ids": frame_ids, "pose_model_type": m.pose_model_type,
                     "spatial_attention": m.spatial_attention, "bins": m.bins,
                     "ssim": cfg.loss.ssim, "automasking": cfg.loss.automasking,

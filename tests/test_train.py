@@ -366,3 +366,18 @@ def test_train_step_reaches_every_depth_parameter(tmp_path, options, frames):
     unused = {f"{block}.norm.{p}" for block in cdc_blocks for p in ("weight", "bias")}
     missing = [n for n, p in parts.depth.named_parameters() if p.grad is None]
     assert sorted(set(missing) - unused) == [], f"no gradient for {missing[:5]}"
+
+
+def test_channels_last_defaults_to_the_device():
+    from litemono.config import from_dict
+    from litemono.engine import use_channels_last
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    unset = from_dict({})
+    assert unset.train.channels_last is None
+    assert use_channels_last(unset, cpu) is True
+    assert use_channels_last(unset, cuda) is False
+    for value in (True, False):
+        chosen = from_dict({"channels_last": value})
+        assert use_channels_last(chosen, cpu) is value
+        assert use_channels_last(chosen, cuda) is value
