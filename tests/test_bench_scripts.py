@@ -3,6 +3,7 @@ keys; the synthetic batch follows the sample schema. No timing is asserted."""
 import importlib.util
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -11,12 +12,19 @@ from conftest import ROOT
 from litemono import benchmark as bench
 
 TINY = ["--height", "32", "--width", "64"]
+# a checkout of noahzn/Lite-Mono's training code for scripts/bench_vs_upstream.py (optional)
+UPSTREAM_DIR = os.environ.get("LITEMONO_UPSTREAM_DIR")
 
 
-def run_script(name, argv, capsys):
+def load_script(name):
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def run_script(name, argv, capsys):
+    module = load_script(name)
     returned = module.main(argv)
     last = capsys.readouterr().out.strip().splitlines()[-1]
     printed = json.loads(last)
@@ -103,3 +111,36 @@ def test_bench_teacher_runs_the_precompute_loop(capsys):
     assert result["raw_float16_bytes"] == 2 * 32 * 64
     # a compressed float16 map plus the zip container: about the raw size, never far beyond it
     assert 0 < result["bytes_per_frame"] < result["raw_float16_bytes"] + 1024
+
+
+@pytest.mark.skipif(not UPSTREAM_DIR, reason="LITEMONO_UPSTREAM_DIR (a Lite-Mono checkout) not set")
+def test_bench_vs_upstream_times_both_steps_from_the_same_weights(capsys):
+    result, _ = run_script("bench_vs_upstream", [
+        "--upstream_dir", UPSTREAM_DIR, "--model", "lite-mono", "--height", "64", "--width", "192",
+        "--batch_size", "1", "--device", "cpu", "--warmup", "0", "--repeats", "1"], capsys)
+    assert result["benchmark"] == "train_step_vs_upstream" and result["weights_shared"]
+    assert result["runs"] == 1 and result["upstream_encoder_size"] == [192, 640]
+    for side in ("upstream", "ours"):
+        row = result[side]
+        assert row["step_min_s"] <= row["step_s"] <= row["step_max_s"] and len(row["times_s"]) == 1
+        assert math.isfinite(row["first_loss"]) and row["first_loss"] > 0
+    assert result["ratio_upstream_over_ours"] == pytest.approx(
+        result["upstream"]["step_s"] / result["ours"]["step_s"])
+    # same weights, batch and seed: one loss evaluation agrees to float rounding (pose BatchNorm
+    # in eval mode) ...
+    same = result["same_step"]
+    assert same["ours"] == pytest.approx(same["upstream"], rel=1e-4) and same["rel_diff"] < 1e-4
+    # ... and the first training steps only approximately: our pose net batches both pairs
+    assert result["first_loss_rel_diff"] < 0.05
+    assert set(result["environment"]) >= {"torch", "device", "threads"}
+
+
+@pytest.mark.parametrize("where, message", [
+    (None, "--upstream_dir is required"), ("absent", "no such folder"),
+    ("", "has no trainer.py")])
+def test_bench_vs_upstream_names_a_missing_checkout(tmp_path, capsys, where, message):
+    argv = [] if where is None else ["--upstream_dir", str(tmp_path / where)]
+    with pytest.raises(SystemExit) as exit_info:
+        load_script("bench_vs_upstream").main([*argv, *TINY, "--device", "cpu"])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

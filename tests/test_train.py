@@ -381,3 +381,61 @@ def test_channels_last_defaults_to_the_device():
         chosen = from_dict({"channels_last": value})
         assert use_channels_last(chosen, cpu) is value
         assert use_channels_last(chosen, cuda) is value
+
+
+def test_optimisers_make_upstreams_adamw_update(tmp_path):
+    # the fused kernel must give the update of torch's plain AdamW with upstream's settings
+    cfg = tiny_config(tmp_path)
+    parts = engine.build_parts(cfg, torch.device("cpu"), 1)
+    generator = torch.Generator().manual_seed(5)
+    for name, module in (("depth", parts.depth), ("pose", parts.pose)):
+        params = [p for p in module.parameters()]
+        reference = [torch.nn.Parameter(p.detach().clone()) for p in params]
+        optimizer = parts.optimizers[name]
+        group = optimizer.param_groups[0]
+        assert group["weight_decay"] == cfg.train.weight_decay and group["fused"]
+        plain = torch.optim.AdamW(reference, lr=group["lr"], weight_decay=group["weight_decay"])
+        for _ in range(2):
+            for p, r in zip(params, reference):
+                p.grad = torch.randn(p.shape, generator=generator).to(memory_format=torch.channels_last) if p.dim() == 4 else torch.randn(p.shape, generator=generator)
+                r.grad = p.grad.clone()
+            optimizer.step()
+            plain.step()
+        for p, r in zip(params, reference):
+            torch.testing.assert_close(p.detach(), r.detach(), rtol=1e-5, atol=1e-7)
+
+
+def test_optimiser_state_from_an_nchw_network_steps_a_channels_last_one_correctly(tmp_path):
+    # upstream's adam.pth comes from an NCHW network; its moments must be laid out like the
+    # channels_last parameters before the fused kernel (which walks memory order) uses them
+    import io
+
+    from litemono.checkpoint import load_optimizer_state
+
+    cpu = torch.device("cpu")
+    nchw = engine.build_parts(tiny_config(tmp_path, channels_last=False), cpu, 1)
+    nhwc = engine.build_parts(tiny_config(tmp_path, channels_last=True), cpu, 1)
+    nhwc.depth.load_state_dict(nchw.depth.state_dict())
+    params_a, params_b = list(nchw.depth.parameters()), list(nhwc.depth.parameters())
+    assert any(p.stride() != q.stride() for p, q in zip(params_a, params_b))
+    generator = torch.Generator().manual_seed(2)
+    grads = [torch.randn(p.shape, generator=generator) for p in params_a]
+    for p, g in zip(params_a, grads):
+        p.grad = g.clone()
+    nchw.optimizers["depth"].step()  # moments now exist, in NCHW layout
+    nhwc.depth.load_state_dict(nchw.depth.state_dict())
+    saved = io.BytesIO()  # as adam.pth: a file, not the live optimiser's tensors
+    torch.save(nchw.optimizers["depth"].state_dict(), saved)
+    saved.seek(0)
+    load_optimizer_state(nhwc.optimizers["depth"], torch.load(saved, weights_only=True))
+    for p in params_b:
+        for value in nhwc.optimizers["depth"].state[p].values():
+            if value.shape == p.shape:
+                assert value.stride() == p.stride()
+    for p, q, g in zip(params_a, params_b, grads):
+        p.grad = g.clone()
+        q.grad = torch.empty_like(q).copy_(g)  # as autograd lays gradients out: like the param
+    nchw.optimizers["depth"].step()
+    nhwc.optimizers["depth"].step()
+    for p, q in zip(params_a, params_b):
+        torch.testing.assert_close(q.detach(), p.detach(), rtol=1e-5, atol=1e-7)
