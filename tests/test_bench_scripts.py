@@ -130,8 +130,9 @@ def test_bench_vs_upstream_times_both_steps_from_the_same_weights(capsys):
     # in eval mode) ...
     same = result["same_step"]
     assert same["ours"] == pytest.approx(same["upstream"], rel=1e-4) and same["rel_diff"] < 1e-4
-    # ... and the first training steps only approximately: our pose net batches both pairs
-    assert result["first_loss_rel_diff"] < 0.05
+    # ... and so do the first training steps (pose pairs one by one, BatchNorm statistics per
+    # pair, as upstream)
+    assert result["first_loss_rel_diff"] < 1e-4
     assert set(result["environment"]) >= {"torch", "device", "threads"}
 
 

@@ -303,3 +303,22 @@ def test_pose_network_round_trip_through_a_weights_folder(tmp_path):
     (tmp_path / "pose.pth").unlink()
     with pytest.raises(FileNotFoundError, match="no pose.pth"):
         load_pose_network(tmp_path)
+
+
+def test_pose_pairs_run_one_by_one_with_their_own_batchnorm_statistics():
+    # upstream runs each source frame's pair through the pose ResNet separately; in train mode
+    # one concatenated batch would normalise with the statistics of both pairs
+    from litemono.config import from_dict
+    from litemono.models.build import build_depth_network, build_pose_network
+
+    torch.manual_seed(0)
+    cfg = from_dict({"model": "lite-mono-tiny", "height": 64, "width": 96, "weights_init": "scratch"})
+    pose = build_pose_network(cfg.model, build_depth_network(cfg.model)).train()
+    first, second = torch.rand(2, 6, 64, 96), torch.rand(2, 6, 64, 96) * 0.5
+    rot, shift = pose([first, second])
+    separate = [pose(first), pose(second)]
+    assert rot.shape == (4, 2, 1, 3) and shift.shape == (4, 2, 1, 3)
+    torch.testing.assert_close(rot, torch.cat([separate[0][0], separate[1][0]]))
+    torch.testing.assert_close(shift, torch.cat([separate[0][1], separate[1][1]]))
+    batched_rot, _ = pose(torch.cat([first, second]))
+    assert not torch.allclose(batched_rot, rot, atol=1e-6)

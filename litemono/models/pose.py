@@ -8,7 +8,7 @@ including the unused ImageNet classifier ``encoder.fc``) and ``pose.pth`` (``net
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import List, Sequence, Tuple, Union
 
 import torch
 import torchvision
@@ -130,7 +130,17 @@ class PoseNetwork(nn.Module):
             return self.__dict__["_shared_encoder"][0]
         return super().__getattr__(name)
 
-    def forward(self, pair: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, pair: Union[torch.Tensor, Sequence[torch.Tensor]]
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One pair (B, 6, H, W), or a sequence of pairs run one after the other (upstream's
+        trainer runs each source frame's pair separately, so train-mode BatchNorm normalises
+        with that pair's statistics and updates its running statistics once per pair; one
+        concatenated batch would change both). A sequence gives its results concatenated along
+        the batch, in order; it is one call so that DistributedDataParallel sees one forward."""
+        if not torch.is_tensor(pair):
+            motions = [self(single) for single in pair]
+            return (torch.cat([rot for rot, _ in motions]),
+                    torch.cat([shift for _, shift in motions]))
         if self.shared:
             first, second = pair[:, :3], pair[:, 3:]
             return self.decoder([self.encoder(first), self.encoder(second)])
