@@ -13,8 +13,9 @@ import numpy as np
 
 from litemono import io
 from litemono.config import PROJECT_ROOT
-from litemono.evaluation import (EVAL_SPLITS, evaluate_predictions, format_metrics_table,
-                                 load_gt_depths, predict_split, write_metrics_csv)
+from litemono.evaluation import (EVAL_SPLITS, depth_range, evaluate_predictions,
+                                 format_metrics_table, load_gt_depths, predict_split,
+                                 write_metrics_csv)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,8 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disable_median_scaling", action="store_true")
     p.add_argument("--pred_depth_scale_factor", type=float, default=1.0,
                    help="multiply predicted depth (5.4 for stereo-trained models)")
-    p.add_argument("--min_depth", type=float, default=0.1, help="disp_to_depth range (m)")
-    p.add_argument("--max_depth", type=float, default=100.0, help="disp_to_depth range (m)")
+    p.add_argument("--min_depth", type=float, help="disp_to_depth range (default: the training "
+                   "run's, from <weights>/../opt.json, else 0.1)")
+    p.add_argument("--max_depth", type=float, help="disp_to_depth range (default: the training "
+                   "run's, else 100)")
     p.add_argument("--save_pred_disps", action="store_true",
                    help="write <load_weights_folder>/disps_<eval_split>_split.npy")
     p.add_argument("--per_image_csv", help="write per-image metrics to this CSV file")
@@ -54,11 +57,14 @@ def predict_with_model(args, parser):
 
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
                           if args.device == "auto" else args.device)
+    min_depth, max_depth, note = depth_range(args.load_weights_folder, args.min_depth,
+                                             args.max_depth)
+    print(f"disp_to_depth range {min_depth:g}..{max_depth:g} m ({note})")
     try:
         pred_disps, depth_net = predict_split(
             args.load_weights_folder, args.data_path, args.split_folder or args.eval_split,
             args.splits_dir, device, args.batch_size, args.num_workers, args.post_process,
-            args.png, args.min_depth, args.max_depth)
+            args.png, min_depth, max_depth)
     except (OSError, ValueError) as exc:
         parser.error(str(exc))
     if args.save_pred_disps:

@@ -139,6 +139,45 @@ def predict_split(weights_folder: str, data_path: str, split: str, splits_dir: s
                                max_depth), depth_net
 
 
+DEFAULT_DEPTH_RANGE = (0.1, 100.0)  # upstream's --min_depth / --max_depth
+
+
+def depth_range(weights_folder: Optional[str], min_depth: Optional[float] = None,
+                max_depth: Optional[float] = None) -> Tuple[float, float, str]:
+    """The ``disp_to_depth`` range to read a network's sigmoid with, and where it came from.
+
+    A network trained with ``--min_depth 0.01`` must be read with 0.01: the range is an affine
+    map of the sigmoid, so the wrong one changes the *relative* depths, which median scaling
+    cannot undo. The training run's ``models/opt.json`` (ours and upstream's, one folder above
+    ``weights_<epoch>``) holds it; explicit values win and a mismatch is reported.
+
+    Returns:
+        ``(min_depth, max_depth, note)``; ``note`` says where the values came from.
+    """
+    import json
+
+    trained = None
+    if weights_folder:
+        options_file = Path(weights_folder).parent / "opt.json"
+        if options_file.is_file():
+            try:
+                options = json.loads(options_file.read_text())
+                trained = (float(options["min_depth"]), float(options["max_depth"]))
+            except (ValueError, KeyError, TypeError):
+                trained = None
+    given = (min_depth, max_depth)
+    base = trained or DEFAULT_DEPTH_RANGE
+    chosen = tuple(g if g is not None else b for g, b in zip(given, base))
+    if trained is None:
+        note = "default" if given == (None, None) else "command line"
+    elif chosen == trained:
+        note = f"from {Path(weights_folder).parent / 'opt.json'}"
+    else:
+        note = (f"command line; WARNING: the network was trained with --min_depth {trained[0]:g} "
+                f"--max_depth {trained[1]:g} ({Path(weights_folder).parent / 'opt.json'})")
+    return chosen[0], chosen[1], note
+
+
 def resize_to(disp: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear resize (half-pixel centres, as OpenCV's INTER_LINEAR) of a (h, w) map."""
     tensor = torch.from_numpy(np.ascontiguousarray(disp, dtype=np.float32))[None, None]

@@ -28,6 +28,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from litemono import io, load_depth_network  # noqa: E402
 from litemono.geometry import disp_to_depth  # noqa: E402
+from litemono.evaluation import depth_range  # noqa: E402
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif"}
@@ -126,8 +127,9 @@ def main(argv=None) -> int:
                         help="what the .npy and 16-bit .png hold")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
-    parser.add_argument("--min_depth", type=float, default=0.1)
-    parser.add_argument("--max_depth", type=float, default=100.0)
+    parser.add_argument("--min_depth", type=float,
+                        help="disp_to_depth range (default: the training run's opt.json, else 0.1)")
+    parser.add_argument("--max_depth", type=float, help="(default: the run's, else 100)")
     parser.add_argument("--vmin", type=float, help="fixed colour range (with --vmax)")
     parser.add_argument("--vmax", type=float)
     args = parser.parse_args(argv)
@@ -139,6 +141,9 @@ def main(argv=None) -> int:
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
                           if args.device == "auto" else args.device)
     net = load_depth_network(args.load_weights_folder, device)
+    min_depth, max_depth, note = depth_range(args.load_weights_folder, args.min_depth,
+                                             args.max_depth)
+    print(f"disp_to_depth range {min_depth:g}..{max_depth:g} m ({note})")
     out_dir = Path(args.output_dir or (source if source.is_dir() else source.parent))
     inputs = {path.resolve() for path in input_files(source)}
     count, pending = 0, []
@@ -146,8 +151,7 @@ def main(argv=None) -> int:
         if item is not None:
             pending.append(item)
         if pending and (item is None or len(pending) == args.batch_size):
-            disps = predict_batch(net, [im for _, im in pending], device, args.min_depth,
-                                  args.max_depth)
+            disps = predict_batch(net, [im for _, im in pending], device, min_depth, max_depth)
             for (name, _), disp in zip(pending, disps):
                 write_outputs(out_dir, name, disp, args, inputs)
             count, pending = count + len(pending), []

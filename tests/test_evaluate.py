@@ -236,3 +236,44 @@ def test_model_path_on_synthetic_scene(synthetic_kitti, tiny_weights, tmp_path, 
     evaluate_depth.main(common + ["--ext_disp_to_eval",
                                   str(tiny_weights / "disps_eigen_split.npy")])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == json.loads(out[-1])
+
+
+def test_depth_range_comes_from_the_training_run(tmp_path):
+    from litemono.evaluation import depth_range
+
+    weights = tmp_path / "run" / "models" / "weights_3"
+    weights.mkdir(parents=True)
+    assert depth_range(str(weights)) == (0.1, 100.0, "default")
+    assert depth_range(None, 0.5, None) == (0.5, 100.0, "command line")
+    (weights.parent / "opt.json").write_text(json.dumps({"min_depth": 0.01, "max_depth": 80.0}))
+    low, high, note = depth_range(str(weights))
+    assert (low, high) == (0.01, 80.0) and "opt.json" in note and "WARNING" not in note
+    assert depth_range(str(weights), 0.01, 80.0)[:2] == (0.01, 80.0)
+    low, high, note = depth_range(str(weights), 0.1, None)
+    assert (low, high) == (0.1, 80.0) and "WARNING" in note and "--min_depth 0.01" in note
+
+
+def test_evaluate_reads_the_sigmoid_with_the_runs_depth_range(synthetic_kitti, tiny_weights,
+                                                              tmp_path, capsys):
+    import shutil
+
+    info = synthetic_kitti
+    lines = [line.split() for line in (info.split_dir / "test_files.txt").read_text().split("\n")
+             if line.strip()]
+    save_gt_depths(tmp_path / "gt.npz",
+                   [np.load(info.true_depth_path(d, int(f))) for d, f, _ in lines])
+    weights = tmp_path / "run" / "models" / "weights_0"
+    shutil.copytree(tiny_weights, weights)
+    (weights / "disps_eigen_split.npy").unlink(missing_ok=True)
+    args = ["--gt_path", str(tmp_path / "gt.npz"), "--load_weights_folder", str(weights),
+            "--data_path", str(info.root), "--split_folder", str(info.split_dir), "--device", "cpu",
+            "--num_workers", "0", "--save_pred_disps"]
+    evaluate_depth.main(args)
+    assert "(default)" in capsys.readouterr().out
+    default = np.load(weights / "disps_eigen_split.npy")
+    (weights.parent / "opt.json").write_text(json.dumps({"min_depth": 0.01, "max_depth": 100.0}))
+    evaluate_depth.main(args)
+    assert "0.01..100 m (from" in capsys.readouterr().out
+    sigmoid = (default - 1 / 100.0) / (1 / 0.1 - 1 / 100.0)
+    np.testing.assert_allclose(np.load(weights / "disps_eigen_split.npy"),
+                               1 / 100.0 + (1 / 0.01 - 1 / 100.0) * sigmoid, rtol=1e-4)
