@@ -8,7 +8,23 @@ batch 1, CPU: 0.096-0.162 s): the network is in eval mode under ``torch.inferenc
 random batch is built once, ``--warmup`` untimed forwards, then the median of ``--repeats``
 timed forwards (CUDA events on GPU). ``latency_s`` is the time of one batch; ``fps`` is images
 per second (batch / latency). The other network options (``--spatial_attention``, ``--bins``,
-``--scales`` ...) apply to every variant. The last stdout line is a JSON object.
+``--scales`` ...) apply to every variant. ``--channels_last`` is resolved as in training: unset,
+it is on for CPU and off for CUDA (``--no-channels_last`` / ``--channels_last`` force it); the
+JSON reports the resolved value. The last stdout line is a JSON object.
+
+``--upstream_dir PATH`` (a checkout of noahzn/Lite-Mono's code, imported through
+``scripts/bench_vs_upstream.py``'s helpers, never copied) also times upstream's
+``networks.LiteMono`` + ``networks.DepthDecoder`` for every variant and batch size: its encoder
+is built at the size whose dilation rates our rule picks (``upstream_encoder_size``; the rates
+are checked to be equal), upstream's initial weights are loaded into our network (same key
+layout), the disparities of one forward of each on the same batch are compared
+(``max_abs_disp_diff``, over every scale), then ``--warmup`` untimed pairs and ``--repeats``
+timed pairs run interleaved (one upstream forward, then one of ours). Each row gains
+``upstream_latency_s`` (median), ``upstream_latency_min_s``, ``upstream_latency_max_s``,
+``ratio_upstream_over_ours`` and ``max_abs_disp_diff``. Upstream has no AMP, compile, bins or
+spatial attention: those flags are refused with ``--upstream_dir``. ``--channels_last`` is a
+choice of our side only (upstream runs NCHW, as its code does), resolved as above, so the
+default comparison is our default against upstream's.
 """
 import argparse
 import sys
@@ -16,7 +32,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+SCRIPTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(SCRIPTS.parent))
+sys.path.insert(0, str(SCRIPTS))
+import bench_vs_upstream as upstream_bench  # noqa: E402  (upstream import and loading helpers)
 from litemono import benchmark as bench  # noqa: E402
 from litemono.config import (VARIANT_NAMES, ConfigError, add_config_arguments,  # noqa: E402
                              config_from_namespace)
@@ -33,19 +52,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_sizes", nargs="+", type=int, default=[1])
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--amp", choices=tuple(AMP_DTYPES), default="off")
-    parser.add_argument("--channels_last", action="store_true")
+    parser.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=None,
+                        help="NHWC network and batch, ours only (default: on for CPU, off for "
+                        "CUDA, as in training)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
+    parser.add_argument("--upstream_dir",
+                        help="checkout of noahzn/Lite-Mono's code: also time its depth network, "
+                        "interleaved with ours, from the same weights")
     return parser
 
 
-def time_network(cfg, batch_size: int, args, device: torch.device) -> dict:
+def resolve_channels_last(args, device: torch.device) -> bool:
+    """``--channels_last`` when given; unset: on for CPU and off for CUDA, as training's
+    ``litemono.engine.use_channels_last``."""
+    if args.channels_last is not None:
+        return args.channels_last
+    return device.type == "cpu"
+
+
+def upstream_refusals(args, cfg) -> list:
+    """Options that upstream's depth network cannot express (empty: comparable)."""
+    checks = {"--amp " + args.amp: args.amp != "off",
+              "--compile": args.compile, "--bins": cfg.bins != 0,
+              "--spatial_attention": cfg.spatial_attention}
+    return [name for name, hit in checks.items() if hit]
+
+
+def time_network(cfg, batch_size: int, args, device: torch.device, channels_last: bool) -> dict:
     """Latency of one variant at one batch size (a fresh network with the seed's weights)."""
     torch.manual_seed(0)
     net = build_depth_network(cfg).eval()
-    memory = torch.channels_last if args.channels_last else torch.preserve_format
+    memory = torch.channels_last if channels_last else torch.preserve_format
     net = net.to(device, memory_format=memory)
     run = torch.compile(net) if args.compile else net
     image = torch.rand(batch_size, 3, cfg.height, cfg.width, device=device)
@@ -63,6 +103,48 @@ def time_network(cfg, batch_size: int, args, device: torch.device) -> dict:
             "runs": summary["runs"], "fps": batch_size / summary["median_s"]}
 
 
+def time_beside_upstream(cfg, batch_size: int, args, device: torch.device, up) -> dict:
+    """Latency of ours and upstream's depth network (same weights, same batch), interleaved."""
+    torch.manual_seed(0)
+    net = build_depth_network(cfg).eval()
+    encoder_size = upstream_bench.upstream_encoder_size(cfg.height, cfg.width)
+    up_encoder, up_decoder = upstream_bench.build_upstream_depth(
+        up, cfg.model, cfg.drop_path, encoder_size, cfg.scales)
+    upstream_bench.check_dilations(up_encoder, net.encoder, encoder_size)
+    upstream_bench.share_depth_weights(up_encoder, up_decoder, net)
+    up_encoder.to(device).eval()
+    up_decoder.to(device).eval()
+    net.to(device)
+    image = torch.rand(batch_size, 3, cfg.height, cfg.width, device=device)
+
+    def upstream_forward():
+        with torch.inference_mode():
+            return up_decoder(up_encoder(image))
+
+    def our_forward():
+        with torch.inference_mode():
+            return net(image)
+
+    reference, ours = upstream_forward(), our_forward()
+    diff = max(float((ours[("disp", s)] - reference[("disp", s)]).abs().max()) for s in cfg.scales)
+    times = {"upstream": [], "ours": []}
+    for i in range(args.warmup + args.repeats):
+        for side, forward in (("upstream", upstream_forward), ("ours", our_forward)):
+            seconds = bench.time_once(forward, device)
+            if i >= args.warmup:
+                times[side].append(seconds)
+    summary = {side: bench.summarise(seconds) for side, seconds in times.items()}
+    ours_s, upstream_s = summary["ours"], summary["upstream"]
+    return {"model": cfg.model, "batch_size": batch_size, "latency_s": ours_s["median_s"],
+            "latency_min_s": ours_s["min_s"], "latency_max_s": ours_s["max_s"],
+            "runs": ours_s["runs"], "fps": batch_size / ours_s["median_s"],
+            "upstream_latency_s": upstream_s["median_s"],
+            "upstream_latency_min_s": upstream_s["min_s"],
+            "upstream_latency_max_s": upstream_s["max_s"],
+            "ratio_upstream_over_ours": upstream_s["median_s"] / ours_s["median_s"],
+            "max_abs_disp_diff": diff}
+
+
 def main(argv=None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -71,21 +153,49 @@ def main(argv=None) -> dict:
         device = bench.resolve_device(args.device)
         if any(b < 1 for b in args.batch_sizes):
             raise ValueError(f"--batch_sizes must be >= 1, got {args.batch_sizes}")
-    except (ConfigError, ValueError) as exc:
+        if args.repeats < 1 or args.warmup < 0:
+            raise ValueError(f"--repeats must be >= 1 and --warmup >= 0, got {args.repeats}, "
+                             f"{args.warmup}")
+        up = None
+        if args.upstream_dir is not None:
+            refused = upstream_refusals(args, cfg)
+            if refused:
+                raise ValueError(f"--upstream_dir: upstream's depth network has no equivalent of "
+                                 f"{', '.join(refused)}")
+            up = upstream_bench.import_upstream(args.upstream_dir)
+    except (ConfigError, ValueError, upstream_bench.UpstreamError) as exc:
         parser.error(str(exc))
+    channels_last = resolve_channels_last(args, device)
     if args.threads:
         torch.set_num_threads(args.threads)
     results = []
     for variant in args.variants or [cfg.model]:
         for batch_size in args.batch_sizes:
             variant_cfg = type(cfg)(**{**vars(cfg), "model": variant, "mypretrain": None})
-            results.append(time_network(variant_cfg, batch_size, args, device))
-            print(f"{variant} batch {batch_size}: {results[-1]['latency_s'] * 1000:.1f} ms, "
-                  f"{results[-1]['fps']:.1f} images/s", flush=True)
+            if up is None:
+                row = time_network(variant_cfg, batch_size, args, device, channels_last)
+            else:
+                try:
+                    row = time_beside_upstream(variant_cfg, batch_size, args, device, up)
+                except ValueError as exc:  # dilation rates or state dict layouts differ
+                    parser.error(str(exc))
+            results.append(row)
+            line = (f"{variant} batch {batch_size}: {row['latency_s'] * 1000:.1f} ms, "
+                    f"{row['fps']:.1f} images/s")
+            if up is not None:
+                line += (f"; upstream {row['upstream_latency_s'] * 1000:.1f} ms (upstream / ours "
+                         f"{row['ratio_upstream_over_ours']:.2f}), max |disp diff| "
+                         f"{row['max_abs_disp_diff']:.2e}")
+            print(line, flush=True)
     result = {"benchmark": "inference", "height": cfg.height, "width": cfg.width,
-              "amp": args.amp, "channels_last": args.channels_last, "compile": args.compile,
-              "spatial_attention": cfg.spatial_attention, "bins": cfg.bins,
-              "results": results, "environment": bench.environment(device)}
+              "amp": args.amp, "channels_last": channels_last,
+              "compile": args.compile, "spatial_attention": cfg.spatial_attention,
+              "bins": cfg.bins, "results": results, "environment": bench.environment(device)}
+    if up is not None:
+        encoder_size = upstream_bench.upstream_encoder_size(cfg.height, cfg.width)
+        result.update(upstream_dir=str(Path(args.upstream_dir).expanduser().resolve()),
+                      upstream_encoder_size=list(encoder_size), warmup=args.warmup,
+                      interleaved=True, weights_shared=True)
     bench.print_json(result)
     return result
 

@@ -135,6 +135,29 @@ def upstream_argv(cfg, device: torch.device) -> list:
     return argv + [flag for flag, on in flags.items() if on]
 
 
+def build_upstream_depth(up: SimpleNamespace, model: str, drop_path: float, encoder_size: tuple,
+                         scales) -> tuple:
+    """Upstream's ``networks.LiteMono`` encoder (built at ``encoder_size``, (height, width)) and
+    ``networks.DepthDecoder`` at ``scales``, as its ``Trainer.__init__`` builds them, on the
+    CPU."""
+    encoder = up.networks.LiteMono(model=model, drop_path_rate=drop_path,
+                                   height=encoder_size[0], width=encoder_size[1])
+    return encoder, up.networks.DepthDecoder(encoder.num_ch_enc, list(scales))
+
+
+def check_dilations(upstream_encoder, our_encoder, encoder_size: tuple) -> list:
+    """The dilation rates of both encoders (equal) as lists.
+
+    Raises:
+        ValueError: they differ (naming the size upstream's encoder was built at).
+    """
+    upstream_rates = [list(rates) for rates in upstream_encoder.dilation]
+    if upstream_rates != our_encoder.dilations:
+        raise ValueError(f"dilation rates differ: upstream {upstream_rates} (built at "
+                         f"{encoder_size[1]}x{encoder_size[0]}), ours {our_encoder.dilations}")
+    return upstream_rates
+
+
 def build_upstream(up: SimpleNamespace, opt, device: torch.device, encoder_size: tuple):
     """An upstream ``Trainer`` ready for ``process_batch``, built without ``__init__``."""
     trainer = up.trainer.Trainer.__new__(up.trainer.Trainer)
@@ -147,10 +170,8 @@ def build_upstream(up: SimpleNamespace, opt, device: torch.device, encoder_size:
     if opt.use_stereo:
         opt.frame_ids.append("s")  # as __init__ does: the stereo partner is a source frame
     nets = up.networks
-    encoder = nets.LiteMono(model=opt.model, drop_path_rate=opt.drop_path,
-                            height=encoder_size[0], width=encoder_size[1])
-    trainer.models = {"encoder": encoder,
-                      "depth": nets.DepthDecoder(encoder.num_ch_enc, opt.scales)}
+    encoder, decoder = build_upstream_depth(up, opt.model, opt.drop_path, encoder_size, opt.scales)
+    trainer.models = {"encoder": encoder, "depth": decoder}
     trainer.models_pose = {}
     if trainer.use_pose_net:
         pose_encoder = nets.ResnetEncoder(opt.num_layers, opt.weights_init == "pretrained",
@@ -195,12 +216,16 @@ def upstream_step(trainer, inputs) -> float:
     return float(losses["loss"].detach())
 
 
+def share_depth_weights(upstream_encoder, upstream_decoder, depth) -> None:
+    """Load upstream's encoder and depth decoder state dicts into our depth network ``depth``
+    (strict: the key layouts are equal)."""
+    load_state_strict(depth.encoder, upstream_encoder.state_dict(), "upstream encoder")
+    load_state_strict(depth.decoder, upstream_decoder.state_dict(), "upstream depth")
+
+
 def share_weights(trainer, parts: engine.Parts) -> None:
     """Load upstream's initial state dicts into our networks (strict: the layouts are equal)."""
-    load_state_strict(parts.depth.encoder, trainer.models["encoder"].state_dict(),
-                      "upstream encoder")
-    load_state_strict(parts.depth.decoder, trainer.models["depth"].state_dict(),
-                      "upstream depth")
+    share_depth_weights(trainer.models["encoder"], trainer.models["depth"], parts.depth)
     if trainer.use_pose_net:
         load_state_strict(parts.pose.encoder, trainer.models_pose["pose_encoder"].state_dict(),
                           "upstream pose_encoder")
@@ -259,10 +284,11 @@ def main(argv=None) -> dict:
     opt = up.options.LiteMonoOptions().parser.parse_args(upstream_argv(cfg, device))
     encoder_size = upstream_encoder_size(m.height, m.width)
     trainer = build_upstream(up, opt, device, encoder_size)
-    upstream_rates = [list(rates) for rates in trainer.models["encoder"].dilation]
-    if upstream_rates != parts.depth.encoder.dilations:
-        parser.error(f"dilation rates differ: upstream {upstream_rates} (built at "
-                     f"{encoder_size[1]}x{encoder_size[0]}), ours {parts.depth.encoder.dilations}")
+    try:
+        upstream_rates = check_dilations(trainer.models["encoder"], parts.depth.encoder,
+                                         encoder_size)
+    except ValueError as exc:
+        parser.error(str(exc))
     share_weights(trainer, parts)
 
     frame_ids = list(cfg.data.frame_ids) + (["s"] if cfg.data.use_stereo else [])

@@ -100,6 +100,45 @@ def test_bench_infer_reports_every_variant_and_batch_size(capsys):
     assert rows == [("lite-mono-tiny", 1), ("lite-mono-tiny", 2), ("lite-mono", 1), ("lite-mono", 2)]
     for row in result["results"]:
         assert row["fps"] == pytest.approx(row["batch_size"] / row["latency_s"])
+    assert result["channels_last"] is True  # unset: on for CPU, as in training
+
+
+def test_bench_infer_channels_last_flag_overrides_the_device_default(capsys):
+    result, _ = run_script("bench_infer", [
+        "--model", "lite-mono-tiny", *TINY, "--device", "cpu", "--no-channels_last",
+        "--warmup", "0", "--repeats", "1"], capsys)
+    assert result["channels_last"] is False
+
+
+@pytest.mark.skipif(not UPSTREAM_DIR, reason="LITEMONO_UPSTREAM_DIR (a Lite-Mono checkout) not set")
+def test_bench_infer_times_upstream_beside_ours_from_the_same_weights(capsys):
+    result, _ = run_script("bench_infer", [
+        "--upstream_dir", UPSTREAM_DIR, "--model", "lite-mono", "--height", "64", "--width", "192",
+        "--batch_sizes", "1", "--device", "cpu", "--warmup", "0", "--repeats", "1"], capsys)
+    assert result["channels_last"] is True  # ours as by default on CPU; upstream's is NCHW
+    assert result["upstream_encoder_size"] == [192, 640] and result["weights_shared"]
+    (row,) = result["results"]
+    assert row["model"] == "lite-mono" and row["batch_size"] == 1 and row["runs"] == 1
+    for prefix in ("", "upstream_"):
+        assert (row[f"{prefix}latency_min_s"] <= row[f"{prefix}latency_s"]
+                <= row[f"{prefix}latency_max_s"])
+        assert row[f"{prefix}latency_s"] > 0
+    assert row["ratio_upstream_over_ours"] == pytest.approx(
+        row["upstream_latency_s"] / row["latency_s"])
+    assert 0 <= row["max_abs_disp_diff"] < 1e-5  # same weights, same batch
+
+
+@pytest.mark.parametrize("flags, name", [
+    (["--amp", "bf16"], "--amp bf16"),
+    (["--compile"], "--compile"), (["--bins", "8"], "--bins"),
+    (["--spatial_attention"], "--spatial_attention")])
+def test_bench_infer_refuses_what_upstream_cannot_express(tmp_path, capsys, flags, name):
+    # refused before the checkout is even looked at: any folder will do
+    with pytest.raises(SystemExit) as exit_info:
+        load_script("bench_infer").main(["--upstream_dir", str(tmp_path), *TINY, "--device", "cpu",
+                                         *flags])
+    assert exit_info.value.code == 2
+    assert f"upstream's depth network has no equivalent of {name}" in capsys.readouterr().err
 
 
 def test_bench_teacher_runs_the_precompute_loop(capsys):
