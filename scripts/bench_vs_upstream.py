@@ -32,8 +32,10 @@ with the pose networks in eval mode. One thing differs by design:
 Timing is interleaved: ``--warmup`` untimed pairs, then ``--repeats`` times one upstream step
 followed by one of ours, so both see the same machine state. Reported: medians, min and max per
 side, the ratio upstream / ours, the first losses, ``same_step`` and the environment. The last
-stdout line is a JSON object. Options upstream cannot express (bins, spatial attention,
-distillation, Chamfer, AMP, compile, other pose models) are refused.
+stdout line is a JSON object. ``--amp`` and ``--channels_last`` are choices of our side only
+(upstream's step runs in float32 NCHW, as its code does; ``same_step`` stays float32 on both
+sides). Options that change the objective or that upstream cannot express (bins, spatial
+attention, distillation, Chamfer, other pose models) and ``--compile`` are refused.
 """
 import importlib
 import sys
@@ -114,7 +116,7 @@ def unsupported(cfg) -> list:
               "--pose_model_type " + m.pose_model_type: m.pose_model_type != "separate_resnet",
               "--distill_weight": loss.distill_weight > 0,
               "--chamfer_weight": loss.chamfer_weight > 0,
-              "--amp " + t.amp: t.amp != "off", "--compile": t.compile}
+              "--compile": t.compile}
     return [name for name, hit in checks.items() if hit]
 
 
@@ -263,14 +265,14 @@ def main(argv=None) -> dict:
     if args.repeats < 1 or args.warmup < 0:
         parser.error(f"--repeats must be >= 1 and --warmup >= 0, got {args.repeats}, {args.warmup}")
     try:
-        up = import_upstream(args.upstream_dir)
         cfg = bench_train.resolve_config(args)
+        refused = unsupported(cfg)
+        if refused:  # before the checkout is looked at
+            raise ValueError(f"upstream's trainer has no equivalent of {', '.join(refused)}")
+        up = import_upstream(args.upstream_dir)
         device = bench.resolve_device(cfg.train.device)
     except (UpstreamError, ConfigError, ValueError) as exc:
         parser.error(str(exc))
-    refused = unsupported(cfg)
-    if refused:
-        parser.error(f"upstream's trainer has no equivalent of {', '.join(refused)}")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -303,7 +305,8 @@ def main(argv=None) -> dict:
     steps = {
         "upstream": lambda: losses["upstream"].append(upstream_step(trainer, up_batch)),
         "ours": lambda: losses["ours"].append(engine.train_step(
-            parts, criterion, batch, len(losses["ours"]) + 1, None, 1)[0]),
+            parts, criterion, batch, len(losses["ours"]) + 1, engine.AMP_DTYPES[cfg.train.amp],
+            1)[0]),
     }
     times = {"upstream": [], "ours": []}
     for i in range(args.warmup + args.repeats):
@@ -324,6 +327,7 @@ def main(argv=None) -> dict:
     result = {
         "benchmark": "train_step_vs_upstream", "model": m.model, "height": m.height,
         "width": m.width, "batch_size": cfg.train.batch_size, "channels_last": channels_last,
+        "amp": cfg.train.amp,
         "options": {"scales": m.scales, "frame_ids": frame_ids, "ssim": cfg.loss.ssim,
                     "automasking": cfg.loss.automasking, "drop_path": m.drop_path},
         "upstream_dir": str(Path(args.upstream_dir).expanduser().resolve()),

@@ -184,3 +184,14 @@ def test_bench_vs_upstream_names_a_missing_checkout(tmp_path, capsys, where, mes
         load_script("bench_vs_upstream").main([*argv, *TINY, "--device", "cpu"])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, name", [
+    (["--bins", "8"], "--bins"), (["--spatial_attention"], "--spatial_attention"),
+    (["--compile"], "--compile"), (["--distill_weight", "0.1"], "--distill_weight")])
+def test_bench_vs_upstream_refuses_what_changes_the_objective(tmp_path, capsys, flags, name):
+    with pytest.raises(SystemExit) as exit_info:
+        load_script("bench_vs_upstream").main(["--upstream_dir", str(tmp_path), *TINY,
+                                               "--device", "cpu", *flags])
+    assert exit_info.value.code == 2
+    assert f"no equivalent of {name}" in capsys.readouterr().err
