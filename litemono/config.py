@@ -64,6 +64,9 @@ class ModelConfig:
     spatial_attention: bool = _opt(False, "CBAM spatial attention after the LGFI blocks")
     attention_stages: List[int] = _opt([0, 1, 2], "encoder stages that get spatial attention")
     bins: int = _opt(0, "disparity bins at the full-resolution head (0 = sigmoid head)")
+    disp_init: Optional[float] = _opt(
+        None, "initial output of the sigmoid disparity heads (their bias = logit of it); unset: "
+        "upstream's zero bias, 0.5")
     bin_mode: str = _opt("adaptive", "bin centres: predicted per image or uniform",
                          ("adaptive", "fixed"))
     pose_model_type: str = _opt("separate_resnet", "pose network",
@@ -327,6 +330,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"--attention_stages must be from 0, 1, 2, got {m.attention_stages}")
     if m.bins < 0 or m.bins == 1:
         raise ConfigError(f"--bins must be 0 (off) or at least 2, got {m.bins}")
+    if m.disp_init is not None and not 0 < m.disp_init < 1:
+        raise ConfigError(f"--disp_init is a sigmoid output, in (0, 1), got {m.disp_init}")
     if m.dilations is not None and len(m.dilations) != 3:
         raise ConfigError(f"--dilations needs one list per stage (3), got {len(m.dilations)}")
     if not 0 <= m.drop_path < 1:

@@ -63,6 +63,7 @@ def test_upstream_flag_spellings():
     (["--dataset", "folder"], "--intrinsics"),
     (["--device", "tpu"], "--device"),
     (["--bins", "1"], "--bins"),
+    (["--disp_init", "1.0"], "--disp_init is a sigmoid output, in (0, 1)"),
 ])
 def test_cli_errors_name_the_flag(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:

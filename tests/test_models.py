@@ -322,3 +322,26 @@ def test_pose_pairs_run_one_by_one_with_their_own_batchnorm_statistics():
     torch.testing.assert_close(shift, torch.cat([separate[0][1], separate[1][1]]))
     batched_rot, _ = pose(torch.cat([first, second]))
     assert not torch.allclose(batched_rot, rot, atol=1e-6)
+
+
+@pytest.mark.parametrize("bins", [0, 8])
+def test_disp_init_sets_the_sigmoid_heads_start(bins):
+    from litemono.config import from_dict
+    from litemono.models.build import build_depth_network
+
+    torch.manual_seed(0)
+    cfg = from_dict({"model": "lite-mono-tiny", "height": 64, "width": 96, "disp_init": 0.05,
+                     "bins": bins, "weights_init": "scratch"})
+    net = build_depth_network(cfg.model).eval()
+    heads = [net.decoder.decoder[2 * 3 + i].conv.bias for i in range(len(net.decoder.sigmoid_scales))]
+    assert heads and all(torch.allclose(b, torch.full_like(b, math.log(0.05 / 0.95))) for b in heads)
+    with torch.no_grad():
+        outputs = net(torch.rand(2, 3, 64, 96))
+    for scale in net.decoder.sigmoid_scales:  # zero-mean weights: outputs centre on the start
+        assert float(outputs[("disp", scale)].median()) == pytest.approx(0.05, rel=0.3)
+    torch.manual_seed(0)
+    plain = build_depth_network(from_dict({"model": "lite-mono-tiny", "height": 64, "width": 96,
+                                           "bins": bins}).model)
+    assert all(float(b.abs().max()) == 0 for b in
+               [plain.decoder.decoder[2 * 3 + i].conv.bias
+                for i in range(len(plain.decoder.sigmoid_scales))])  # upstream: zero bias

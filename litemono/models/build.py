@@ -59,6 +59,8 @@ def build_depth_network(cfg: ModelConfig) -> DepthNetwork:
     encoder = LiteMono(cfg.model, width=cfg.width, drop_path=cfg.drop_path,
                        dilations=cfg.dilations, attention_stages=stages)
     decoder = DepthDecoder(encoder.num_ch_enc, cfg.scales, cfg.bins, cfg.bin_mode)
+    if cfg.disp_init is not None:
+        decoder.init_disparity(cfg.disp_init)
     if cfg.mypretrain:
         load_imagenet_encoder(encoder, cfg.mypretrain)
     return DepthNetwork(encoder, decoder, cfg)

@@ -11,6 +11,7 @@ output comes from :class:`DisparityBinHead` (keys ``bin_head.*``) and scale 0 ha
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, Sequence
 
 import torch
@@ -83,6 +84,16 @@ class DepthDecoder(nn.Module):
         self.bin_head = (DisparityBinHead(self.num_ch_dec[0], num_ch_enc[-1], bins, bin_mode)
                          if bins else None)
         self.apply(_init_weights)
+
+    def init_disparity(self, value: float) -> None:
+        """Start every sigmoid head at ``value``: its bias becomes ``logit(value)``.
+
+        Upstream starts at 0.5 (zero bias), i.e. at half of ``1 / min_depth``, the near end of
+        the range; a smaller start leaves the sigmoid room towards near depths.
+        """
+        for i in range(len(self.sigmoid_scales)):
+            nn.init.constant_(self.decoder[2 * NUM_LEVELS + i].conv.bias,
+                              math.log(value / (1 - value)))
 
     def forward(self, features: Sequence[torch.Tensor]) -> Dict:
         """features: the encoder's three maps (H/4, H/8, H/16).
