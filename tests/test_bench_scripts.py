@@ -195,3 +195,12 @@ def test_bench_vs_upstream_refuses_what_changes_the_objective(tmp_path, capsys, 
                                                "--device", "cpu", *flags])
     assert exit_info.value.code == 2
     assert f"no equivalent of {name}" in capsys.readouterr().err
+
+
+def test_bench_cpu_script_parses_and_asks_for_the_checkout():
+    import subprocess
+
+    script = ROOT / "scripts" / "bench_cpu.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    assert done.returncode == 2 and "UPSTREAM_DIR" in done.stderr
