@@ -6,7 +6,7 @@
 # 2, ours (float32, and bf16 autocast) interleaved with upstream's float32 step; inference of
 # every variant at 640x192 batch 1 interleaved with upstream's network; the data loader per
 # worker at 640x192. Run it on an otherwise idle machine; each file holds one JSON line.
-set -euo pipefail
+set -uo pipefail  # one failing row (e.g. a diverging bf16 step) must not stop the others
 if [ $# -lt 1 ]; then
   echo "usage: bash scripts/bench_cpu.sh UPSTREAM_DIR [OUTDIR]" >&2
   exit 2
@@ -19,7 +19,9 @@ for size in "96 320 4" "192 640 2"; do
   for amp in off bf16; do
     python3 scripts/bench_vs_upstream.py --upstream_dir "$up" --model lite-mono --device cpu \
       --height "$height" --width "$width" --batch_size "$batch" --repeats 10 --amp "$amp" \
-      | tail -n 1 > "$out/train_${width}x${height}_b${batch}_${amp}.json"
+      2> "$out/train_${width}x${height}_b${batch}_${amp}.err" \
+      | tail -n 1 > "$out/train_${width}x${height}_b${batch}_${amp}.json" \
+      || echo "train ${width}x${height} --amp $amp failed: see the .err file" >&2
   done
 done
 python3 scripts/bench_infer.py --upstream_dir "$up" --device cpu --height 192 --width 640 \
