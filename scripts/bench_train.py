@@ -61,6 +61,19 @@ def resolve_config(args: argparse.Namespace):
     return cfg.replace(weights_init="scratch", mypretrain=None)
 
 
+def build_training(cfg, device: torch.device, threads=None):
+    """Networks (train mode, seeded by ``--seed``), optimisers and criterion of one process, as
+    :func:`litemono.engine.train` builds them; ``threads``: ``torch.set_num_threads`` first."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(cfg.train.seed)
+    parts = engine.build_parts(cfg, device, world=1)
+    engine.wrap_for_training(parts, cfg, device, world=1)
+    parts.depth.train()
+    parts.pose.train()
+    return parts, build_criterion(cfg)
+
+
 def stamp_phases(parts: engine.Parts, criterion, timeline: bench.Timeline) -> list:
     """Hooks that stamp the end of each phase on ``timeline``; returns their handles."""
     def stamper(name):
@@ -99,14 +112,7 @@ def main(argv=None) -> dict:
         device = bench.resolve_device(cfg.train.device)
     except (ConfigError, ValueError) as exc:
         parser.error(str(exc))
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(cfg.train.seed)
-    parts = engine.build_parts(cfg, device, world=1)
-    engine.wrap_for_training(parts, cfg, device, world=1)
-    parts.depth.train()
-    parts.pose.train()
-    criterion = build_criterion(cfg)
+    parts, criterion = build_training(cfg, device, args.threads)
     frame_ids = list(cfg.data.frame_ids) + (["s"] if cfg.data.use_stereo else [])
     batch = bench.synthetic_batch(cfg.model.height, cfg.model.width, cfg.train.batch_size,
                                   frame_ids, device, teacher=cfg.data.teacher_dir is not None,

@@ -47,11 +47,10 @@ import torch
 SCRIPTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(SCRIPTS.parent))
 sys.path.insert(0, str(SCRIPTS))
-import bench_train  # noqa: E402  (its parser and resolve_config, shared with this script)
+import bench_train  # noqa: E402  (its parser, resolve_config and build_training)
 from litemono import benchmark as bench  # noqa: E402
 from litemono import engine  # noqa: E402
 from litemono.config import ConfigError, lr_schedule_params  # noqa: E402
-from litemono.losses.criterion import build_criterion  # noqa: E402
 from litemono.models.build import load_state_strict  # noqa: E402
 from litemono.models.encoder import WIDE_INPUT  # noqa: E402
 
@@ -273,15 +272,7 @@ def main(argv=None) -> dict:
         device = bench.resolve_device(cfg.train.device)
     except (UpstreamError, ConfigError, ValueError) as exc:
         parser.error(str(exc))
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    torch.manual_seed(cfg.train.seed)
-    parts = engine.build_parts(cfg, device, world=1)
-    engine.wrap_for_training(parts, cfg, device, world=1)
-    parts.depth.train()
-    parts.pose.train()
-    criterion = build_criterion(cfg)
+    parts, criterion = bench_train.build_training(cfg, device, args.threads)
     m = cfg.model
     opt = up.options.LiteMonoOptions().parser.parse_args(upstream_argv(cfg, device))
     encoder_size = upstream_encoder_size(m.height, m.width)
