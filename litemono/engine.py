@@ -196,13 +196,17 @@ def validate(parts: Parts, criterion: nn.Module, loader, device: torch.device, c
 
 
 def use_channels_last(cfg: Config, device: torch.device) -> bool:
-    """``--channels_last`` when given; otherwise on for CPU and off for CUDA.
+    """``--channels_last`` of ``cfg`` resolved with :func:`resolve_channels_last`."""
+    return resolve_channels_last(cfg.train.channels_last, device)
+
+
+def resolve_channels_last(value: Optional[bool], device: torch.device) -> bool:
+    """``--channels_last`` when given (``value`` not None); otherwise on for CPU, off for CUDA.
 
     On CPU the oneDNN convolutions, above all their backward, are faster on NHWC tensors (the
     whole step: docs/performance.md); on CUDA the gain depends on ``--amp`` and the variant, so
     there it is asked for explicitly.
     """
-    value = cfg.train.channels_last
     return device.type == "cpu" if value is None else value
 
 

@@ -39,7 +39,7 @@ import bench_vs_upstream as upstream_bench  # noqa: E402  (upstream import and l
 from litemono import benchmark as bench  # noqa: E402
 from litemono.config import (VARIANT_NAMES, ConfigError, add_config_arguments,  # noqa: E402
                              config_from_namespace)
-from litemono.engine import AMP_DTYPES  # noqa: E402
+from litemono.engine import AMP_DTYPES, resolve_channels_last  # noqa: E402
 from litemono.models.build import build_depth_network  # noqa: E402
 
 
@@ -63,14 +63,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="checkout of noahzn/Lite-Mono's code: also time its depth network, "
                         "interleaved with ours, from the same weights")
     return parser
-
-
-def resolve_channels_last(args, device: torch.device) -> bool:
-    """``--channels_last`` when given; unset: on for CPU and off for CUDA, as training's
-    ``litemono.engine.use_channels_last``."""
-    if args.channels_last is not None:
-        return args.channels_last
-    return device.type == "cpu"
 
 
 def upstream_refusals(args, cfg) -> list:
@@ -165,7 +157,7 @@ def main(argv=None) -> dict:
             up = upstream_bench.import_upstream(args.upstream_dir)
     except (ConfigError, ValueError, upstream_bench.UpstreamError) as exc:
         parser.error(str(exc))
-    channels_last = resolve_channels_last(args, device)
+    channels_last = resolve_channels_last(args.channels_last, device)  # as in training
     if args.threads:
         torch.set_num_threads(args.threads)
     results = []
