@@ -258,9 +258,10 @@ def ensure_synthetic_scene(data_path: str, report=print) -> None:
     """Render the default synthetic scene into ``data_path`` unless a complete one is there."""
     from .data.synthetic import MANIFEST, make_synthetic_kitti
 
-    if (Path(data_path) / MANIFEST).is_file():
-        return
-    report(f"rendering the synthetic scene into {data_path} (about a minute) ...")
+    if not (Path(data_path) / MANIFEST).is_file():
+        report(f"rendering the synthetic scene into {data_path} (about a minute) ...")
+    # also on a complete scene: it raises when the scene on disk was made with other settings
+    # or by an older renderer (FORMAT_VERSION), instead of training on stale images
     make_synthetic_kitti(data_path)
 
 

@@ -73,6 +73,10 @@ class ModelConfig:
                                 ("separate_resnet", "shared"))
     num_layers: int = _opt(18, "pose ResNet depth", (18, 34, 50, 101, 152))
     weights_init: str = _opt("pretrained", "pose ResNet initialisation", ("pretrained", "scratch"))
+    pose_init_forward: float = _opt(
+        0.0, "initial forward motion per frame of the pose decoder (network units, its "
+        "translation bias); 0: upstream's zero bias. A from-scratch pose network needs it "
+        "(e.g. 0.005) to stay out of the sideways solution (docs/results_synthetic.md)")
     mypretrain: Optional[str] = _opt(None, "ImageNet-pretrained encoder weights (.pth)")
 
 
@@ -332,6 +336,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"--bins must be 0 (off) or at least 2, got {m.bins}")
     if m.disp_init is not None and not 0 < m.disp_init < 1:
         raise ConfigError(f"--disp_init is a sigmoid output, in (0, 1), got {m.disp_init}")
+    if not 0 <= m.pose_init_forward < 1:
+        raise ConfigError(f"--pose_init_forward is a forward distance per frame in network units, "
+                          f"in [0, 1), got {m.pose_init_forward}")
     if m.dilations is not None and len(m.dilations) != 3:
         raise ConfigError(f"--dilations needs one list per stage (3), got {len(m.dilations)}")
     if not 0 <= m.drop_path < 1:

@@ -145,3 +145,19 @@ def test_markdown_layout():
            "rmse_log": 0.2, "a1": 0.9, "a2": 0.95, "a3": 0.99, "steps": 3, "train_seconds": 1.0}
     table = ablation.markdown_table([row]).splitlines()
     assert table[2] == "| r | 2.842 | 0.123 | 1.000 | 5.000 | 0.200 | 0.900 | 0.950 | 0.990 |"
+
+
+def test_a_stale_or_foreign_synthetic_scene_is_refused(tmp_path):
+    """bench_learning and the demo must not train on a scene the current renderer did not make."""
+    from litemono.data import synthetic
+
+    root = tmp_path / "scene"
+    synthetic.make_synthetic_kitti(root, drives=1, frames_per_drive=5, height=32, width=96,
+                                   workers=1)
+    with pytest.raises(ValueError, match="other settings"):  # not the default scene
+        ablation.ensure_synthetic_scene(str(root), report=lambda message: None)
+    manifest = json.loads((root / synthetic.MANIFEST).read_text())
+    manifest["settings"]["version"] = synthetic.FORMAT_VERSION - 1  # an older renderer's scene
+    root.joinpath(synthetic.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="version differ"):
+        synthetic.make_synthetic_kitti(root, drives=1, frames_per_drive=5, height=32, width=96)

@@ -42,7 +42,9 @@ from . import kitti_utils
 from .synthetic_world import (KITTI_STEREO_BASELINE, build_world, intrinsics, render_view,
                               texture_atlas)
 
-FORMAT_VERSION = 1
+# 2: road texture with a 1/f component and filtered along the footprint's long axis; the
+# two cars that ride with the camera 20-30 m ahead instead of 6-14 m (images differ from 1)
+FORMAT_VERSION = 2
 SYNTHETIC_DATE = "2000_01_01"  # clearly not a real KITTI recording day
 MANIFEST, PENDING = "manifest.json", ".synthetic_pending.json"
 SPLIT_FOLDER = Path("splits") / "synthetic"
@@ -267,9 +269,13 @@ def make_synthetic_kitti(root, *, drives: int = 2, frames_per_drive: int = 150, 
     info = SceneInfo(root, root / SPLIT_FOLDER, height, width, names, frames_per_drive, seed, png,
                      stereo, settings)
     for marker in (root / MANIFEST, root / PENDING):
-        if marker.is_file() and json.loads(marker.read_text()).get("settings") != settings:
+        found = json.loads(marker.read_text()).get("settings") if marker.is_file() else settings
+        if found != settings:
+            differ = sorted(k for k in set(settings) | set(found or {})
+                            if (found or {}).get(k) != settings.get(k))
             raise ValueError(f"{root} already holds a synthetic scene made with other settings "
-                             f"({marker.name}); delete it or choose another root")
+                             f"({marker.name}: {', '.join(differ)} differ; 'version' = made by "
+                             f"another renderer version); delete it or choose another root")
     if (root / MANIFEST).is_file():
         return info
     atomic.write_json(root / PENDING, {"settings": settings})

@@ -26,6 +26,7 @@ KITTI_STEREO_BASELINE = 0.54  # metres, camera 2 -> camera 3
 STEP_METRES = 0.8  # forward motion per frame (about 8 m/s at KITTI's 10 Hz)
 LANE_CENTRE = 1.8  # the car drives in the right-hand lane
 ROAD_HALF_WIDTH, KERB = 4.0, 6.0  # asphalt |x| < 4, pavement |x| < 6, grass beyond
+LEAD_CAR_DISTANCE = 20.0  # metres from camera 2 to the rear of the car ahead (rides along)
 TEXTURE_SIZE = 512
 NEAR = 1e-3
 
@@ -67,7 +68,10 @@ def texture_atlas() -> Tuple[np.ndarray, np.ndarray, dict]:
     rng = np.random.default_rng(20230601)  # fixed: textures do not depend on the scene seed
     grid = np.zeros((TEXTURE_SIZE, TEXTURE_SIZE))
     grid[:, :6] = grid[:6, :] = -2.5  # pavement joints every 2 m at 256 texels/m
-    images = {"gravel": _normalise(skimage.data.gravel(), 0.25),
+    # the asphalt photo's stones are finer than a pixel beyond a few metres, so it gets a 1/f
+    # component (contrast at every scale) that keeps the road textured at training sizes
+    gravel = _normalise(skimage.data.gravel(), 1.0) - 0.5
+    images = {"gravel": _normalise(gravel + 0.8 * _spectral_noise(rng, 1.0), 0.25),
               "grass": _normalise(skimage.data.grass()), "brick": _normalise(skimage.data.brick()),
               "tiles": _normalise(_spectral_noise(rng, 1.2) + grid, 0.12),
               "plaster": _normalise(_spectral_noise(rng, 1.4), 0.12),
@@ -148,8 +152,10 @@ def build_world(seed: int, drive: int, frames: int) -> World:
                 rng.uniform(0.2, 1.0, 3))
     add((-40.0, ground - 8, end), (40.0, ground, end + 5), PLASTER, rng.uniform(0.6, 1.0, 3))
     world_count = len(lo)
-    add((-0.85, ground - 1.45, 10.0), (0.85, ground, 14.0), METAL, (0.8, 0.15, 0.1))  # lead car
-    add((-4.4, ground - 1.5, 6.5), (-2.7, ground, 11.0), METAL, (0.15, 0.3, 0.8))  # left lane
+    # the two cars keep station ahead (as a followed car does): a few percent of the pixels,
+    # enough to exercise automasking without dominating the evaluation as a car 10 m ahead did
+    add((-0.85, ground - 1.45, LEAD_CAR_DISTANCE), (0.85, ground, LEAD_CAR_DISTANCE + 4), METAL, (0.8, 0.15, 0.1))  # lead car
+    add((-4.4, ground - 1.5, 26.0), (-2.7, ground, 30.5), METAL, (0.15, 0.3, 0.8))  # left lane
     lo, hi = np.array(lo, np.float64), np.array(hi, np.float64)
     return World(lo[:world_count], hi[:world_count], lo[world_count:], hi[world_count:],
                  np.array([ASPHALT] + material), np.array([(1.0, 1.0, 1.0)] + tint, np.float32),
@@ -310,7 +316,10 @@ def _shade(world, depth, obj, rays, norm, fx):
     b = np.where(axis == 1, point[2], point[1])
     material = np.where(obj == 0, _ground_material(point[0], point[2]), world.material[index])
     cosine = np.abs(np.choose(axis, dirs)) / norm
-    footprint = t * norm / (fx * np.sqrt(np.maximum(cosine, 0.05)))  # metres per sample
+    # metres per sample along the footprint's long axis (the slope of the surface to the ray):
+    # filtering for the short axis alone leaves the steep road aliased, flickering between
+    # frames in a way no depth explains (tests/test_synthetic.py measures it)
+    footprint = t * norm / (fx * np.maximum(cosine, 0.05))
     gray = _sample_texture(material, a, b, footprint)
     tint = world.tint[index] * np.array([m[2] for m in MATERIALS], np.float32)[material]
     colour = gray[..., None] * tint * FACE_SHADE[axis][..., None]

@@ -80,9 +80,14 @@ def build_pose_network(cfg: ModelConfig, depth_network: Optional[DepthNetwork] =
                              "(build_pose_network(cfg, depth_network))")
         decoder = PoseDecoder(depth_network.encoder.num_ch_enc, num_input_features=2,
                               num_frames=1)
+        if cfg.pose_init_forward:
+            decoder.init_forward_motion(cfg.pose_init_forward)
         return PoseNetwork(decoder, depth_network.encoder, shared=True)
     encoder = PoseEncoder(cfg.num_layers, pretrained=cfg.weights_init == "pretrained")
-    return PoseNetwork(PoseDecoder(encoder.num_ch_enc), encoder, shared=False)
+    decoder = PoseDecoder(encoder.num_ch_enc)
+    if cfg.pose_init_forward:
+        decoder.init_forward_motion(cfg.pose_init_forward)
+    return PoseNetwork(decoder, encoder, shared=False)
 
 
 def depth_state_dicts(depth_net: DepthNetwork, height: int, width: int,

@@ -97,6 +97,20 @@ class PoseDecoder(nn.Module):
             nn.init.trunc_normal_(conv.weight, std=0.02)
             nn.init.zeros_(conv.bias)
 
+    def init_forward_motion(self, distance: float) -> None:
+        """Start every predicted transform as a forward motion of ``distance`` (network units).
+
+        The decoder sees a pair in temporal order and predicts the transform from the earlier
+        camera to the later one; a camera that drives forward by ``d`` maps a point at depth z
+        to z - d, so the translation's z bias becomes ``-distance / POSE_SCALE``. Upstream's
+        bias is zero: a from-scratch pose network then starts with a small constant motion in a
+        random direction, and when that is sideways the joint optimisation can settle in a
+        "lateral baseline" solution (docs/results_synthetic.md); a forward start avoids it.
+        """
+        with torch.no_grad():
+            bias = self.net[-1].bias.view(self.num_frames, 6)
+            bias[:, 5] = -distance / POSE_SCALE
+
     def forward(self, feature_lists: Sequence[Sequence[torch.Tensor]]
                 ) -> Tuple[torch.Tensor, torch.Tensor]:
         squeeze, conv_a, conv_b, head = self.net
