@@ -115,6 +115,11 @@ class LossConfig:
     distill_align: str = _opt("median", "teacher-to-student alignment",
                               ("median", "normalized", "lstsq"))
     distill_scales: List[int] = _opt([0], "scales that receive the distillation term")
+    distill_relative: bool = _opt(
+        False, "divide each image's distillation L1 by the student's median disparity "
+        "(detached): invariant to the student's scale, which the median and lstsq alignments "
+        "otherwise reward shrinking (experimental: collapsed on the synthetic scene, see "
+        "litemono/losses/distill.py)")
     chamfer_weight: float = _opt(0.0, "weight of the bin-centre Chamfer loss (0 = off)")
     chamfer_points: int = _opt(1024, "teacher disparities sampled per image for the Chamfer loss")
 

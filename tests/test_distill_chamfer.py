@@ -62,6 +62,32 @@ def test_distillation_value_matches_numpy(kind):
     assert loss.item() == pytest.approx(_np_distill(kind, teacher, student), rel=1e-9)
 
 
+@pytest.mark.parametrize("kind", sorted(ALIGNERS))
+def test_relative_distillation_divides_by_the_student_median(kind):
+    teacher, student = _teacher_and_student(seed=5)
+    term = DistillationTerm(_cfg(distill_weight=1.0, distill_align=kind, distill_relative=True))
+    expected = []
+    for t_img, s_img in zip(teacher.numpy(), student.numpy()):
+        valid = t_img > 0
+        t, s = t_img[valid], s_img[valid]
+        expected.append(np.abs(s - _np_align(kind, t, s)).mean() / np.median(s))
+    loss = term({"teacher_disp": teacher}, {("disp", 0): student})
+    assert loss.item() == pytest.approx(np.mean(expected), rel=1e-9)
+    if kind != "normalized":  # a student scaled by 10 keeps the same relative loss
+        again = term({"teacher_disp": teacher}, {("disp", 0): student * 10})
+        assert again.item() == pytest.approx(loss.item(), rel=1e-9)
+    # the median is detached: the gradient is sign(s - target) / (median * count * batch)
+    student.requires_grad_(True)
+    term({"teacher_disp": teacher}, {("disp", 0): student}).backward()
+    mask = teacher > 0
+    target = ALIGNERS[kind](teacher, student.detach(), mask)
+    median = torch.stack([torch.quantile(s[m], 0.5)
+                          for s, m in zip(student.detach(), mask)]).view(-1, 1, 1, 1)
+    count = mask.sum(dim=(1, 2, 3), keepdim=True).double()
+    expected_grad = torch.sign(student.detach() - target) * mask / count / median / 2
+    torch.testing.assert_close(student.grad, expected_grad)
+
+
 def test_distillation_masks_sky_and_detaches_statistics():
     teacher, student = _teacher_and_student(seed=2)
     student.requires_grad_(True)

@@ -154,7 +154,8 @@ def build_world(seed: int, drive: int, frames: int) -> World:
     world_count = len(lo)
     # the two cars keep station ahead (as a followed car does): a few percent of the pixels,
     # enough to exercise automasking without dominating the evaluation as a car 10 m ahead did
-    add((-0.85, ground - 1.45, LEAD_CAR_DISTANCE), (0.85, ground, LEAD_CAR_DISTANCE + 4), METAL, (0.8, 0.15, 0.1))  # lead car
+    lead = LEAD_CAR_DISTANCE
+    add((-0.85, ground - 1.45, lead), (0.85, ground, lead + 4.0), METAL, (0.8, 0.15, 0.1))  # lead car
     add((-4.4, ground - 1.5, 26.0), (-2.7, ground, 30.5), METAL, (0.15, 0.3, 0.8))  # left lane
     lo, hi = np.array(lo, np.float64), np.array(hi, np.float64)
     return World(lo[:world_count], hi[:world_count], lo[world_count:], hi[world_count:],
