@@ -78,16 +78,14 @@ def build_pose_network(cfg: ModelConfig, depth_network: Optional[DepthNetwork] =
         if depth_network is None:
             raise ValueError("--pose_model_type shared needs the depth network "
                              "(build_pose_network(cfg, depth_network))")
-        decoder = PoseDecoder(depth_network.encoder.num_ch_enc, num_input_features=2,
-                              num_frames=1)
-        if cfg.pose_init_forward:
-            decoder.init_forward_motion(cfg.pose_init_forward)
-        return PoseNetwork(decoder, depth_network.encoder, shared=True)
-    encoder = PoseEncoder(cfg.num_layers, pretrained=cfg.weights_init == "pretrained")
-    decoder = PoseDecoder(encoder.num_ch_enc)
+        encoder = depth_network.encoder
+        decoder = PoseDecoder(encoder.num_ch_enc, num_input_features=2, num_frames=1)
+    else:
+        encoder = PoseEncoder(cfg.num_layers, pretrained=cfg.weights_init == "pretrained")
+        decoder = PoseDecoder(encoder.num_ch_enc)
     if cfg.pose_init_forward:
         decoder.init_forward_motion(cfg.pose_init_forward)
-    return PoseNetwork(decoder, encoder, shared=False)
+    return PoseNetwork(decoder, encoder, shared=cfg.pose_model_type == "shared")
 
 
 def depth_state_dicts(depth_net: DepthNetwork, height: int, width: int,
