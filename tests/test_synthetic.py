@@ -220,8 +220,8 @@ def test_road_texture_is_stable_between_frames():
 
     A texture sampled at too fine a mip level for the footprint of a pixel on the steep road
     aliases: it flickers from frame to frame and no depth explains it, which leaves a
-    self-supervised network nothing to learn from on a third of the image (the isotropic
-    footprint of session 1 gave a ratio of 0.40 here, the footprint along the ray's slope 0.33).
+    self-supervised network nothing to learn from on a third of the image (scene version 1's
+    geometric-mean footprint gives a ratio of 0.40 here, the footprint's long axis 0.33).
     """
     from litemono.data import synthetic_world as sw
     from litemono.geometry import backproject, project, warp
