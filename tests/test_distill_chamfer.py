@@ -24,9 +24,15 @@ def _np_align(kind, t, s):
     if kind == "normalized":
         centred = t - np.median(t)
         return 0.5 + centred / (2 * np.abs(centred).max())
+    if kind == "ssi":
+        return np.median(s) + np.abs(s - np.median(s)).mean() * _np_normalize(t)
     design = np.stack([t, np.ones_like(t)], axis=1)
     (a, b), *_ = np.linalg.lstsq(design, s, rcond=None)
     return a * t + b
+
+
+def _np_normalize(x):
+    return (x - np.median(x)) / np.abs(x - np.median(x)).mean()
 
 
 def _np_distill(kind, teacher, student):
@@ -34,6 +40,10 @@ def _np_distill(kind, teacher, student):
     for t_img, s_img in zip(teacher.numpy(), student.numpy()):
         valid = t_img > 0
         t, s = t_img[valid], s_img[valid]
+        if kind == "ssi":  # MiDaS: both sides normalised, weighted by the student's spread
+            spread = np.abs(s - np.median(s)).mean()
+            losses.append(spread * np.abs(_np_normalize(s) - _np_normalize(t)).mean())
+            continue
         losses.append(np.abs(s - _np_align(kind, t, s)).mean())
     return float(np.mean(losses))
 
@@ -62,7 +72,7 @@ def test_distillation_value_matches_numpy(kind):
     assert loss.item() == pytest.approx(_np_distill(kind, teacher, student), rel=1e-9)
 
 
-@pytest.mark.parametrize("kind", sorted(ALIGNERS))
+@pytest.mark.parametrize("kind", sorted(set(ALIGNERS) - {"ssi"}))
 def test_relative_distillation_divides_by_the_student_median(kind):
     teacher, student = _teacher_and_student(seed=5)
     term = DistillationTerm(_cfg(distill_weight=1.0, distill_align=kind, distill_relative=True))
@@ -86,6 +96,39 @@ def test_relative_distillation_divides_by_the_student_median(kind):
     count = mask.sum(dim=(1, 2, 3), keepdim=True).double()
     expected_grad = torch.sign(student.detach() - target) * mask / count / median / 2
     torch.testing.assert_close(student.grad, expected_grad)
+
+
+def _directional_slopes(kind, seed=6):
+    """Gradient of the distillation term along 'scale the student' and 'shift the student'."""
+    teacher, student = _teacher_and_student(seed=seed)
+    student.requires_grad_(True)
+    term = DistillationTerm(_cfg(distill_weight=1.0, distill_align=kind))
+    term({"teacher_disp": teacher}, {("disp", 0): student}).backward()
+    mask = teacher > 0
+    scale_slope = (student.grad * student.detach() * mask).sum().item()
+    shift_slope = (student.grad * mask).sum().item()
+    return scale_slope, shift_slope, student.grad.abs().sum().item()
+
+
+def test_ssi_distillation_is_invariant_to_student_scale_and_shift():
+    teacher, student = _teacher_and_student(seed=4)
+    term = DistillationTerm(_cfg(distill_weight=1.0, distill_align="ssi"))
+    base = term({"teacher_disp": teacher}, {("disp", 0): student}).item()
+    shifted = term({"teacher_disp": teacher}, {("disp", 0): student + 0.3}).item()
+    scaled = term({"teacher_disp": teacher}, {("disp", 0): 7.0 * student}).item()
+    assert shifted == pytest.approx(base, rel=1e-9)
+    assert scaled == pytest.approx(7.0 * base, rel=1e-9)  # only the detached spread factor
+    # no slope along either direction, though the gradient is not 0
+    scale_slope, shift_slope, total = _directional_slopes("ssi")
+    assert total > 1e-3
+    assert abs(scale_slope) < 1e-9 * total and abs(shift_slope) < 1e-9 * total
+
+
+def test_detached_median_alignment_rewards_shrinking_the_student():
+    """The drift the module docstring describes: a positive slope along 'scale up' means
+    gradient descent scales every disparity down (ssi has none, see the test above)."""
+    slopes = [_directional_slopes("median", seed=seed)[0] for seed in range(6)]
+    assert all(slope > 0 for slope in slopes)
 
 
 def test_distillation_masks_sky_and_detaches_statistics():

@@ -4,8 +4,8 @@ The teacher (Depth Anything V2, Yang et al., NeurIPS 2024) predicts disparity on
 unknown per-image scale and shift, and the Lite-Mono student (Zhang et al., CVPR 2023) predicts a
 sigmoid disparity in (0, 1). Each image's teacher map is therefore first aligned to the student,
 then compared with an L1 on the valid pixels. Teacher pixels equal to 0 (sky, infinitely far)
-are masked out everywhere. Student statistics used by an alignment are taken from a detached
-copy, so the gradient reaches the student only through the L1 itself.
+are masked out everywhere. Except in ``ssi``, student statistics used by an alignment are
+taken from a detached copy, so the gradient reaches the student only through the L1 itself.
 
 Alignments (``--distill_align``), per image, over the valid pixels V, with t the teacher and s
 the student disparity:
@@ -13,12 +13,32 @@ the student disparity:
 * ``median`` (default, as specified): ``t * median_V(s) / median_V(t)``. The target follows the
   student's own scale, so the L1 is proportional to that scale and nothing holds it up: on the
   synthetic scene the student drifted to a constant near-zero disparity within 300 steps
-  (docs/results_synthetic.md). The shipped configs therefore use ``normalized``.
+  (docs/results_synthetic.md).
 * ``normalized`` (the seed report's variant: median-centring, then normalising to [0, 1]):
   ``0.5 + (t - median_V(t)) / (2 * max_V |t - median_V(t)|)``: the median goes to 0.5 and the
-  farthest value to 0 or 1. It does not use the student.
+  farthest value to 0 or 1. It does not use the student, and it imposes a per-image disparity
+  shift that no depth proportional to the truth has (see ``--distill_relative`` below).
 * ``lstsq``: ``a * t + b`` with ``(a, b) = argmin sum_V (a t + b - s)^2``, i.e.
   ``a = cov_V(t, s) / var_V(t)``, ``b = mean_V(s) - a * mean_V(t)``.
+* ``ssi`` (scale- and shift-invariant, the MiDaS loss of Ranftl et al., TPAMI 2022, section 5):
+  both maps are normalised by their own median and mean absolute deviation from it,
+  ``n(x) = (x - median_V(x)) / mean_V |x - median_V(x)|``, and the term is
+  ``mad_V(s) * mean_V |n(s) - n(t)|`` with ``mad_V(s) = mean_V |s - median_V(s)|``. The
+  statistics inside ``n(s)`` are *not* detached, so the gradient has exactly zero slope along
+  any scale or shift of the student: no direction of the student's output lowers the term
+  without changing the map's shape. The detached factor ``mad_V(s)`` only brings the gradient
+  back to disparity units, the size of the other alignments' L1: without it the gradient grows
+  as ``1 / mad(s)`` and, from a nearly flat untrained map, drowned the photometric loss under
+  Adam; the student settled at a constant disparity of 0.46 with 2.5% spread (400 steps on
+  the synthetic scene, docs/results_synthetic.md). Written as an alignment (for the Chamfer
+  term) the target is ``median_V(s) + mad_V(s) * n(t)``. The synthetic configs use ``ssi``:
+  it is the alignment with which distillation beats the photometric baseline there.
+
+Why the detaching alignments drift: with a target that follows the detached student, the
+gradient along "scale the whole student by (1 + e)" is ``sum_V sign(s - target) * s``, and
+the pixels above their target are on average the larger ones, so it is positive: every step
+shrinks the student a little, the target follows, and the disparity walks to 0. ``ssi`` has
+no such direction (its value does not change along it).
 
 ``--distill_relative`` divides each image's L1 by ``median_V(s)`` (detached). With ``median``
 the term becomes ``mean_V |t / median_V(t) - s / median_V(s)|``: the student's scale no longer
@@ -104,8 +124,41 @@ def align_lstsq(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tensor
     return scale * teacher + (mean_s - scale * mean_t)
 
 
+def robust_stats(values: torch.Tensor, mask: torch.Tensor):
+    """Per image ``(median_V(x), mean_V |x - median_V(x)|)``, each (B, 1, 1, 1), differentiable.
+
+    Args:
+        values: (B, 1, H, W).
+        mask: (B, 1, H, W) bool, the valid pixels V.
+    """
+    median = _per_image(values, mask, _median)
+    weight = mask.to(values.dtype)
+    count = weight.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1.0)
+    spread = ((values - median).abs() * weight).sum(dim=(1, 2, 3), keepdim=True) / count
+    return median, spread
+
+
+def robust_normalize(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``n(x) = (x - median_V(x)) / mean_V |x - median_V(x)|`` per image, differentiable end to
+    end (args as :func:`robust_stats`; pixels outside V are normalised with V's statistics)."""
+    median, spread = robust_stats(values, mask)
+    return (values - median) / spread.clamp_min(EPS)
+
+
+def align_ssi(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Robust affine alignment: the teacher given the (detached) student's median and spread.
+
+    Args as :func:`align_median`. Returns ``median(s) + mad(s) * n(t)`` per image (module
+    docstring). :class:`DistillationTerm` does not use this target: its ``ssi`` term compares
+    ``n(s)`` and ``n(t)`` with the student's statistics kept in the graph.
+    """
+    student_median, spread = robust_stats(student.detach(), mask)
+    return student_median + spread * robust_normalize(teacher, mask)
+
+
 ALIGNERS: Dict[str, Aligner] = {
-    "median": align_median, "normalized": align_normalized, "lstsq": align_lstsq}
+    "median": align_median, "normalized": align_normalized, "lstsq": align_lstsq,
+    "ssi": align_ssi}
 
 
 def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -145,7 +198,8 @@ class DistillationTerm:
     def __init__(self, cfg: Any):
         self.weight = cfg.loss.distill_weight
         self.scales = list(cfg.loss.distill_scales)
-        self.align = ALIGNERS[cfg.loss.distill_align]
+        self.align_name = cfg.loss.distill_align
+        self.align = ALIGNERS[self.align_name]
         self.relative = cfg.loss.distill_relative
 
     def __call__(self, inputs: Mapping[Any, Any], outputs: Mapping[Any, Any]) -> torch.Tensor:
@@ -164,6 +218,11 @@ class DistillationTerm:
         losses = []
         for scale in self.scales:
             disp = at_teacher_size(outputs[("disp", scale)], teacher)
+            if self.align_name == "ssi":  # module docstring: spread-weighted, invariant slope
+                spread = robust_stats(disp.detach(), mask)[1]
+                losses.append(masked_l1(spread * robust_normalize(disp, mask),
+                                        spread * robust_normalize(teacher, mask), mask))
+                continue
             target = self.align(teacher, disp, mask)
             if self.relative:  # |s - target| / median(s) per image, the median detached
                 scale_of = _per_image(disp.detach(), mask, _median).clamp_min(EPS)
