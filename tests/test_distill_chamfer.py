@@ -19,7 +19,7 @@ def _teacher_and_student(seed=0, shape=(2, 1, 6, 8)):
 
 def _np_align(kind, t, s):
     """Align valid teacher values ``t`` to student values ``s`` (1-D numpy arrays)."""
-    if kind == "median":
+    if kind in ("median", "si"):
         return t * np.median(s) / np.median(t)
     if kind == "normalized":
         centred = t - np.median(t)
@@ -72,7 +72,7 @@ def test_distillation_value_matches_numpy(kind):
     assert loss.item() == pytest.approx(_np_distill(kind, teacher, student), rel=1e-9)
 
 
-@pytest.mark.parametrize("kind", sorted(set(ALIGNERS) - {"ssi"}))
+@pytest.mark.parametrize("kind", sorted(set(ALIGNERS) - {"si", "ssi"}))
 def test_relative_distillation_divides_by_the_student_median(kind):
     teacher, student = _teacher_and_student(seed=5)
     term = DistillationTerm(_cfg(distill_weight=1.0, distill_align=kind, distill_relative=True))
@@ -110,18 +110,21 @@ def _directional_slopes(kind, seed=6):
     return scale_slope, shift_slope, student.grad.abs().sum().item()
 
 
-def test_ssi_distillation_is_invariant_to_student_scale_and_shift():
+@pytest.mark.parametrize("kind", ["si", "ssi"])
+def test_invariant_distillation_has_no_slope_along_the_student_scale(kind):
     teacher, student = _teacher_and_student(seed=4)
-    term = DistillationTerm(_cfg(distill_weight=1.0, distill_align="ssi"))
+    term = DistillationTerm(_cfg(distill_weight=1.0, distill_align=kind))
     base = term({"teacher_disp": teacher}, {("disp", 0): student}).item()
     shifted = term({"teacher_disp": teacher}, {("disp", 0): student + 0.3}).item()
     scaled = term({"teacher_disp": teacher}, {("disp", 0): 7.0 * student}).item()
-    assert shifted == pytest.approx(base, rel=1e-9)
-    assert scaled == pytest.approx(7.0 * base, rel=1e-9)  # only the detached spread factor
-    # no slope along either direction, though the gradient is not 0
-    scale_slope, shift_slope, total = _directional_slopes("ssi")
-    assert total > 1e-3
-    assert abs(scale_slope) < 1e-9 * total and abs(shift_slope) < 1e-9 * total
+    assert scaled == pytest.approx(7.0 * base, rel=1e-9)  # only the detached units factor
+    # si keeps the teacher's disparity ratios, so a shifted student is farther from them;
+    # ssi does not see a shift at all
+    assert shifted == pytest.approx(base, rel=1e-9) if kind == "ssi" else shifted > 1.1 * base
+    # no slope along the scale (nor, for ssi, the shift), though the gradient is not 0
+    scale_slope, shift_slope, total = _directional_slopes(kind)
+    assert total > 1e-3 and abs(scale_slope) < 1e-9 * total
+    assert abs(shift_slope) < 1e-9 * total if kind == "ssi" else abs(shift_slope) > 1e-3 * total
 
 
 def test_detached_median_alignment_rewards_shrinking_the_student():

@@ -4,8 +4,9 @@ The teacher (Depth Anything V2, Yang et al., NeurIPS 2024) predicts disparity on
 unknown per-image scale and shift, and the Lite-Mono student (Zhang et al., CVPR 2023) predicts a
 sigmoid disparity in (0, 1). Each image's teacher map is therefore first aligned to the student,
 then compared with an L1 on the valid pixels. Teacher pixels equal to 0 (sky, infinitely far)
-are masked out everywhere. Except in ``ssi``, student statistics used by an alignment are
-taken from a detached copy, so the gradient reaches the student only through the L1 itself.
+are masked out everywhere. Except in ``si`` and ``ssi``, student statistics used by an
+alignment are taken from a detached copy, so the gradient reaches the student only through the
+L1 itself.
 
 Alignments (``--distill_align``), per image, over the valid pixels V, with t the teacher and s
 the student disparity:
@@ -17,38 +18,38 @@ the student disparity:
 * ``normalized`` (the seed report's variant: median-centring, then normalising to [0, 1]):
   ``0.5 + (t - median_V(t)) / (2 * max_V |t - median_V(t)|)``: the median goes to 0.5 and the
   farthest value to 0 or 1. It does not use the student, and it imposes a per-image disparity
-  shift that no depth proportional to the truth has (see ``--distill_relative`` below).
+  shift that no depth proportional to the truth has: on the synthetic scene a student equal to
+  its target scores abs_rel 0.13, where the stand-in teacher itself scores 0.047.
 * ``lstsq``: ``a * t + b`` with ``(a, b) = argmin sum_V (a t + b - s)^2``, i.e.
   ``a = cov_V(t, s) / var_V(t)``, ``b = mean_V(s) - a * mean_V(t)``.
-* ``ssi`` (scale- and shift-invariant, the MiDaS loss of Ranftl et al., TPAMI 2022, section 5):
-  both maps are normalised by their own median and mean absolute deviation from it,
-  ``n(x) = (x - median_V(x)) / mean_V |x - median_V(x)|``, and the term is
-  ``mad_V(s) * mean_V |n(s) - n(t)|`` with ``mad_V(s) = mean_V |s - median_V(s)|``. The
-  statistics inside ``n(s)`` are *not* detached, so the gradient has exactly zero slope along
-  any scale or shift of the student: no direction of the student's output lowers the term
-  without changing the map's shape. The detached factor ``mad_V(s)`` only brings the gradient
-  back to disparity units, the size of the other alignments' L1: without it the gradient grows
-  as ``1 / mad(s)`` and, from a nearly flat untrained map, drowned the photometric loss under
-  Adam; the student settled at a constant disparity of 0.46 with 2.5% spread (400 steps on
-  the synthetic scene, docs/results_synthetic.md). Written as an alignment (for the Chamfer
-  term) the target is ``median_V(s) + mad_V(s) * n(t)``. The synthetic configs use ``ssi``:
-  it is the alignment with which distillation beats the photometric baseline there.
+* ``si`` (scale-invariant): the term is ``mean_V |m * s / median_V(s) - m * t / median_V(t)|``,
+  with the student's median *in the graph* and ``m = median_V(s)`` detached. Its value equals
+  ``median``'s, but its gradient has exactly zero slope along any scale of the student (the
+  median moves with it), so nothing rewards shrinking; the detached ``m`` only keeps the
+  gradient in disparity units. The target keeps the teacher's disparity *ratios*, i.e. its
+  shift: the stand-in teacher's shift (up to 0.2 of its median) costs it abs_rel 0.047.
+* ``ssi`` (scale- and shift-invariant, the loss of MiDaS, Ranftl et al., TPAMI 2022): both maps
+  normalised by their own median and mean absolute deviation,
+  ``n(x) = (x - median_V(x)) / mean_V |x - median_V(x)|``; the term is
+  ``mad_V(s) * mean_V |n(s) - n(t)|`` with ``n(s)``'s statistics in the graph and the factor
+  ``mad_V(s)`` detached (without it the gradient grows as ``1 / mad(s)``; from the nearly flat
+  untrained map it drowned the photometric loss under Adam). Zero slope along any scale *and
+  shift* of the student: the teacher sets only the shape, and the shift is left to the
+  photometric loss, which hardly constrains it for the far pixels of a forward drive; on the
+  synthetic scene the student's shift wandered and the run was unstable
+  (docs/results_synthetic.md). As an alignment (for the Chamfer term) its target is
+  ``median_V(s) + mad_V(s) * n(t)``.
 
 Why the detaching alignments drift: with a target that follows the detached student, the
 gradient along "scale the whole student by (1 + e)" is ``sum_V sign(s - target) * s``, and
 the pixels above their target are on average the larger ones, so it is positive: every step
-shrinks the student a little, the target follows, and the disparity walks to 0. ``ssi`` has
-no such direction (its value does not change along it).
+shrinks the student a little, the target follows, and the disparity walks to 0 (a test shows
+the sign). ``si`` and ``ssi`` have no such direction.
 
-``--distill_relative`` divides each image's L1 by ``median_V(s)`` (detached). With ``median``
-the term becomes ``mean_V |t / median_V(t) - s / median_V(s)|``: the student's scale no longer
-changes its value, and unlike ``normalized`` the target keeps the teacher's disparity ratios.
-It is not a cure yet: on the synthetic scene (weight 0.1, 800-step row 03) the map collapsed
-and froze after ~350 steps (its gradient grows as 1 / median(s) as the disparities shrink;
-docs/results_synthetic.md). ``normalized`` has the opposite flaw: it fixes every
-image's median at 0.5 and its extreme at 0 or 1 in the sigmoid's units, a per-image disparity
-*shift* no depth proportional to the truth satisfies; a student equal to that target scores
-abs_rel 0.13 on the synthetic scene where the stand-in teacher itself scores 0.047.
+``--distill_relative`` divides each image's L1 by the *detached* ``median_V(s)``: the value
+becomes scale-invariant but the gradient keeps the shrinking slope, now growing as
+``1 / median(s)``; on the synthetic scene (weight 0.1, 800-step row 03) the map collapsed and
+froze after ~350 steps. Kept for reproducibility; ``si`` is what it was meant to be.
 """
 from __future__ import annotations
 
@@ -158,7 +159,25 @@ def align_ssi(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tensor) 
 
 ALIGNERS: Dict[str, Aligner] = {
     "median": align_median, "normalized": align_normalized, "lstsq": align_lstsq,
-    "ssi": align_ssi}
+    "si": align_median, "ssi": align_ssi}
+
+
+def si_pair(disp: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor):
+    """``si``: ``(m * s / median(s), m * t / median(t))`` with ``m`` the detached median(s)."""
+    median = _per_image(disp, mask, _median)
+    units = median.detach()
+    return (units * disp / median.clamp_min(EPS),
+            units * teacher / _per_image(teacher, mask, _median).clamp_min(EPS))
+
+
+def ssi_pair(disp: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor):
+    """``ssi``: ``(m * n(s), m * n(t))`` with ``m`` the detached mad(s)."""
+    units = robust_stats(disp.detach(), mask)[1]
+    return units * robust_normalize(disp, mask), units * robust_normalize(teacher, mask)
+
+
+# alignments whose student side keeps its statistics in the graph: name -> (student, target)
+INVARIANT = {"si": si_pair, "ssi": ssi_pair}
 
 
 def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -218,10 +237,9 @@ class DistillationTerm:
         losses = []
         for scale in self.scales:
             disp = at_teacher_size(outputs[("disp", scale)], teacher)
-            if self.align_name == "ssi":  # module docstring: spread-weighted, invariant slope
-                spread = robust_stats(disp.detach(), mask)[1]
-                losses.append(masked_l1(spread * robust_normalize(disp, mask),
-                                        spread * robust_normalize(teacher, mask), mask))
+            if self.align_name in INVARIANT:  # module docstring: weighted, invariant slope
+                student, target = INVARIANT[self.align_name](disp, teacher, mask)
+                losses.append(masked_l1(student, target, mask))
                 continue
             target = self.align(teacher, disp, mask)
             if self.relative:  # |s - target| / median(s) per image, the median detached
