@@ -345,3 +345,28 @@ def test_disp_init_sets_the_sigmoid_heads_start(bins):
     assert all(float(b.abs().max()) == 0 for b in
                [plain.decoder.decoder[2 * 3 + i].conv.bias
                 for i in range(len(plain.decoder.sigmoid_scales))])  # upstream: zero bias
+
+
+@pytest.mark.parametrize("dilation", [1, 2, 3])
+def test_cpu_autocast_dilated_depthwise_grad(dilation):
+    """Under CPU bfloat16 autocast (channels_last, as --amp bf16 trains) a CDC block's depth-wise
+    weight gradient stays close to float32's: oneDNN's own bf16 kernel returns garbage for
+    dilation > 1 (torch 2.14), so the block runs that convolution in float32."""
+    from litemono.models.blocks import CDCBlock
+
+    torch.manual_seed(0)
+    block = CDCBlock(48, dilation, layer_scale_init=1.0).to(memory_format=torch.channels_last)
+    x = torch.randn(4, 48, 12, 40).contiguous(memory_format=torch.channels_last)
+    grad_out = torch.randn(4, 48, 12, 40)
+
+    def weight_grad(autocast):
+        block.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = block(x)
+        out.float().backward(grad_out)
+        return block.ddwconv.conv.weight.grad.clone()
+
+    reference, mixed = weight_grad(False), weight_grad(True)
+    assert torch.isfinite(mixed).all()
+    error = (mixed - reference).abs().max() / reference.abs().max()
+    assert error < 0.05, f"bf16 depth-wise weight gradient off by {error:.3g} (relative)"
