@@ -119,7 +119,7 @@ class LossConfig:
         False, "divide each image's distillation L1 by the student's median disparity "
         "(detached): invariant to the student's scale, which the median and lstsq alignments "
         "otherwise reward shrinking (experimental: collapsed on the synthetic scene; "
-        "--distill_align ssi is the invariant alternative, see litemono/losses/distill.py)")
+        "--distill_align si is the scale-invariant term that works, see litemono/losses/distill.py)")
     chamfer_weight: float = _opt(0.0, "weight of the bin-centre Chamfer loss (0 = off)")
     chamfer_points: int = _opt(1024, "teacher disparities sampled per image for the Chamfer loss")
 

@@ -370,3 +370,6 @@ def test_cpu_autocast_dilated_depthwise_grad(dilation):
     assert torch.isfinite(mixed).all()
     error = (mixed - reference).abs().max() / reference.abs().max()
     assert error < 0.05, f"bf16 depth-wise weight gradient off by {error:.3g} (relative)"
+    # without gradients (inference) the convolution stays in bfloat16: only the backward is wrong
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert block.ddwconv(x).dtype == torch.bfloat16

@@ -61,11 +61,13 @@ class _DepthwiseDilated(nn.Module):
                               groups=channels, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.conv.dilation[0] > 1 and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        if (self.conv.dilation[0] > 1 and x.device.type == "cpu" and torch.is_grad_enabled()
+                and torch.is_autocast_enabled("cpu")):
             # oneDNN's bfloat16 weight gradient of a dilated depth-wise convolution is garbage on
             # CPU (torch 2.14, channels_last: errors of 1e30 and inf; the output and the input
-            # gradient are right), which made `--amp bf16` diverge; float32 here is exact and
-            # costs little (tests/test_models.py::test_cpu_autocast_dilated_depthwise_grad).
+            # gradient are right), which made `--amp bf16` diverge; in training it runs in
+            # float32, which costs little. Tested by
+            # tests/test_models.py::test_cpu_autocast_dilated_depthwise_grad.
             with torch.autocast("cpu", enabled=False):
                 return self.conv(x.float())
         return self.conv(x)
