@@ -164,10 +164,8 @@ ALIGNERS: Dict[str, Aligner] = {
 
 def si_pair(disp: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor):
     """``si``: ``(m * s / median(s), m * t / median(t))`` with ``m`` the detached median(s)."""
-    median = _per_image(disp, mask, _median)
-    units = median.detach()
-    return (units * disp / median.clamp_min(EPS),
-            units * teacher / _per_image(teacher, mask, _median).clamp_min(EPS))
+    median = _per_image(disp, mask, _median)  # in the graph: the student side is scale-free
+    return disp * (median.detach() / median.clamp_min(EPS)), align_median(teacher, disp, mask)
 
 
 def ssi_pair(disp: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor):
