@@ -174,8 +174,16 @@ def ssi_pair(disp: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor):
     return units * robust_normalize(disp, mask), units * robust_normalize(teacher, mask)
 
 
-# alignments whose student side keeps its statistics in the graph: name -> (student, target)
-INVARIANT = {"si": si_pair, "ssi": ssi_pair}
+def _target_pair(name: str):
+    """The pair of an alignment whose target follows the detached student: ``(s, align(t, s))``."""
+    align = ALIGNERS[name]
+    return lambda disp, teacher, mask: (disp, align(teacher, disp, mask))
+
+
+# what the distillation L1 compares, per alignment: name -> fn(disp, teacher, mask) ->
+# (student side, target); si and ssi keep the student's statistics in the graph
+PAIRS = {**{name: _target_pair(name) for name in ("median", "normalized", "lstsq")},
+         "si": si_pair, "ssi": ssi_pair}
 
 
 def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -215,8 +223,7 @@ class DistillationTerm:
     def __init__(self, cfg: Any):
         self.weight = cfg.loss.distill_weight
         self.scales = list(cfg.loss.distill_scales)
-        self.align_name = cfg.loss.distill_align
-        self.align = ALIGNERS[self.align_name]
+        self.pair = PAIRS[cfg.loss.distill_align]
         self.relative = cfg.loss.distill_relative
 
     def __call__(self, inputs: Mapping[Any, Any], outputs: Mapping[Any, Any]) -> torch.Tensor:
@@ -235,13 +242,9 @@ class DistillationTerm:
         losses = []
         for scale in self.scales:
             disp = at_teacher_size(outputs[("disp", scale)], teacher)
-            if self.align_name in INVARIANT:  # module docstring: weighted, invariant slope
-                student, target = INVARIANT[self.align_name](disp, teacher, mask)
-                losses.append(masked_l1(student, target, mask))
-                continue
-            target = self.align(teacher, disp, mask)
+            student, target = self.pair(disp, teacher, mask)
             if self.relative:  # |s - target| / median(s) per image, the median detached
                 scale_of = _per_image(disp.detach(), mask, _median).clamp_min(EPS)
-                disp, target = disp / scale_of, target / scale_of
-            losses.append(masked_l1(disp, target, mask))
+                student, target = student / scale_of, target / scale_of
+            losses.append(masked_l1(student, target, mask))
         return torch.stack(losses).mean()
