@@ -164,14 +164,18 @@ ALIGNERS: Dict[str, Aligner] = {
 
 def si_pair(disp: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor):
     """``si``: ``(m * s / median(s), m * t / median(t))`` with ``m`` the detached median(s)."""
-    median = _per_image(disp, mask, _median)  # in the graph: the student side is scale-free
-    return disp * (median.detach() / median.clamp_min(EPS)), align_median(teacher, disp, mask)
+    median = _per_image(disp, mask, _median)  # once; in the graph: the student side is scale-free
+    units = median.detach()
+    teacher_median = _per_image(teacher, mask, _median)
+    return disp * (units / median.clamp_min(EPS)), teacher * (units / teacher_median.clamp_min(EPS))
 
 
 def ssi_pair(disp: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor):
     """``ssi``: ``(m * n(s), m * n(t))`` with ``m`` the detached mad(s)."""
-    units = robust_stats(disp.detach(), mask)[1]
-    return units * robust_normalize(disp, mask), units * robust_normalize(teacher, mask)
+    median, spread = robust_stats(disp, mask)  # once; in the graph
+    units = spread.detach()
+    return (units * (disp - median) / spread.clamp_min(EPS),
+            units * robust_normalize(teacher, mask))
 
 
 def _target_pair(name: str):
