@@ -45,6 +45,10 @@ from .models.build import build_depth_network, build_pose_network
 from .schedule import build_schedules
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# what a training item needs to hold: :func:`predict` reads the jittered frames at scale 0 only
+# and nothing in a training step reads depth_gt (upstream loads both anyway; skipping them
+# keeps every tensor the step reads, and the jitter draws, as they were)
+TRAIN_ITEMS = dict(augmented_scales=(0,), with_depth_gt=False)
 
 
 class TrainingDiverged(RuntimeError):
@@ -268,7 +272,7 @@ def train(cfg: Config) -> TrainResult:
     ckpt.seed_everything(t.seed)
     parts = build_parts(cfg, device, world)
     criterion = build_criterion(cfg)
-    train_set = build_dataset(cfg, "train", is_train=True)
+    train_set = build_dataset(cfg, "train", is_train=True, **TRAIN_ITEMS)
     steps_per_epoch = len(train_set) // world // t.batch_size
     if steps_per_epoch == 0:
         raise ConfigError(f"--batch_size {t.batch_size} is larger than the {len(train_set)} "

@@ -2,9 +2,13 @@
 
 Runs the real dataset (``litemono.data.build_dataset``) on a synthetic KITTI scene in one
 process with one torch thread, which is what each DataLoader worker does, and times
-``dataset[i]`` without augmentation, with Lite-Mono's per-frame jitter, with monodepth2's
-per-item jitter, and with the resized-frame cache (read after one warm-up pass). Multiply by
-``--num_workers`` for the loader's throughput. The last line printed is a JSON object.
+``dataset[i]``. The training items are built as ``train.py`` builds them
+(``litemono.engine.TRAIN_ITEMS``: jittered frames at scale 0 only, no ``depth_gt``), timed
+without augmentation, with Lite-Mono's per-frame jitter, with monodepth2's per-item jitter, and
+with the resized-frame cache (read after one warm-up pass); ``upstream_items_per_frame`` times
+items of upstream's full schema (every scale jittered, ``depth_gt`` projected) for comparison.
+Multiply by ``--num_workers`` for the loader's throughput. The last line printed is a JSON
+object.
 
     python scripts/bench_data.py --items 48 --height 192 --width 640
 """
@@ -22,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from litemono.config import from_dict  # noqa: E402
 from litemono.data import build_dataset  # noqa: E402
 from litemono.data.synthetic import load_scene, make_synthetic_kitti  # noqa: E402
+from litemono.engine import TRAIN_ITEMS  # noqa: E402
 
 
 def samples_per_second(dataset, items: int) -> float:
@@ -53,12 +58,14 @@ def main(argv=None) -> dict:
                                          height=args.native_height, width=args.native_width)
         cfg = from_dict({"data_path": str(scene.root), "split": str(scene.split_dir),
                          "height": args.height, "width": args.width, "png": scene.png})
+        train = TRAIN_ITEMS
         modes = {
-            "no_aug": dict(cfg=cfg, is_train=False),
-            "aug_per_frame": dict(cfg=cfg, is_train=True),
-            "aug_per_item": dict(cfg=cfg.replace(jitter="per_item"), is_train=True),
-            "aug_per_frame_cached": dict(cfg=cfg, is_train=True,
-                                         cache_dir=str(Path(tmp) / "cache")),
+            "no_aug": dict(cfg=cfg, is_train=False, **train),
+            "aug_per_frame": dict(cfg=cfg, is_train=True, **train),
+            "aug_per_item": dict(cfg=cfg.replace(jitter="per_item"), is_train=True, **train),
+            "aug_per_frame_cached": dict(cfg=cfg, is_train=True, cache_dir=str(Path(tmp) / "cache"),
+                                         **train),
+            "upstream_items_per_frame": dict(cfg=cfg, is_train=True),
         }
         rates = {}
         for name, options in modes.items():

@@ -152,6 +152,16 @@ def test_bench_teacher_runs_the_precompute_loop(capsys):
     assert 0 < result["bytes_per_frame"] < result["raw_float16_bytes"] + 1024
 
 
+def test_bench_data_times_every_mode_of_the_training_items(capsys):
+    result, _ = run_script("bench_data", [
+        "--native_height", "48", "--native_width", "160", *TINY, "--items", "3"], capsys)
+    rates = result["samples_per_s_per_worker"]
+    assert set(rates) == {"no_aug", "aug_per_frame", "aug_per_item", "aug_per_frame_cached",
+                          "upstream_items_per_frame"}
+    assert all(math.isfinite(rate) and rate > 0 for rate in rates.values())
+    assert result["train_size"] == [32, 64] and result["native_size"] == [48, 160]
+
+
 @pytest.mark.skipif(not UPSTREAM_DIR, reason="LITEMONO_UPSTREAM_DIR (a Lite-Mono checkout) not set")
 def test_bench_vs_upstream_times_both_steps_from_the_same_weights(capsys):
     result, _ = run_script("bench_vs_upstream", [

@@ -12,7 +12,7 @@ from PIL import Image
 from litemono.config import from_dict
 from litemono.data import build_dataset, kitti
 from litemono.data.kitti import KITTIOdomDataset, KITTIRawDataset
-from litemono.data.transforms import CorruptImageError, to_tensor
+from litemono.data.transforms import CorruptImageError, adjust_hue, to_tensor
 
 DRIVE = "2011_09_26/2011_09_26_drive_0001_sync"
 NATIVE = (37, 122)  # (h, w): not a multiple of the training size, so every scale resizes
@@ -169,6 +169,70 @@ def test_per_frame_jitter_reproduces_upstream_stream(tmp_path, monkeypatch):
     assert not torch.equal(sample["color_aug", 0, 0], sample["color", 0, 0])
 
 
+def test_augmented_scales_keep_the_upstream_images_and_stream(tmp_path, monkeypatch):
+    """Jittering scale 0 only gives upstream's scale-0 images and leaves torch's RNG where the
+    full pipeline leaves it (the skipped scales' draws are still made)."""
+    write_kitti_tree(tmp_path)
+    full = raw(tmp_path, [f"{DRIVE} 2 l"], frame_ids=[0, -1, 1], is_train=True)
+    lean = raw(tmp_path, [f"{DRIVE} 2 l"], frame_ids=[0, -1, 1], is_train=True,
+               augmented_scales=[0])
+    coins(monkeypatch, [0.9, 0.0])
+    torch.manual_seed(5)
+    reference = full[0]
+    after_full = torch.get_rng_state()
+    torch.manual_seed(5)
+    sample = lean[0]
+    assert torch.equal(torch.get_rng_state(), after_full)
+    paths = {f: kitti.raw_image_path(str(tmp_path), DRIVE, 2 + f, "l") for f in (0, -1, 1)}
+    expected = upstream_jitter(paths, 5)
+    for f in (0, -1, 1):
+        assert torch.equal(sample["color_aug", f, 0], expected[f, 0])
+        assert all(("color_aug", f, s) not in sample for s in (1, 2, 3))
+        for s in range(4):
+            assert torch.equal(sample["color", f, s], reference["color", f, s])
+    coins(monkeypatch, [0.0, 0.0])  # no augmentation: the same holds for the plain copy
+    plain = lean[0]
+    assert torch.equal(plain["color_aug", 0, 0], plain["color", 0, 0])
+    assert ("color_aug", 0, 1) not in plain
+    with pytest.raises(ValueError, match="augmented_scales"):
+        raw(tmp_path, [f"{DRIVE} 2 l"], augmented_scales=[4])
+
+
+def test_depth_gt_only_when_asked(tmp_path, monkeypatch):
+    write_kitti_tree(tmp_path)
+    for frame in range(6):
+        path = tmp_path / DRIVE / "velodyne_points/data" / f"{frame:010d}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    calls = []
+    monkeypatch.setattr(KITTIRawDataset, "read_depth",
+                        lambda self, f, i, s: calls.append(i) or np.ones(kitti.DEPTH_GT_SHAPE))
+    assert "depth_gt" in raw(tmp_path, [f"{DRIVE} 2 l"])[0] and calls == [2]
+    skipped = raw(tmp_path, [f"{DRIVE} 2 l"], with_depth_gt=False)
+    assert not skipped.load_depth and "depth_gt" not in skipped[0] and calls == [2]
+
+
+@pytest.mark.parametrize("factor", [-0.5, -0.1, -0.0391, 0.0, 0.0039, 0.07, 0.1, 0.5])
+def test_adjust_hue_equals_torchvision_on_random_images(factor):
+    image = Image.fromarray(np.random.default_rng(4).integers(0, 256, (37, 61, 3), np.uint8))
+    expected = T.functional.adjust_hue(image, factor)
+    assert np.array_equal(np.asarray(adjust_hue(image, factor)), np.asarray(expected))
+
+
+def test_adjust_hue_equals_torchvision_for_every_colour():
+    """Every one of the 2^24 RGB colours, for shifts of both signs (the tables are PIL's own
+    conversions, so this checks the packing, the H-only shift and its wrap-around)."""
+    codes = np.arange(1 << 24, dtype="<u4").view(np.uint8).reshape(4096, 4096, 4)[..., :3]
+    image = Image.fromarray(np.ascontiguousarray(codes))
+    for factor in (-0.1, 0.0745):
+        expected = np.asarray(T.functional.adjust_hue(image, factor))
+        assert np.array_equal(np.asarray(adjust_hue(image, factor)), expected), factor
+    gray = Image.fromarray(codes[:8, :8, 0])  # not RGB: torchvision's answer (unchanged)
+    assert np.array_equal(np.asarray(adjust_hue(gray, 0.1)), np.asarray(gray))
+    with pytest.raises(ValueError, match="hue_factor"):
+        adjust_hue(image, 0.6)
+
+
 def test_per_item_jitter_shares_one_draw(tmp_path, monkeypatch):
     write_kitti_tree(tmp_path)
     ds = raw(tmp_path, [f"{DRIVE} 2 l"], frame_ids=[0, -1, 1], is_train=True, jitter="per_item")
@@ -299,7 +363,9 @@ def test_build_dataset_reads_the_split_and_checks_the_teacher(tmp_path):
 
 
 @pytest.mark.parametrize("native, size", [((375, 1242), (192, 640)), ((370, 1224), (192, 640)),
-                                          ((375, 1242), (320, 1024)), (NATIVE, (H, W))])
+                                          ((375, 1242), (320, 1024)), (NATIVE, (H, W)),
+                                          ((192, 640), (96, 320)), ((96, 320), (48, 160)),
+                                          ((48, 160), (24, 80)), ((320, 1024), (160, 512))])
 def test_lanczos_resize_commutes_with_flip(native, size):
     """What the cache relies on: resize(flip(x)) == flip(resize(x)) byte for byte."""
     image = Image.fromarray(np.random.default_rng(7).integers(0, 256, native + (3,), np.uint8))
@@ -325,9 +391,10 @@ def test_cache_gives_identical_samples(tmp_path, monkeypatch):
             got = cached[index]
             assert all(torch.equal(got[k], expected[k]) for k in expected
                        if isinstance(expected[k], torch.Tensor))
-    files = sorted((tmp_path / "cache" / f"{H}x{W}").rglob("*.npy"))
+    files = sorted((tmp_path / "cache" / f"{H}x{W}_s4").rglob("*.npy"))
     assert len(files) == 6  # frames 1..3 of the left camera, 2..4 of the right
-    assert np.load(files[0]).shape == (H, W, 3)
+    levels = sum((H >> s) * (W >> s) * 3 for s in range(4))
+    assert np.load(files[0]).shape == (levels,)  # the whole pyramid, one file per frame
     files[0].write_bytes(b"garbage")
     corrupt_frame = int(files[0].name.split(".")[0])
     with pytest.raises(CorruptImageError, match=str(files[0])):

@@ -59,7 +59,10 @@ class TinyScene(torch.utils.data.Dataset):
 
 
 def use_tiny_scene(monkeypatch, train_size=4, val_size=2):
-    def build(cfg, part, is_train, **_):
+    def build(cfg, part, is_train, **options):
+        # the training items hold what a step reads: scale-0 jittered frames, no depth_gt
+        assert options == (engine.TRAIN_ITEMS if part == "train" else {}), (part, options)
+        assert engine.TRAIN_ITEMS == dict(augmented_scales=(0,), with_depth_gt=False)
         size = train_size if part == "train" else val_size
         return TinyScene(size, cfg.model.height, cfg.model.width)
 

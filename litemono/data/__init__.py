@@ -7,7 +7,7 @@ stays cheap for the split tools.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from .splits import read_split_lines, split_file
 
@@ -19,7 +19,9 @@ PARTS = ("train", "val", "test")
 
 
 def build_dataset(cfg: "Config", part: str, is_train: bool, teacher_store=None,
-                  cache_dir: Optional[str] = None) -> "MonoDataset":
+                  cache_dir: Optional[str] = None,
+                  augmented_scales: Optional[Sequence[int]] = None,
+                  with_depth_gt: bool = True) -> "MonoDataset":
     """The dataset of one part of ``cfg.data.split``, with every needed file checked.
 
     Args:
@@ -33,6 +35,8 @@ def build_dataset(cfg: "Config", part: str, is_train: bool, teacher_store=None,
             ``--teacher_dir`` is set, a :class:`litemono.data.teacher_store.TeacherStore` is
             opened for the train and val parts (the ones ``precompute_teacher.py`` covers).
         cache_dir: folder of the resized-frame cache; default ``--cache_dir`` (off when None).
+        augmented_scales: scales that get ``("color_aug", f, s)`` (None: all, as upstream).
+        with_depth_gt: load ``depth_gt`` where the velodyne scans exist.
 
     Raises:
         SplitError: the split file is missing or altered.
@@ -59,7 +63,8 @@ def build_dataset(cfg: "Config", part: str, is_train: bool, teacher_store=None,
         teacher_store.check(cfg.model.height, cfg.model.width, lines, split=data.split)
     options = dict(frame_ids=frame_ids, is_train=is_train, img_ext=".png" if data.png else ".jpg",
                    jitter=data.jitter, teacher_store=teacher_store, cache_dir=cache_dir,
-                   source=str(path))
+                   source=str(path), augmented_scales=augmented_scales,
+                   with_depth_gt=with_depth_gt)
     size = (cfg.model.height, cfg.model.width)
     if data.dataset == "kitti":
         return KITTIRawDataset(data.data_path, lines, *size, **options)

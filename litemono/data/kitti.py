@@ -23,8 +23,8 @@ from torch.utils.data import Dataset
 
 from .cache import ResizedFrameCache
 from .splits import SplitLine, parse_split_line
-from .transforms import (JITTER_MODES, ColorAugmenter, flip_image, read_rgb, resize_pyramid,
-                         to_tensor)
+from .transforms import (JITTER_MODES, ColorAugmenter, flip_image, prepare_hue_tables, read_rgb,
+                         resize_pyramid, to_tensor)
 
 # monodepth2's KITTI intrinsics normalised by image width (row 0) and height (row 1); shared by
 # all KITTI drives (the true values differ by ~1%)
@@ -74,13 +74,14 @@ class MonoDataset(Dataset):
     * ``("color", f, s)``: float32 (3, H / 2^s, W / 2^s) in [0, 1], frame ``frame_index + f``
       for f in ``frame_ids`` (``"s"``: the other camera, same frame), s in 0..num_scales-1,
       LANCZOS-resized, each scale from the previous one;
-    * ``("color_aug", f, s)``: the same image colour-jittered (identical when not augmenting);
+    * ``("color_aug", f, s)``: the same image colour-jittered (identical when not augmenting),
+      for s in ``augmented_scales`` (default: every scale, as upstream);
     * ``("K", s)``, ``("inv_K", s)``: float32 (4, 4), normalised K with row 0 times W // 2^s and
       row 1 times H // 2^s, and its pseudo-inverse (flipping does not change them);
     * ``"stereo_T"``: float32 (4, 4) identity with t_x = side_sign * flip_sign * 0.1 (left: -1,
       flipped: -1), only when ``"s"`` is a frame id;
     * ``"depth_gt"``: float32 (1, 375, 1242) projected velodyne depth (metres, 0 = none), only
-      when every line has its velodyne scan;
+      with ``with_depth_gt`` and when every line has its velodyne scan;
     * ``"teacher_disp"``: float32 (1, H, W) teacher disparity of frame 0, only with a
       ``teacher_store``;
     * ``"index"``: int, i.
@@ -100,6 +101,12 @@ class MonoDataset(Dataset):
         teacher_store: object with ``load(folder, frame_index, side) -> (H, W) float32``.
         cache_dir: folder of the opt-in resized-frame cache (``cache.py``); None = off.
         source: name of the split file, for error messages.
+        augmented_scales: the scales that get ``("color_aug", f, s)``; None = all. Upstream
+            jitters every scale but its trainer reads scale 0 only; the jitter draws of the
+            other scales are still made (and discarded), so the kept images are the ones of
+            the full pipeline under the same seed.
+        with_depth_gt: load ``depth_gt`` when the scans exist (upstream loads it for training
+            too, where only its logged metrics read it; the training loop here does not).
 
     Raises:
         FileNotFoundError: at construction, when frames needed by some lines are missing.
@@ -112,7 +119,8 @@ class MonoDataset(Dataset):
     def __init__(self, data_path: str, lines: Sequence[str], height: int, width: int,
                  frame_ids: Sequence[FrameId] = (0, -1, 1), num_scales: int = NUM_SCALES,
                  is_train: bool = False, img_ext: str = ".jpg", jitter: str = "per_frame",
-                 teacher_store=None, cache_dir: Optional[str] = None, source: str = "split"):
+                 teacher_store=None, cache_dir: Optional[str] = None, source: str = "split",
+                 augmented_scales: Optional[Sequence[int]] = None, with_depth_gt: bool = True):
         super().__init__()
         self.data_path = str(data_path)
         self.height, self.width = height, width
@@ -124,11 +132,21 @@ class MonoDataset(Dataset):
             raise ValueError(f"--jitter must be one of {list(JITTER_MODES)}, got {jitter!r}")
         self.jitter = jitter
         self.teacher_store = teacher_store
-        self.cache = ResizedFrameCache(cache_dir, height, width) if cache_dir else None
+        self.cache = ResizedFrameCache(cache_dir, height, width, num_scales) if cache_dir else None
         self.source = source
+        if augmented_scales is None:
+            augmented_scales = range(num_scales)
+        self.augmented_scales = sorted(set(int(s) for s in augmented_scales))
+        bad = [s for s in self.augmented_scales if not 0 <= s < num_scales]
+        if bad:
+            raise ValueError(f"augmented_scales {bad} outside the pyramid's 0..{num_scales - 1}")
+        self.with_depth_gt = with_depth_gt
         self.entries = [self._parse(n, text) for n, text in enumerate(lines, start=1)]
         self.load_depth = False
+        self._K_cache: Dict[str, Dict] = {}
         self.check_files()
+        if is_train:
+            prepare_hue_tables()  # once, before DataLoader workers fork (they share it)
 
     # ---- layout hooks -------------------------------------------------------------------------
     def image_path(self, folder: str, frame_index: int, side: Optional[str]) -> str:
@@ -184,6 +202,9 @@ class MonoDataset(Dataset):
                     missing.append((entry, path))
         if missing:
             raise FileNotFoundError(self._missing_message(missing))
+        if not self.with_depth_gt:
+            self.load_depth = False
+            return
         scans = [self.velodyne_path(e.line.folder, e.line.frame_index) for e in self.entries]
         self.load_depth = bool(scans) and all(p is not None and os.path.isfile(p) for p in scans)
 
@@ -212,26 +233,43 @@ class MonoDataset(Dataset):
         image = self.cache.load(path) if self.cache is not None else read_rgb(path)
         return flip_image(image) if do_flip else image
 
+    def load_pyramid(self, folder: str, frame_index: int, side: Optional[str],
+                     do_flip: bool = False) -> List:
+        """One frame's ``num_scales`` RGB PIL images at the training sizes, largest first."""
+        path = self.image_path(folder, frame_index, side)
+        if self.cache is not None:
+            levels = self.cache.load_pyramid(path)
+        else:
+            image = read_rgb(path)
+            if do_flip:  # upstream's order: flip the native image, then resize
+                image = flip_image(image)
+                do_flip = False
+            levels = resize_pyramid(image, self.height, self.width, self.num_scales)
+        return [flip_image(level) for level in levels] if do_flip else levels
+
     def __getitem__(self, index: int) -> Dict:
         line = self.entries[index].line
         # same order of coin tosses as upstream: colour first, then flip
         do_color_aug = self.is_train and random.random() > 0.5
         do_flip = self.is_train and random.random() > 0.5
 
-        frames = {frame_id: self.load_frame(line.folder, frame_index, side, do_flip)
-                  for frame_id, frame_index, side in self._frame_keys(line)}
+        pyramids = {frame_id: self.load_pyramid(line.folder, frame_index, side, do_flip)
+                    for frame_id, frame_index, side in self._frame_keys(line)}
         sample: Dict = {"index": index}
         sample.update(self._intrinsics(line.folder))
         augment = ColorAugmenter(self.jitter, enabled=do_color_aug)
-        for _ in frames:
+        for _ in pyramids:
             augment.skip()  # upstream jitters the native images too, then discards them
-        for frame_id, image in frames.items():
-            for scale, scaled in enumerate(resize_pyramid(image, self.height, self.width,
-                                                          self.num_scales)):
+        for frame_id, levels in pyramids.items():
+            for scale, scaled in enumerate(levels):
                 color = to_tensor(scaled)
                 sample[("color", frame_id, scale)] = color
-                sample[("color_aug", frame_id, scale)] = (
-                    to_tensor(augment(scaled)) if augment.enabled else color.clone())
+                if scale not in self.augmented_scales:
+                    augment.skip()  # upstream's draw for an image its trainer never reads
+                elif augment.enabled:
+                    sample[("color_aug", frame_id, scale)] = to_tensor(augment(scaled))
+                else:
+                    sample[("color_aug", frame_id, scale)] = color.clone()
 
         if "s" in self.frame_ids:
             stereo_T = np.eye(4, dtype=np.float32)
@@ -253,14 +291,17 @@ class MonoDataset(Dataset):
         return sample
 
     def _intrinsics(self, folder: str) -> Dict:
-        out = {}
-        for scale in range(self.num_scales):
-            K = self.normalised_K(folder).copy()
-            K[0, :] *= self.width // 2 ** scale
-            K[1, :] *= self.height // 2 ** scale
-            out[("K", scale)] = torch.from_numpy(K)
-            out[("inv_K", scale)] = torch.from_numpy(np.linalg.pinv(K))
-        return out
+        """``("K", s)`` and ``("inv_K", s)`` of a folder (computed once per folder, copied out)."""
+        if folder not in self._K_cache:
+            out = {}
+            for scale in range(self.num_scales):
+                K = self.normalised_K(folder).copy()
+                K[0, :] *= self.width // 2 ** scale
+                K[1, :] *= self.height // 2 ** scale
+                out[("K", scale)] = torch.from_numpy(K)
+                out[("inv_K", scale)] = torch.from_numpy(np.linalg.pinv(K))
+            self._K_cache[folder] = out
+        return {key: value.clone() for key, value in self._K_cache[folder].items()}
 
 
 def _flipped_map(array: np.ndarray, do_flip: bool) -> torch.Tensor:
