@@ -5,7 +5,7 @@ Networks come from :mod:`litemono.models.build`, the loss from
 :func:`litemono.data.build_dataset`; this module only runs them. One step (upstream's
 ``process_batch``, ``../shared/spec/upstream.md`` section 8): depth on ``("color_aug", 0, 0)``;
 every temporal source frame paired with the target in temporal order, the pairs through the pose
-network one by one in one call (train-mode BatchNorm statistics per pair, as upstream);
+network in one call (train-mode BatchNorm statistics per pair, as upstream's separate calls);
 ``("cam_T_cam", 0, f)`` from the pose (inverted for f < 0) and ``stereo_T`` for ``"s"``; the
 criterion; zero_grad, backward, step the depth then the pose AdamW (section 5).
 
@@ -112,7 +112,7 @@ def predict(depth_net: nn.Module, pose_net: nn.Module, inputs: Mapping[Any, Any]
             pairs = [torch.cat([inputs[("color_aug", f, 0)], target] if f < 0
                                else [target, inputs[("color_aug", f, 0)]], dim=1)
                      for f in temporal]
-            motion = pose_net(pairs)  # pair by pair: 2 x (len(temporal) * B, 2, 1, 3)
+            motion = pose_net(pairs)  # 2 x (len(temporal) * B, 2, 1, 3), per-pair statistics
     outputs = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
                for k, v in outputs.items()}
     if temporal:

@@ -21,8 +21,8 @@ Both start from the *same* weights (upstream's initial state dicts are loaded in
 layouts are equal) and see the same synthetic batch (``litemono.benchmark.synthetic_batch``; for
 upstream without ``"index"``, which its dataset does not emit). The first step of each is seeded
 identically (drop-path masks, tie-breaking noise), so the first training losses
-(``first_loss_rel_diff``) agree to float rounding: both run the pose pairs one by one, with
-train-mode BatchNorm statistics per pair. ``same_step`` also reports one loss evaluation of each
+(``first_loss_rel_diff``) agree to float rounding: upstream runs the pose pairs one by one, ours
+as one batch whose BatchNorm layers keep the train-mode statistics per pair. ``same_step`` also reports one loss evaluation of each
 with the pose networks in eval mode. One thing differs by design:
 
 * upstream's encoder defines dilation rates for 640x192 and 1024x320 only (any other size

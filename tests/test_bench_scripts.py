@@ -179,8 +179,8 @@ def test_bench_vs_upstream_times_both_steps_from_the_same_weights(capsys):
     # in eval mode) ...
     same = result["same_step"]
     assert same["ours"] == pytest.approx(same["upstream"], rel=1e-4) and same["rel_diff"] < 1e-4
-    # ... and so do the first training steps (pose pairs one by one, BatchNorm statistics per
-    # pair, as upstream)
+    # ... and so do the first training steps (BatchNorm statistics per pose pair on both sides:
+    # upstream's separate calls, our one batch of chunked BatchNorm)
     assert result["first_loss_rel_diff"] < 1e-4
     assert set(result["environment"]) >= {"torch", "device", "threads"}
 

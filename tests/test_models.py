@@ -1,5 +1,6 @@
 """Networks: blocks against independent computations, gradient coverage over the flag product,
 bin-head invariants, sizes, strict loading, pose network, parameter and MAC counts."""
+import copy
 import itertools
 import math
 
@@ -244,6 +245,44 @@ def test_pose_network_shapes_scale_and_split():
     expected = 0.01 * torch.arange(12.0).view(2, 1, 6)  # per frame: 3 axis-angle, 3 translation
     torch.testing.assert_close(axisangle[0], expected[..., :3])
     torch.testing.assert_close(translation[1], expected[..., 3:])
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_pose_pairs_as_one_batch_keep_per_pair_batchnorm(channels_last):
+    """The separate ResNet runs a sequence of pairs as one batch; its BatchNorm layers still
+    normalise each pair with that pair's statistics and update the running statistics once per
+    pair, so outputs, gradients and buffers are those of upstream's pair-by-pair calls (a plain
+    BatchNorm over both pairs fails every one of these checks)."""
+    from litemono.models.pose import ChunkedBatchNorm2d, chunked_statistics
+
+    torch.manual_seed(0)
+    batched = build_pose_network(ModelConfig(weights_init="scratch")).train()
+    one_by_one = copy.deepcopy(batched)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    for net in (batched, one_by_one):
+        net.to(memory_format=layout)
+    # different statistics per pair, so pooling them would show
+    pairs = [(torch.rand(2, 6, 64, 96) * scale + shift).contiguous(memory_format=layout)
+             for scale, shift in ((1.0, 0.0), (0.3, 0.5))]
+    rot, shift = batched(pairs)
+    motions = [one_by_one(p) for p in pairs]  # a tensor each: the pair-by-pair path
+    torch.testing.assert_close(rot, torch.cat([m[0] for m in motions]), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(shift, torch.cat([m[1] for m in motions]), rtol=1e-5, atol=1e-7)
+    (rot.square().sum() + shift.sum()).backward()
+    sum(m[0].square().sum() + m[1].sum() for m in motions).backward()
+    for (name, a), b in zip(batched.named_parameters(), one_by_one.parameters()):
+        if b.grad is not None:
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-7, msg=name)
+    for (name, a), b in zip(batched.named_buffers(), one_by_one.buffers()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7, msg=name)
+    bn = batched.encoder.encoder.bn1
+    assert isinstance(bn, ChunkedBatchNorm2d) and bn.num_batches_tracked.item() == 2
+    assert bn.chunks == 1  # restored after the call
+    with pytest.raises(ValueError, match="divisible"), chunked_statistics(batched.encoder, 3):
+        batched.encoder(pairs[0])
+    batched.eval()  # eval: running statistics, batching changes nothing
+    with torch.no_grad():
+        torch.testing.assert_close(batched(pairs)[1], torch.cat([batched(p)[1] for p in pairs]))
 
 
 def test_pose_pretrained_init_and_clear_failure(monkeypatch):
