@@ -96,8 +96,8 @@ class DataConfig:
                        "item (monodepth2)", ("per_frame", "per_item"))
     teacher_dir: Optional[str] = _opt(None, "precomputed teacher disparity folder")
     intrinsics: Optional[str] = _opt(None, "YAML with fx fy cx cy (normalised) for --dataset folder")
-    cache_dir: Optional[str] = _opt(None, "cache of frames resized to --height/--width (opt-in; "
-                                    "the same tensors, faster loading)")
+    cache_dir: Optional[str] = _opt(None, "cache of every frame's scale pyramid at --height/--width "
+                                    "(opt-in; the same tensors, ~4x faster loading)")
 
 
 @dataclass(frozen=True)
