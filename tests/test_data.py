@@ -398,7 +398,7 @@ def test_cache_gives_identical_samples(tmp_path, monkeypatch):
     files[0].write_bytes(b"garbage")
     corrupt_frame = int(files[0].name.split(".")[0])
     with pytest.raises(CorruptImageError, match=str(files[0])):
-        cached.load_frame(DRIVE, corrupt_frame, "l")
+        cached.load_pyramid(DRIVE, corrupt_frame, "l")
 
 
 def true_disp(scene, lines, cfg):

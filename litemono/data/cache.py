@@ -82,10 +82,6 @@ class ResizedFrameCache:
             start += count
         return levels
 
-    def load(self, image_path: str) -> Image.Image:
-        """The RGB frame at the training size (scale 0), unflipped."""
-        return self.load_pyramid(image_path)[0]
-
     def _build(self, image_path: str, cached: Path) -> List[Image.Image]:
         levels = resize_pyramid(self.decode(image_path), self.height, self.width,
                                 self.num_scales)

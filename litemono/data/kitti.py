@@ -226,13 +226,6 @@ class MonoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def load_frame(self, folder: str, frame_index: int, side: Optional[str],
-                   do_flip: bool = False):
-        """One frame as an RGB PIL image: native size, or the training size with the cache."""
-        path = self.image_path(folder, frame_index, side)
-        image = self.cache.load(path) if self.cache is not None else read_rgb(path)
-        return flip_image(image) if do_flip else image
-
     def load_pyramid(self, folder: str, frame_index: int, side: Optional[str],
                      do_flip: bool = False) -> List:
         """One frame's ``num_scales`` RGB PIL images at the training sizes, largest first."""
