@@ -58,13 +58,12 @@ def main(argv=None) -> dict:
                                          height=args.native_height, width=args.native_width)
         cfg = from_dict({"data_path": str(scene.root), "split": str(scene.split_dir),
                          "height": args.height, "width": args.width, "png": scene.png})
-        train = TRAIN_ITEMS
         modes = {
-            "no_aug": dict(cfg=cfg, is_train=False, **train),
-            "aug_per_frame": dict(cfg=cfg, is_train=True, **train),
-            "aug_per_item": dict(cfg=cfg.replace(jitter="per_item"), is_train=True, **train),
+            "no_aug": dict(cfg=cfg, is_train=False, **TRAIN_ITEMS),
+            "aug_per_frame": dict(cfg=cfg, is_train=True, **TRAIN_ITEMS),
+            "aug_per_item": dict(cfg=cfg.replace(jitter="per_item"), is_train=True, **TRAIN_ITEMS),
             "aug_per_frame_cached": dict(cfg=cfg, is_train=True, cache_dir=str(Path(tmp) / "cache"),
-                                         **train),
+                                         **TRAIN_ITEMS),
             "upstream_items_per_frame": dict(cfg=cfg, is_train=True),
         }
         rates = {}

@@ -22,7 +22,8 @@ layouts are equal) and see the same synthetic batch (``litemono.benchmark.synthe
 upstream without ``"index"``, which its dataset does not emit). The first step of each is seeded
 identically (drop-path masks, tie-breaking noise), so the first training losses
 (``first_loss_rel_diff``) agree to float rounding: upstream runs the pose pairs one by one, ours
-as one batch whose BatchNorm layers keep the train-mode statistics per pair. ``same_step`` also reports one loss evaluation of each
+as one batch whose BatchNorm layers keep the train-mode statistics per pair. ``same_step`` also
+reports one loss evaluation of each
 with the pose networks in eval mode. One thing differs by design:
 
 * upstream's encoder defines dilation rates for 640x192 and 1024x320 only (any other size

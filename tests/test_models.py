@@ -252,7 +252,7 @@ def test_pose_pairs_as_one_batch_keep_per_pair_batchnorm(channels_last):
     """The separate ResNet runs a sequence of pairs as one batch; its BatchNorm layers still
     normalise each pair with that pair's statistics and update the running statistics once per
     pair, so outputs, gradients and buffers are those of upstream's pair-by-pair calls (a plain
-    BatchNorm over both pairs fails every one of these checks)."""
+    BatchNorm over both pairs fails this test)."""
     from litemono.models.pose import ChunkedBatchNorm2d, chunked_statistics
 
     torch.manual_seed(0)
