@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 import litemono
 from litemono.config import ModelConfig
 from litemono.io import save_torch
 from litemono.models.attention import SpatialAttention
-from litemono.models.blocks import XCA, FourierPositionalEncoding
+from litemono.models.blocks import XCA, ChannelLinear, FourierPositionalEncoding
 from litemono.models.build import (build_depth_network, build_pose_network, depth_state_dicts,
                                    load_depth_network, load_state_strict)
 from litemono.models.encoder import VARIANTS, LiteMono, infer_variant, select_dilations
@@ -154,13 +155,34 @@ def test_positional_encoding_matches_formula_and_is_cached_outside_the_state_dic
     torch.testing.assert_close(encoding(height, width, torch.zeros(1)), first)
 
 
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
+def test_channel_linear_is_upstreams_linear_on_tokens(memory_format):
+    torch.manual_seed(3)
+    layer = ChannelLinear(5, 7)
+    x = torch.randn(2, 5, 3, 4).contiguous(memory_format=memory_format).requires_grad_()
+    out = layer(x)
+    # upstream: nn.Linear on (B, H, W, C) tokens, back to (B, C, H, W)
+    tokens = x.detach().clone().requires_grad_()
+    ref = F.linear(tokens.permute(0, 2, 3, 1), layer.weight, layer.bias).permute(0, 3, 1, 2)
+    torch.testing.assert_close(out, ref)
+    assert out.is_contiguous(memory_format=memory_format)
+    grad = torch.randn_like(ref)
+    got = torch.autograd.grad(out, (x, layer.weight, layer.bias), grad)
+    want = torch.autograd.grad(ref, (tokens, layer.weight, layer.bias), grad)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+    assert list(layer.state_dict()) == list(nn.Linear(5, 7).state_dict())
+    with pytest.raises(ValueError, match=r"expected \(B, 5, H, W\), got \(2, 3, 5\)"):
+        layer(torch.randn(2, 3, 5))
+
+
 def test_xca_matches_a_per_head_loop():
     torch.manual_seed(1)
     xca = XCA(12, num_heads=3)
     with torch.no_grad():
         xca.temperature.copy_(torch.tensor([0.5, 1.0, 2.0]).view(3, 1, 1))
         tokens = torch.randn(2, 7, 12)
-        q, k, v = xca.qkv(tokens).split(12, dim=-1)
+        q, k, v = F.linear(tokens, xca.qkv.weight, xca.qkv.bias).split(12, dim=-1)
         heads = []
         for h in range(3):
             sl = slice(4 * h, 4 * h + 4)
@@ -168,7 +190,7 @@ def test_xca_matches_a_per_head_loop():
             qh, kh = qh / qh.norm(dim=-1, keepdim=True), kh / kh.norm(dim=-1, keepdim=True)
             attn = torch.softmax(qh @ kh.transpose(1, 2) * xca.temperature[h], dim=-1)
             heads.append((attn @ vh).transpose(1, 2))
-        expected = xca.proj(torch.cat(heads, dim=-1))
+        expected = F.linear(torch.cat(heads, dim=-1), xca.proj.weight, xca.proj.bias)
         torch.testing.assert_close(xca(tokens), expected)
 
 
