@@ -176,6 +176,30 @@ def test_channel_linear_is_upstreams_linear_on_tokens(memory_format):
         layer(torch.randn(2, 3, 5))
 
 
+def test_encoder_equal_with_the_linear_form_of_channel_linear(monkeypatch):
+    """The F.linear branch of ChannelLinear (CUDA's) through the whole encoder, run on CPU:
+    the same features and gradients as the 1x1-convolution branch."""
+    from litemono.models import blocks
+
+    torch.manual_seed(4)
+    encoder = LiteMono("lite-mono-tiny", width=64, drop_path=0.0, layer_scale_init=0.5)
+    image = torch.rand(2, 3, 32, 64)
+
+    def run():
+        encoder.zero_grad()
+        features = encoder(image)
+        sum(f.square().mean() for f in features).backward()
+        grads = [p.grad.clone() for p in encoder.parameters() if p.grad is not None]
+        return [f.detach() for f in features], grads
+
+    conv_features, conv_grads = run()
+    monkeypatch.setattr(blocks, "_runs_as_convolution", lambda x: False)
+    linear_features, linear_grads = run()
+    assert len(conv_grads) == len(linear_grads) > 0
+    for a, b in zip(conv_features + conv_grads, linear_features + linear_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_xca_matches_a_per_head_loop():
     torch.manual_seed(1)
     xca = XCA(12, num_heads=3)

@@ -80,8 +80,8 @@ class ChannelLinear(nn.Linear):
     ...); the input is channels-first, the output (B, out_features, H, W). On CPU it runs as a
     1x1 convolution with the linear weight (oneDNN): on a channels_last tensor that is the same
     product as upstream's ``Linear`` on (B, H, W, C) tokens, equal to float rounding, and its
-    forward + backward is 2-2.7x faster than torch's sgemm for the encoder's shapes (MKL on
-    this project's AMD CPU; ``scripts/bench_train.py``). Elsewhere it is ``F.linear`` on the
+    forward + backward is 2-2.7x faster than torch's sgemm (MKL) for the encoder's shapes on
+    this project's AMD CPU (docs/performance.md). Elsewhere it is ``F.linear`` on the
     channels-last view, as upstream.
     """
 
@@ -89,9 +89,14 @@ class ChannelLinear(nn.Linear):
         if x.dim() != 4 or x.shape[1] != self.in_features:
             raise ValueError(f"ChannelLinear({self.in_features}, {self.out_features}): expected "
                              f"(B, {self.in_features}, H, W), got {tuple(x.shape)}")
-        if x.device.type == "cpu":
+        if _runs_as_convolution(x):
             return F.conv2d(x, self.weight[:, :, None, None], self.bias)
         return F.linear(x.permute(0, 2, 3, 1), self.weight, self.bias).permute(0, 3, 1, 2)
+
+
+def _runs_as_convolution(x: torch.Tensor) -> bool:
+    """Whether :class:`ChannelLinear` takes the 1x1-convolution form for ``x`` (on CPU)."""
+    return x.device.type == "cpu"
 
 
 def _tokens_as_grid(tokens: torch.Tensor) -> torch.Tensor:
