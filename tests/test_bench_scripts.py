@@ -214,3 +214,31 @@ def test_bench_cpu_script_parses_and_asks_for_the_checkout():
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     done = subprocess.run(["bash", str(script)], capture_output=True, text=True)
     assert done.returncode == 2 and "UPSTREAM_DIR" in done.stderr
+
+
+def test_bench_pointwise_times_both_forms_and_restores_the_library_choice(capsys):
+    from litemono.models import blocks
+
+    choice = blocks._runs_as_convolution
+    result, module = run_script("bench_pointwise", [
+        "--model", "lite-mono-tiny", *TINY, "--batch_size", "1", "--device", "cpu",
+        "--warmup", "1", "--repeats", "1"], capsys)
+    assert blocks._runs_as_convolution is choice  # the benchmark leaves the library as it was
+    assert result["benchmark"] == "pointwise_forms" and result["channels_last"] is True
+    assert [row["stage"] for row in result["mlp"]] == [0, 1, 2]
+    assert result["mlp"][0]["shape"] == [1, 32, 8, 16]  # lite-mono-tiny stage 0 at 32x64 / 4
+    for row in result["mlp"] + [result["step"]]:
+        assert row["conv1x1"] > 0 and row["linear"] > 0
+        assert row["linear_over_conv1x1"] == pytest.approx(row["linear"] / row["conv1x1"])
+    # each form really is taken: the patch decides what ChannelLinear runs
+    layer = blocks.ChannelLinear(4, 6)
+    x = torch.randn(1, 4, 2, 3)
+    module.use_form("linear")
+    try:
+        assert not blocks._runs_as_convolution(x)
+        module.use_form("conv1x1")
+        assert blocks._runs_as_convolution(x)
+        torch.testing.assert_close(layer(x), torch.einsum("oc,bchw->bohw", layer.weight, x)
+                                   + layer.bias[:, None, None])
+    finally:
+        module.use_form(None)
