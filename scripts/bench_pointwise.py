@@ -26,11 +26,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import build_training, resolve_config  # noqa: E402
+from bench_train import prepare  # noqa: E402
 
 from litemono import benchmark as bench  # noqa: E402
 from litemono import engine  # noqa: E402
-from litemono.config import ConfigError, add_config_arguments  # noqa: E402
+from litemono.config import add_config_arguments  # noqa: E402
 from litemono.models import blocks  # noqa: E402
 from litemono.models.encoder import VARIANTS  # noqa: E402
 
@@ -99,20 +99,7 @@ def mlp_times(cfg, device: torch.device, channels_last: bool, amp_dtype, warmup:
 
 
 def main(argv=None) -> dict:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        cfg = resolve_config(args)
-        device = bench.resolve_device(cfg.train.device)
-    except (ConfigError, ValueError) as exc:
-        parser.error(str(exc))
-    parts, criterion = build_training(cfg, device, args.threads)
-    channels_last = engine.use_channels_last(cfg, device)
-    frame_ids = list(cfg.data.frame_ids) + (["s"] if cfg.data.use_stereo else [])
-    batch = bench.synthetic_batch(cfg.model.height, cfg.model.width, cfg.train.batch_size,
-                                  frame_ids, device, teacher=cfg.data.teacher_dir is not None,
-                                  seed=cfg.train.seed)
-    batch = engine.to_device(batch, device, channels_last)
+    args, cfg, device, parts, criterion, _, channels_last, batch = prepare(build_parser(), argv)
     amp_dtype = engine.AMP_DTYPES[cfg.train.amp]
     steps = [0]
 

@@ -104,8 +104,9 @@ def phase_split(step, parts, criterion, device, repeats: int) -> dict:
     return bench.median_per_key(runs)
 
 
-def main(argv=None) -> dict:
-    parser = build_parser()
+def prepare(parser: argparse.ArgumentParser, argv=None):
+    """Parse ``argv`` and build one process's training: returns ``(args, cfg, device, parts,
+    criterion, frame_ids, channels_last, batch)``, the synthetic batch on the device."""
     args = parser.parse_args(argv)
     try:
         cfg = resolve_config(args)
@@ -119,6 +120,12 @@ def main(argv=None) -> dict:
                                   seed=cfg.train.seed)
     channels_last = engine.use_channels_last(cfg, device)
     batch = engine.to_device(batch, device, channels_last)
+    return args, cfg, device, parts, criterion, frame_ids, channels_last, batch
+
+
+def main(argv=None) -> dict:
+    args, cfg, device, parts, criterion, frame_ids, channels_last, batch = prepare(
+        build_parser(), argv)
     amp_dtype = engine.AMP_DTYPES[cfg.train.amp]
     losses = []
 
