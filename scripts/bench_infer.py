@@ -95,8 +95,10 @@ def time_network(cfg, batch_size: int, args, device: torch.device, channels_last
             "runs": summary["runs"], "fps": batch_size / summary["median_s"]}
 
 
-def time_beside_upstream(cfg, batch_size: int, args, device: torch.device, up) -> dict:
-    """Latency of ours and upstream's depth network (same weights, same batch), interleaved."""
+def time_beside_upstream(cfg, batch_size: int, args, device: torch.device, up,
+                         channels_last: bool) -> dict:
+    """Latency of ours and upstream's depth network (same weights, same batch), interleaved;
+    ours in channels_last memory when ``channels_last`` (upstream's code runs NCHW)."""
     torch.manual_seed(0)
     net = build_depth_network(cfg).eval()
     encoder_size = upstream_bench.upstream_encoder_size(cfg.height, cfg.width)
@@ -106,8 +108,10 @@ def time_beside_upstream(cfg, batch_size: int, args, device: torch.device, up) -
     upstream_bench.share_depth_weights(up_encoder, up_decoder, net)
     up_encoder.to(device).eval()
     up_decoder.to(device).eval()
-    net.to(device)
+    memory = torch.channels_last if channels_last else torch.contiguous_format
+    net.to(device, memory_format=memory)
     image = torch.rand(batch_size, 3, cfg.height, cfg.width, device=device)
+    our_image = image.contiguous(memory_format=memory)  # the same values
 
     def upstream_forward():
         with torch.inference_mode():
@@ -115,7 +119,7 @@ def time_beside_upstream(cfg, batch_size: int, args, device: torch.device, up) -
 
     def our_forward():
         with torch.inference_mode():
-            return net(image)
+            return net(our_image)
 
     reference, ours = upstream_forward(), our_forward()
     diff = max(float((ours[("disp", s)] - reference[("disp", s)]).abs().max()) for s in cfg.scales)
@@ -168,7 +172,8 @@ def main(argv=None) -> dict:
                 row = time_network(variant_cfg, batch_size, args, device, channels_last)
             else:
                 try:
-                    row = time_beside_upstream(variant_cfg, batch_size, args, device, up)
+                    row = time_beside_upstream(variant_cfg, batch_size, args, device, up,
+                                               channels_last)
                 except ValueError as exc:  # dilation rates or state dict layouts differ
                     parser.error(str(exc))
             results.append(row)

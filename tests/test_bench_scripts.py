@@ -110,13 +110,44 @@ def test_bench_infer_channels_last_flag_overrides_the_device_default(capsys):
     assert result["channels_last"] is False
 
 
+def _recording_layouts(module, monkeypatch):
+    """Make ``module``'s depth networks record whether each input they get is channels_last."""
+    layouts = []
+    build = module.build_depth_network
+
+    def recording_build(cfg):
+        net = build(cfg)
+        net.register_forward_pre_hook(lambda _, inputs: layouts.append(
+            inputs[0].is_contiguous(memory_format=torch.channels_last)))
+        return net
+
+    monkeypatch.setattr(module, "build_depth_network", recording_build)
+    return layouts
+
+
+@pytest.mark.parametrize("flag, expected", [([], True), (["--no-channels_last"], False)])
+def test_bench_infer_runs_our_network_in_the_reported_layout(flag, expected, capsys, monkeypatch):
+    module = load_script("bench_infer")
+    layouts = _recording_layouts(module, monkeypatch)
+    module.main(["--model", "lite-mono-tiny", *TINY, "--device", "cpu", "--warmup", "0",
+                 "--repeats", "2", *flag])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["channels_last"] is expected
+    assert layouts and set(layouts) == {expected}
+
+
 @pytest.mark.skipif(not UPSTREAM_DIR, reason="LITEMONO_UPSTREAM_DIR (a Lite-Mono checkout) not set")
-def test_bench_infer_times_upstream_beside_ours_from_the_same_weights(capsys):
+def test_bench_infer_times_upstream_beside_ours_from_the_same_weights(capsys, monkeypatch):
     result, _ = run_script("bench_infer", [
         "--upstream_dir", UPSTREAM_DIR, "--model", "lite-mono", "--height", "64", "--width", "192",
         "--batch_sizes", "1", "--device", "cpu", "--warmup", "0", "--repeats", "1"], capsys)
     assert result["channels_last"] is True  # ours as by default on CPU; upstream's is NCHW
     assert result["upstream_encoder_size"] == [192, 640] and result["weights_shared"]
+    module = load_script("bench_infer")
+    layouts = _recording_layouts(module, monkeypatch)
+    module.main(["--upstream_dir", UPSTREAM_DIR, "--model", "lite-mono", "--height", "64",
+                 "--width", "192", "--batch_sizes", "1", "--device", "cpu", "--warmup", "0",
+                 "--repeats", "1"])
+    assert layouts and all(layouts)  # ours really ran channels_last (upstream: NCHW)
     (row,) = result["results"]
     assert row["model"] == "lite-mono" and row["batch_size"] == 1 and row["runs"] == 1
     for prefix in ("", "upstream_"):

@@ -248,10 +248,17 @@ def test_round_trip_and_variant_inference(tmp_path):
     _save(net, tmp_path)
     loaded = litemono.load_depth_network(tmp_path)
     assert not loaded.training and loaded.config == net.config
+    # on CPU the loaded weights are channels_last (faster inference), the results the same
+    weights = [m.weight for m in loaded.modules() if isinstance(m, nn.Conv2d)]
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
+    assert not all(m.weight.is_contiguous(memory_format=torch.channels_last)
+                   for m in net.modules() if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1))
     image = torch.rand(1, 3, 32, 64)
     with torch.no_grad():
         for key, value in net(image).items():
             torch.testing.assert_close(loaded(image)[key], value)
+            channels_last = image.contiguous(memory_format=torch.channels_last)
+            torch.testing.assert_close(loaded(channels_last)[key], value)
         assert len(loaded.encoder(image)) == 3
     upstream_like = tmp_path / "upstream"
     _save(_net(model="lite-mono-small"), upstream_like, drop_config=True)
