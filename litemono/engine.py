@@ -97,6 +97,9 @@ def setup_process(device_name: str) -> tuple:
     return (dist.get_rank() if world > 1 else 0), world, device
 
 
+NETWORK_INPUT = "color_aug"  # the images the networks see; the loss reads ("color", f, s)
+
+
 def predict(depth_net: nn.Module, pose_net: nn.Module, inputs: Mapping[Any, Any],
             sources: List[Any], amp_dtype: Optional[torch.dtype] = None) -> Dict[Any, Any]:
     """Network outputs of a batch: ``("disp", s)`` ... and ``("cam_T_cam", 0, f)`` (B, 4, 4).
@@ -104,14 +107,14 @@ def predict(depth_net: nn.Module, pose_net: nn.Module, inputs: Mapping[Any, Any]
     The networks run under autocast with ``amp_dtype`` (None: float32); their outputs are cast to
     float32 and the poses are built outside autocast, so warping and the losses stay in float32.
     """
-    target = inputs[("color_aug", 0, 0)]
+    target = inputs[(NETWORK_INPUT, 0, 0)]
     temporal = [f for f in sources if f != "s"]
     with torch.autocast(target.device.type, dtype=amp_dtype or torch.float32,
                         enabled=amp_dtype is not None):
         outputs = dict(depth_net(target))
         if temporal:
-            pairs = [torch.cat([inputs[("color_aug", f, 0)], target] if f < 0
-                               else [target, inputs[("color_aug", f, 0)]], dim=1)
+            pairs = [torch.cat([inputs[(NETWORK_INPUT, f, 0)], target] if f < 0
+                               else [target, inputs[(NETWORK_INPUT, f, 0)]], dim=1)
                      for f in temporal]
             motion = pose_net(pairs)  # 2 x (len(temporal) * B, 2, 1, 3), per-pair statistics
     outputs = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
@@ -128,12 +131,16 @@ def predict(depth_net: nn.Module, pose_net: nn.Module, inputs: Mapping[Any, Any]
 
 
 def to_device(batch: Mapping[Any, Any], device: torch.device, channels_last: bool) -> Dict:
-    """The tensors of a batch on ``device`` (4-D ones channels_last when asked)."""
+    """The tensors of a batch on ``device``; the networks' inputs (``("color_aug", f, s)``)
+    channels_last when asked. The images the loss reads stay NCHW: its 3-channel element-wise
+    work (warping, SSIM windows) runs faster on them (1-2.5% of the CPU step, A/B in
+    docs/performance.md)."""
     out = {}
     for key, value in batch.items():
         if torch.is_tensor(value):
             value = value.to(device, non_blocking=True)
-            if channels_last and value.dim() == 4:
+            if (channels_last and value.dim() == 4 and isinstance(key, tuple)
+                    and key[0] == NETWORK_INPUT):
                 value = value.contiguous(memory_format=torch.channels_last)
         out[key] = value
     return out

@@ -386,6 +386,24 @@ def test_channels_last_defaults_to_the_device():
         assert use_channels_last(chosen, cuda) is value
 
 
+def test_to_device_makes_only_the_network_inputs_channels_last():
+    from litemono.engine import to_device
+
+    batch = {("color_aug", 0, 0): torch.rand(2, 3, 8, 16), ("color", 0, 0): torch.rand(2, 3, 8, 16),
+             ("color", 1, 2): torch.rand(2, 3, 2, 4), ("K", 0): torch.eye(4).expand(2, 4, 4),
+             "depth_gt": torch.rand(2, 1, 8, 16), "index": 3}
+    moved = to_device(batch, torch.device("cpu"), channels_last=True)
+    cl = torch.channels_last
+    assert moved[("color_aug", 0, 0)].is_contiguous(memory_format=cl)
+    assert not moved[("color_aug", 0, 0)].is_contiguous()
+    for key in (("color", 0, 0), ("color", 1, 2)):  # what the loss reads stays NCHW
+        assert moved[key].is_contiguous() and not moved[key].is_contiguous(memory_format=cl)
+    assert moved["index"] == 3 and all(torch.equal(moved[k], v) for k, v in batch.items()
+                                        if torch.is_tensor(v))
+    plain = to_device(batch, torch.device("cpu"), channels_last=False)
+    assert plain[("color_aug", 0, 0)].is_contiguous()
+
+
 def test_optimisers_make_upstreams_adamw_update(tmp_path):
     # the fused kernel must give the update of torch's plain AdamW with upstream's settings
     cfg = tiny_config(tmp_path)
