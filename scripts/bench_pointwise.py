@@ -63,16 +63,18 @@ def use_form(form) -> None:
 def interleaved(run, warmup: int, repeats: int, device: torch.device) -> dict:
     """Median seconds of ``run(form)`` per form, the forms alternating run by run."""
     times = {form: [] for form in FORMS}
-    for index in range(2 * (warmup + repeats)):
-        form = FORMS[index % 2]
-        use_form(form)
-        bench.synchronize(device)
-        start = time.perf_counter()
-        run(form)
-        bench.synchronize(device)
-        if index >= 2 * warmup:
-            times[form].append(time.perf_counter() - start)
-    use_form(None)
+    try:
+        for index in range(2 * (warmup + repeats)):
+            form = FORMS[index % 2]
+            use_form(form)
+            bench.synchronize(device)
+            start = time.perf_counter()
+            run(form)
+            bench.synchronize(device)
+            if index >= 2 * warmup:
+                times[form].append(time.perf_counter() - start)
+    finally:
+        use_form(None)
     result = {form: bench.summarise(seconds)["median_s"] for form, seconds in times.items()}
     result["linear_over_conv1x1"] = result["linear"] / result["conv1x1"]
     return result
