@@ -95,6 +95,22 @@ def test_several_images_per_target_equal_separate_calls():
         ssim_error(torch.rand(3, 3, 6, 8), target)
 
 
+def test_shared_target_moments_give_the_same_errors_bit_for_bit():
+    from litemono.losses.photometric import target_moments
+
+    gen = torch.Generator().manual_seed(4)
+    target = torch.rand(2, 3, 6, 8, generator=gen)
+    preds = torch.rand(4, 3, 6, 8, generator=gen, requires_grad=True)
+    moments = target_moments(target)
+    shared = photometric_error(preds, target, moments=moments)
+    assert torch.equal(shared, photometric_error(preds, target))
+    (grad_shared,) = torch.autograd.grad(shared.sum(), preds)
+    (grad_own,) = torch.autograd.grad(photometric_error(preds, target).sum(), preds)
+    assert torch.equal(grad_shared, grad_own)
+    with pytest.raises(ValueError, match="do not fit"):
+        ssim_error(preds, target[:, :, :4], moments)
+
+
 def test_smoothness_matches_numpy():
     gen = torch.Generator().manual_seed(2)
     disp, image = torch.rand(3, 1, 5, 11, generator=gen), torch.rand(3, 3, 5, 11, generator=gen)

@@ -9,20 +9,21 @@ added, and the per-scale losses are averaged. Optional terms (teacher distillati
 Chamfer) are added with their weights.
 
 Work that does not depend on the scale is done once per call: the identity (un-warped) errors,
-the image edge weights of each scale and the back-projection shared by all source frames.
+the targets' SSIM moments, the image edge weights of each scale and the back-projection shared
+by all source frames.
 Numbers match upstream's ``generate_images_pred`` + ``compute_losses`` (see
 ``tests/test_upstream_loss.py``), including the order of the tie-breaking noise draws.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, MutableMapping, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, MutableMapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..geometry import backproject, disp_to_depth, project, warp
-from .photometric import photometric_error, select_reprojection
+from .photometric import TargetMoments, photometric_error, select_reprojection, target_moments
 from .smoothness import edge_weights, smoothness_loss
 
 FrameId = Union[int, str]
@@ -77,14 +78,18 @@ class Criterion(nn.Module):
         """
         poses = {frame: self._pose(inputs, outputs, frame) for frame in self.source_frames}
         identity: Dict[int, torch.Tensor] = {}  # identity errors per source resolution
+        moments: Dict[int, TargetMoments] = {}  # the targets' SSIM moments per resolution
         photometric, smoothness, per_scale = [], [], []
         for scale in self.scales:
             res = scale if self.v1_multiscale else 0
             target = inputs[("color", 0, res)]
-            reprojection = self._reprojection_errors(inputs, outputs, poses, scale, res)
+            if self.use_ssim and res not in moments:
+                moments[res] = target_moments(target)
+            reprojection = self._reprojection_errors(inputs, outputs, poses, scale, res,
+                                                     moments.get(res))
             if self.automasking and res not in identity:
                 sources = [inputs[("color", frame, res)] for frame in self.source_frames]
-                identity[res] = self._errors(sources, target)
+                identity[res] = self._errors(sources, target, moments.get(res))
             error, automask = select_reprojection(reprojection, identity.get(res),
                                                   self.avg_reprojection)
             outputs[("automask", scale)] = automask
@@ -114,8 +119,8 @@ class Criterion(nn.Module):
                        f"of every source frame of --frame_ids (and 'stereo_T' with --use_stereo)")
 
     def _reprojection_errors(self, inputs: Mapping[Any, Any], outputs: MutableMapping[Any, Any],
-                             poses: Mapping[FrameId, torch.Tensor], scale: int, res: int
-                             ) -> torch.Tensor:
+                             poses: Mapping[FrameId, torch.Tensor], scale: int, res: int,
+                             moments: Optional[TargetMoments]) -> torch.Tensor:
         """Warp every source frame with the depth of ``scale``; returns (B, N, h, w) errors."""
         target = inputs[("color", 0, res)]
         disp = outputs[("disp", scale)]
@@ -131,13 +136,14 @@ class Criterion(nn.Module):
             outputs[("sample", frame, scale)] = sample
             outputs[("color", frame, scale)] = warp(inputs[("color", frame, res)], sample)
             warped.append(outputs[("color", frame, scale)])
-        return self._errors(warped, target)
+        return self._errors(warped, target, moments)
 
-    def _errors(self, images: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    def _errors(self, images: Sequence[torch.Tensor], target: torch.Tensor,
+                moments: Optional[TargetMoments]) -> torch.Tensor:
         """Photometric errors of N images against one target in one batched call: (B, N, h, w)."""
         count, batch = len(images), target.shape[0]
         stacked = torch.cat(list(images), dim=0)  # (N*B, 3, h, w), frame-major
-        errors = photometric_error(stacked, target, self.use_ssim)  # (N*B, 1, h, w)
+        errors = photometric_error(stacked, target, self.use_ssim, moments)  # (N*B, 1, h, w)
         return errors.view(count, batch, *errors.shape[-2:]).transpose(0, 1)
 
 

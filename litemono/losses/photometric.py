@@ -8,7 +8,7 @@ pixels that a static scene or a camera at rest explains better are not learnt fr
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -62,15 +62,37 @@ def _window_mean(maps: torch.Tensor) -> torch.Tensor:
     return _WindowMean.apply(maps)
 
 
-def ssim_error(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+class TargetMoments(NamedTuple):
+    """The parts of the SSIM of images against target ``y`` that depend on ``y`` alone."""
+
+    padded: torch.Tensor  # (B, C, H+2, W+2) reflection-padded y
+    mean: torch.Tensor  # (B, C, H, W) window means of y
+    mean_sq: torch.Tensor  # their squares
+    var: torch.Tensor  # window variances E[y^2] - mean^2
+
+
+def target_moments(y: torch.Tensor) -> TargetMoments:
+    """:class:`TargetMoments` of targets y (B, C, H, W), to share between :func:`ssim_error` /
+    :func:`photometric_error` calls against the same targets (the values are bit for bit those
+    the calls compute themselves)."""
+    py = F.pad(y, (1, 1, 1, 1), mode="reflect")
+    mu_y, mean_yy = _window_mean(py), _window_mean(py * py)
+    mu_y2 = mu_y * mu_y
+    return TargetMoments(py, mu_y, mu_y2, mean_yy - mu_y2)
+
+
+def ssim_error(x: torch.Tensor, y: torch.Tensor, moments: Optional[TargetMoments] = None
+               ) -> torch.Tensor:
     """Structural dissimilarity ``clamp((1 - SSIM) / 2, 0, 1)`` over 3x3 windows.
 
     The windows are plain means (stride 1) over a 1-pixel reflection-padded border. Several
-    images may be compared with one target: the target's local moments are computed once.
+    images may be compared with one target: the target's local moments are computed once, or
+    passed in (``moments``, from :func:`target_moments`) when several calls share them.
 
     Args:
         x: (N*B, C, H, W) images in [0, 1] (N images per target, frame-major).
         y: (B, C, H, W) target images in [0, 1].
+        moments: ``target_moments(y)``, or None to compute them here.
 
     Returns:
         (N*B, C, H, W) dissimilarity per pixel and channel, in [0, 1].
@@ -79,24 +101,26 @@ def ssim_error(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     count = x.shape[0] // batch
     if count * batch != x.shape[0]:
         raise ValueError(f"ssim_error: {x.shape[0]} images is not a multiple of {batch} targets")
+    py, mu_y, mu_y2, var_y = target_moments(y) if moments is None else moments
+    if py.shape[:2] != y.shape[:2] or py.shape[2:] != (y.shape[2] + 2, y.shape[3] + 2):
+        raise ValueError(f"ssim_error: moments of {tuple(py.shape)} padded targets do not fit "
+                         f"targets {tuple(y.shape)}")
     px = F.pad(x, (1, 1, 1, 1), mode="reflect")
-    py = F.pad(y, (1, 1, 1, 1), mode="reflect")
     # each window mean on its own map: concatenating the maps into one call costs more (the
     # copy and its backward) than the separate calls of the shifted-view sums
     mu_x, mean_xx = _window_mean(px), _window_mean(px * px)
     mean_xy = _window_mean((px.view(count, *py.shape) * py).view(px.shape))
-    mu_y, mean_yy = _window_mean(py), _window_mean(py * py)  # once per target
     per_target = (count, *mu_y.shape)  # the target's moments broadcast over its N images
     mu_x, mean_xx, mean_xy = (m.view(per_target) for m in (mu_x, mean_xx, mean_xy))
-    mu_x2, mu_y2, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
-    var_x, var_y, cov_xy = mean_xx - mu_x2, mean_yy - mu_y2, mean_xy - mu_xy
+    mu_x2, mu_xy = mu_x * mu_x, mu_x * mu_y
+    var_x, cov_xy = mean_xx - mu_x2, mean_xy - mu_xy
     numerator = (2 * mu_xy + SSIM_C1) * (2 * cov_xy + SSIM_C2)
     denominator = (mu_x2 + mu_y2 + SSIM_C1) * (var_x + var_y + SSIM_C2)
     return torch.clamp((1 - numerator / denominator) / 2, 0, 1).view(x.shape)
 
 
-def photometric_error(pred: torch.Tensor, target: torch.Tensor, use_ssim: bool = True
-                      ) -> torch.Tensor:
+def photometric_error(pred: torch.Tensor, target: torch.Tensor, use_ssim: bool = True,
+                      moments: Optional[TargetMoments] = None) -> torch.Tensor:
     """Per-pixel photometric error, averaged over colour channels.
 
     Args:
@@ -104,6 +128,7 @@ def photometric_error(pred: torch.Tensor, target: torch.Tensor, use_ssim: bool =
             (frame-major: image i is compared with target i % B).
         target: (B, 3, H, W) target images in [0, 1].
         use_ssim: ``0.85 * SSIM term + 0.15 * L1`` if True, else L1 alone (``--no_ssim``).
+        moments: ``target_moments(target)`` shared between calls, or None (SSIM only).
 
     Returns:
         (N*B, 1, H, W) error per pixel.
@@ -113,7 +138,7 @@ def photometric_error(pred: torch.Tensor, target: torch.Tensor, use_ssim: bool =
     l1 = diff.abs().mean(dim=2).view(pred.shape[0], 1, *pred.shape[-2:])
     if not use_ssim:
         return l1
-    ssim = ssim_error(pred, target).mean(dim=1, keepdim=True)
+    ssim = ssim_error(pred, target, moments).mean(dim=1, keepdim=True)
     return SSIM_WEIGHT * ssim + (1 - SSIM_WEIGHT) * l1
 
 
