@@ -219,6 +219,28 @@ def test_v1_multiscale_warps_at_each_scale():
         assert outputs[("sample", 1, s)].shape == (2, HEIGHT // 2 ** s, WIDTH // 2 ** s, 2)
 
 
+@pytest.mark.parametrize("v1_multiscale, expected", [(False, [0]), (True, [0, 1, 2])])
+def test_target_moments_are_computed_once_per_resolution(v1_multiscale, expected, monkeypatch):
+    from litemono.losses import criterion as criterion_module
+    from litemono.losses import photometric
+
+    sizes = []
+
+    def counting(target):
+        sizes.append(target.shape[-1])
+        return photometric.target_moments(target)
+
+    monkeypatch.setattr(criterion_module, "target_moments", counting)
+    inputs, outputs = make_batch()
+    torch.manual_seed(0)
+    shared, _ = build_criterion(config(v1_multiscale=v1_multiscale))(inputs, outputs)
+    assert sizes == [WIDTH // 2 ** s for s in expected]  # identity + 3 scales share them
+    monkeypatch.setattr(criterion_module, "target_moments", lambda target: None)  # per call
+    torch.manual_seed(0)
+    own, _ = build_criterion(config(v1_multiscale=v1_multiscale))(*make_batch())
+    assert torch.equal(shared, own)
+
+
 @pytest.mark.parametrize("batch", [1, 3])
 def test_stereo_and_any_batch_size(batch):
     inputs, outputs = make_batch(batch=batch, frames=(0, "s"))
