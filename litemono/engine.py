@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoint as ckpt
+from . import host_memory
 from .config import Config, ConfigError, lr_schedule_params
 from .data import build_dataset
 from .geometry import transformation_from_parameters
@@ -279,6 +280,7 @@ def train(cfg: Config) -> TrainResult:
     root = ckpt.run_dir(cfg)
     resume_path = ckpt.resolve_resume(cfg)  # fail fast on a wrong --resume
     logger = RunLogger(root, enabled=rank == 0)
+    logger.print(host_memory.retain_freed_memory()[1])
     ckpt.seed_everything(t.seed)
     parts = build_parts(cfg, device, world)
     criterion = build_criterion(cfg)

@@ -113,6 +113,14 @@ def test_resume_continues_bit_identically(tmp_path, monkeypatch):
     assert_same_weights(final_weights(tmp_path / "edge"), final_weights(tmp_path / "whole"))
 
 
+def test_train_says_how_host_memory_is_handled(tmp_path, monkeypatch, capsys):
+    from litemono import host_memory
+
+    use_tiny_scene(monkeypatch, train_size=2)
+    engine.train(tiny_config(tmp_path, num_steps=1))
+    assert host_memory.retain_freed_memory()[1] in capsys.readouterr().out.splitlines()
+
+
 def events_value(folder, tag):
     events = EventAccumulator(str(folder))
     events.Reload()
