@@ -22,7 +22,6 @@ malloc settings (``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_MMAP_THRESHOLD_``, ``MALLO
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 import sys
@@ -59,12 +58,15 @@ def retain_freed_memory() -> Tuple[bool, str]:
         return _applied
     reason = _reason_to_skip()
     if reason is None:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        ok = (libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
-              and libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1)
+        try:
+            libc = ctypes.CDLL("libc.so.6")  # glibc's soname on x86-64, aarch64 and most others
+            ok = (libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+                  and libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1)
+        except (OSError, AttributeError):
+            ok = False
         _applied = ((True, "host memory: freed memory is kept (glibc trim threshold max, mmap "
                            f"threshold {MMAP_THRESHOLD >> 20} MiB; {OPT_OUT}=0 turns this off)")
-                    if ok else (False, "host memory: glibc refused mallopt; defaults kept"))
+                    if ok else (False, "host memory: glibc's mallopt failed; defaults kept"))
     else:
         _applied = (False, f"host memory: malloc defaults kept: {reason}")
     return _applied
