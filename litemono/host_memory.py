@@ -5,9 +5,9 @@ malloc, freeing the top of the heap past ``M_TRIM_THRESHOLD`` (which glibc raise
 as twice the largest freed mmap chunk, 64 MiB at most) hands the pages back to the kernel, and
 the next step faults every one of them in again, zeroed. Large tensors (above the mmap
 threshold, which starts at 128 KiB and rises only as such chunks are freed) are mmap'd and
-unmapped per call, with the same cost. On the 2-core CI machine a lite-mono 640x192 batch-2 float32
-step took 10-27 thousand page faults and 0.78-0.86 s with the defaults, none and 0.68 s with
-this setting, once warm (``docs/performance.md``).
+unmapped per call, with the same cost. On the 2-core CI machine a warm lite-mono 640x192
+batch-2 float32 step took 10-27 thousand page faults and 0.78-0.86 s with the defaults, none
+and 0.68 s with this setting (``docs/performance.md``).
 
 :func:`retain_freed_memory` sets, once per process, the trim threshold to its maximum (freed
 memory stays in the process, so the peak of one step is reused by the next) and the mmap

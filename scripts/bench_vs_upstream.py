@@ -34,7 +34,8 @@ Our training process keeps the host memory it frees (:mod:`litemono.host_memory`
 ``engine.train`` does). The setting is per process, so upstream's step here runs with it too:
 the ratio compares the two codes under one allocator (on the CI machine upstream's step took the
 same time with and without it, 1.08-1.10 s at 640x192 batch 2; ours alone in a fresh process
-gains up to 15%). ``environment.host_memory_retained`` says whether it was on.
+gains 3-10% on ``bench_train.py``'s median step). ``environment.host_memory_retained`` says
+whether it was on.
 
 Timing is interleaved: ``--warmup`` untimed pairs, then ``--repeats`` times one upstream step
 followed by one of ours, so both see the same machine state. Reported: medians, min and max per
