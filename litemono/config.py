@@ -36,10 +36,12 @@ class ConfigError(ValueError):
     """A configuration value or combination is invalid; the message names the flag."""
 
 
-def option(default: Any, help: str, choices: Any = None) -> Any:
-    """A config field: its default, its ``--help`` text and optionally its allowed values
-    (a sequence, or a function returning one, for choices that come from a registry)."""
-    meta = {"help": help, "choices": choices}
+def option(default: Any, help: str, choices: Any = None,
+           valid: Optional[Tuple[Callable[[Any], bool], str]] = None) -> Any:
+    """A config field: default, ``--help`` text, optionally the allowed values (a sequence, or a
+    function returning one: choices read from a registry) and ``valid = (predicate, "be ...")``,
+    checked by :func:`validate` on set values ("--x must be ..., got v")."""
+    meta = {"help": help, "choices": choices, "valid": valid}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -57,26 +59,40 @@ def _attention_names() -> Tuple[str, ...]:
     return tuple(ATTENTION_KINDS)
 
 
+def _at_least(low: int) -> Tuple[Callable[[Any], bool], str]:
+    return (lambda v: v >= low), f"be >= {low}"
+
+
+_UNIT = ((lambda v: 0 <= v < 1), "be in [0, 1)")
+_SIZE = ((lambda v: v > 0 and v % 32 == 0), "be a positive multiple of 32")
+_STAGES = ((lambda v: set(v) <= {0, 1, 2}), "be from 0, 1, 2")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Networks: depth encoder variant, the seed report's additions, the pose network."""
 
     model: str = option("lite-mono", "depth encoder: a variant or encoder family", _variant_names)
-    height: int = option(192, "input height (multiple of 32)")
-    width: int = option(640, "input width (multiple of 32)")
-    drop_path: float = option(0.2, "stochastic depth rate of the encoder")
+    height: int = option(192, "input height (multiple of 32)", valid=_SIZE)
+    width: int = option(640, "input width (multiple of 32)", valid=_SIZE)
+    drop_path: float = option(0.2, "stochastic depth rate of the encoder", valid=_UNIT)
     dilations: Optional[List[List[int]]] = option(
-        None, "override the CDC dilation rates: one list per stage (YAML / JSON)")
-    scales: List[int] = option([0, 1, 2], "decoder output scales used by the loss")
+        None, "override the CDC dilation rates: one list per stage (YAML / JSON)",
+        valid=((lambda v: len(v) == 3), "have one list per stage (3)"))
+    scales: List[int] = option([0, 1, 2], "decoder output scales used by the loss", valid=(
+        lambda v: 0 in v and len(set(v)) == len(v) and set(v) <= {0, 1, 2},
+        "be distinct values from 0, 1, 2, including 0 (the full-resolution output)"))
     spatial_attention: bool = option(False, "CBAM spatial attention after the encoder stages "
                                      "(short for --attention spatial)")
     attention: Optional[str] = option(None, "attention module after the encoder stages "
                                       "(unset: none)", _attention_names)
-    attention_stages: List[int] = option([0, 1, 2], "encoder stages that get the attention")
-    bins: int = option(0, "disparity bins at the full-resolution head (0 = sigmoid head)")
+    attention_stages: List[int] = option([0, 1, 2], "encoder stages that get the attention",
+                                         valid=_STAGES)
+    bins: int = option(0, "disparity bins at the full-resolution head (0 = sigmoid head)",
+                       valid=((lambda v: v == 0 or v >= 2), "be 0 (off) or at least 2"))
     disp_init: Optional[float] = option(
         None, "initial output of the sigmoid disparity heads (their bias = logit of it); unset: "
-        "upstream's zero bias, 0.5")
+        "upstream's zero bias, 0.5", valid=((lambda v: 0 < v < 1), "be in (0, 1) (a sigmoid output)"))
     bin_mode: str = option("adaptive", "bin centres: predicted per image or uniform",
                            ("adaptive", "fixed"))
     pose_model_type: str = option("separate_resnet", "pose network", ("separate_resnet", "shared"))
@@ -85,12 +101,13 @@ class ModelConfig:
     pose_init_forward: float = option(
         0.0, "initial forward motion per frame of the pose decoder (network units, its "
         "translation bias); 0: upstream's zero bias. A from-scratch pose network needs it "
-        "(e.g. 0.005) to stay out of the sideways solution (docs/results_synthetic.md)")
+        "(e.g. 0.005) to stay out of the sideways solution (docs/results_synthetic.md)",
+        valid=_UNIT)
     mypretrain: Optional[str] = option(None, "ImageNet-pretrained encoder weights (.pth)")
 
     @property
     def attention_kind(self) -> Optional[str]:
-        """The attention kind in effect: ``--attention``, or ``spatial`` with --spatial_attention."""
+        """The attention in effect: ``--attention``, or ``spatial`` with --spatial_attention."""
         return self.attention or ("spatial" if self.spatial_attention else None)
 
 
@@ -103,14 +120,15 @@ class DataConfig:
     splits_dir: str = option(str(PROJECT_ROOT / "splits"), "folder holding the named splits")
     dataset: str = option("kitti", "dataset layout", ("kitti", "kitti_odom", "folder"))
     png: bool = option(False, "read .png instead of .jpg frames")
-    frame_ids: List[int] = option([0, -1, 1], "frames to load; the first must be 0")
+    frame_ids: List[int] = option([0, -1, 1], "frames to load; the first must be 0", valid=(
+        lambda v: v[:1] == [0] and len(set(v)) == len(v),
+        "start with 0 (the target frame) and have no duplicates"))
     use_stereo: bool = option(False, "also use the other camera of the stereo pair ('s')")
-    num_workers: int = option(12, "data loader worker processes")
+    num_workers: int = option(12, "data loader worker processes", valid=_at_least(0))
     jitter: str = option("per_frame", "colour jitter drawn per frame and scale (Lite-Mono) or per "
                          "item (monodepth2)", ("per_frame", "per_item"))
     teacher_dir: Optional[str] = option(None, "precomputed teacher disparity folder")
-    intrinsics: Optional[str] = option(None, "YAML with fx fy cx cy (normalised) for --dataset "
-                                       "folder")
+    intrinsics: Optional[str] = option(None, "YAML with fx fy cx cy (normalised), --dataset folder")
     cache_dir: Optional[str] = option(None, "cache of every frame's scale pyramid at --height/"
                                       "--width (opt-in; the same tensors, ~4x faster loading)")
 
@@ -119,7 +137,7 @@ class DataConfig:
 class LossConfig:
     """Self-supervised photometric loss; the extra terms register their options here."""
 
-    min_depth: float = option(0.1, "depth of disparity 1")
+    min_depth: float = option(0.1, "depth of disparity 1", valid=((lambda v: v > 0), "be > 0"))
     max_depth: float = option(100.0, "depth of disparity 0")
     disparity_smoothness: float = option(1e-3, "edge-aware smoothness weight")
     ssim: bool = option(True, "SSIM in the photometric error (--no_ssim: L1 only)")
@@ -134,20 +152,28 @@ class TrainConfig:
 
     log_dir: str = option("./tmp", "folder for runs")
     model_name: str = option("lite-mono", "run name: the run folder is <log_dir>/<model_name>")
-    batch_size: int = option(16, "batch size (per process under torchrun)")
-    num_epochs: int = option(50, "epochs")
-    num_steps: Optional[int] = option(None, "stop after this many optimisation steps")
+    batch_size: int = option(16, "batch size (per process under torchrun)", valid=_at_least(1))
+    num_epochs: int = option(50, "epochs", valid=_at_least(1))
+    num_steps: Optional[int] = option(None, "stop after this many optimisation steps",
+                                      valid=_at_least(1))
     lr: List[float] = option(list(UPSTREAM_LR), "six numbers (depth peak, floor, cycle, pose "
-                             "peak, floor, cycle) or one peak for both nets")
+                             "peak, floor, cycle) or one peak for both nets", valid=(
+        lambda v: len(v) in (1, 6) and min(v) > 0 and (len(v) == 1 or min(v[2], v[5]) >= 1),
+        "be one number or six (depth peak, floor, cycle, pose peak, floor, cycle), positive, "
+        "cycles >= 1 epoch"))
     weight_decay: float = option(1e-2, "AdamW weight decay (all parameters, as upstream)")
     seed: int = option(0, "random seed (CPU runs are repeatable)")
-    log_frequency: int = option(250, "steps between tensorboard logs")
-    save_frequency: int = option(1, "epochs between checkpoints")
+    log_frequency: int = option(250, "steps between tensorboard logs", valid=_at_least(1))
+    save_frequency: int = option(1, "epochs between checkpoints", valid=_at_least(1))
     load_weights_folder: Optional[str] = option(None, "start from these weights")
     models_to_load: List[str] = option(["encoder", "depth", "pose_encoder", "pose"],
-                                       "which networks --load_weights_folder loads")
+                                       "which networks --load_weights_folder loads", valid=(
+        lambda v: set(v) <= {"encoder", "depth", "pose_encoder", "pose"},
+        "be from encoder, depth, pose_encoder, pose"))
     resume: Optional[str] = option(None, "training state to resume: a path, or 'auto'")
-    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N", valid=(
+        lambda v: v in ("auto", "cpu", "cuda") or v.startswith("cuda:"),
+        "be auto, cpu, cuda or cuda:N"))
     amp: str = option("off", "mixed precision for the networks", ("off", "bf16", "fp16"))
     channels_last: Optional[bool] = option(None, "channels_last memory format for the networks "
                                            "and images; unset: on for CPU, off for CUDA")
@@ -319,54 +345,26 @@ def from_dict(options: Mapping[str, Any]) -> Config:
     return cfg
 
 
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
-
-
 def validate(cfg: Config) -> None:
-    """The one place that rejects bad values and combinations (plus the extensions' CHECKS)."""
-    m, d, l, t = cfg.model, cfg.data, cfg.loss, cfg.train
-    for name in ("height", "width"):
-        _require(getattr(m, name) > 0 and getattr(m, name) % 32 == 0,
-                 f"--{name} must be a positive multiple of 32, got {getattr(m, name)}")
-    _require(bool(d.frame_ids) and d.frame_ids[0] == 0,
-             f"--frame_ids must start with 0 (the target frame), got {d.frame_ids}")
-    _require(len(set(d.frame_ids)) == len(d.frame_ids), f"--frame_ids has duplicates: {d.frame_ids}")
-    _require(len(d.frame_ids) > 1 or d.use_stereo,
-             "--frame_ids [0] needs --use_stereo: there is no source frame to warp")
-    _require(bool(m.scales) and len(set(m.scales)) == len(m.scales) and set(m.scales) <= {0, 1, 2},
-             f"--scales must be distinct values from 0, 1, 2, got {m.scales}")
-    _require(0 in m.scales, "--scales must include 0 (the full-resolution output)")
-    _require(set(m.attention_stages) <= {0, 1, 2},
-             f"--attention_stages must be from 0, 1, 2, got {m.attention_stages}")
-    _require(not (m.spatial_attention and m.attention not in (None, "spatial")),
-             f"--spatial_attention is short for --attention spatial, which contradicts "
-             f"--attention {m.attention}; drop one")
-    _require(m.bins == 0 or m.bins >= 2, f"--bins must be 0 (off) or at least 2, got {m.bins}")
-    _require(m.disp_init is None or 0 < m.disp_init < 1,
-             f"--disp_init is a sigmoid output, in (0, 1), got {m.disp_init}")
-    _require(0 <= m.pose_init_forward < 1, f"--pose_init_forward is a forward distance per frame "
-             f"in network units, in [0, 1), got {m.pose_init_forward}")
-    _require(m.dilations is None or len(m.dilations) == 3,
-             f"--dilations needs one list per stage (3), got {len(m.dilations or [])}")
-    _require(0 <= m.drop_path < 1, f"--drop_path must be in [0, 1), got {m.drop_path}")
-    _require(0 < l.min_depth < l.max_depth, f"--min_depth/--max_depth must satisfy 0 < min < "
-             f"max, got {l.min_depth}, {l.max_depth}")
-    _require(len(t.lr) in (1, 6), f"--lr takes one number or six (depth peak, floor, cycle, pose "
-             f"peak, floor, cycle), got {len(t.lr)}")
-    _require(all(v > 0 for v in t.lr) and (len(t.lr) == 1 or min(t.lr[2], t.lr[5]) >= 1),
-             f"--lr values must be positive and cycles >= 1 epoch, got {t.lr}")
-    for name in ("batch_size", "num_epochs", "log_frequency", "save_frequency"):
-        _require(getattr(t, name) >= 1, f"--{name} must be >= 1, got {getattr(t, name)}")
-    _require(t.num_steps is None or t.num_steps >= 1, f"--num_steps must be >= 1, got {t.num_steps}")
-    _require(d.num_workers >= 0, f"--num_workers must be >= 0, got {d.num_workers}")
-    _require(t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:"),
-             f"--device must be auto, cpu, cuda or cuda:N, got {t.device!r}")
-    bad_models = set(t.models_to_load) - {"encoder", "depth", "pose_encoder", "pose"}
-    _require(not bad_models, f"--models_to_load: unknown {sorted(bad_models)}")
-    _require(d.dataset != "folder" or d.intrinsics is not None,
-             "--dataset folder needs --intrinsics <file.yaml>")
+    """The one place that rejects bad values (each option's ``valid``) and combinations (below
+    and the extensions' CHECKS)."""
+    for name, value in cfg.flat().items():
+        rule = FIELDS[name][1].metadata.get("valid")
+        if rule is not None and value is not None and not rule[0](value):
+            raise ConfigError(f"{flag(name)} must {rule[1]}, got {value!r}")
+    m, d, l = cfg.model, cfg.data, cfg.loss
+    combinations = (
+        (len(d.frame_ids) > 1 or d.use_stereo,
+         "--frame_ids [0] needs --use_stereo: there is no source frame to warp"),
+        (l.min_depth < l.max_depth, f"--min_depth {l.min_depth} must be < --max_depth {l.max_depth}"),
+        (not m.spatial_attention or m.attention in (None, "spatial"),
+         f"--spatial_attention is short for --attention spatial, which contradicts --attention "
+         f"{m.attention}; drop one"),
+        (d.dataset != "folder" or d.intrinsics is not None,
+         "--dataset folder needs --intrinsics <file.yaml>"))
+    for ok, message in combinations:
+        if not ok:
+            raise ConfigError(message)
     for check in CHECKS:
         check(cfg)
 

@@ -168,9 +168,9 @@ def register_loss_term(name: str, build: Callable[[Any], Any],
                        check: Optional[Callable[[Any], None]] = None, help: str = "") -> None:
     """The one place a new loss term is declared (see docs/architecture.md, "Extending").
 
-    Adds the option ``--<name>_weight`` (default 0: off; a negative weight is refused), the
-    term's own ``options`` (``(name, type, config.option(...))``, see
-    :func:`litemono.config.register_options`) and its ``check`` to ``config.validate``.
+    Adds the option ``--<name>_weight`` (default 0: off; >= 0), the term's own ``options``
+    (``(name, type, config.option(...))``, see :func:`litemono.config.register_options`) and
+    its ``check`` (cross-option rules) to ``config.validate``.
 
     Args:
         name: the term's name in logs and in ``terms``.
@@ -178,17 +178,9 @@ def register_loss_term(name: str, build: Callable[[Any], Any],
         options, check: the term's extra options and their validation (raises ConfigError).
         help: ``--help`` text of the weight.
     """
-    weight = f"{name}_weight"
-
-    def check_all(cfg: Any) -> None:
-        if getattr(cfg.loss, weight) < 0:
-            raise ConfigError(f"--{weight} must be >= 0, got {getattr(cfg.loss, weight)}")
-        if check is not None:
-            check(cfg)
-
-    config.register_options("loss", [(weight, float, option(0.0, help or f"weight of the "
-                                                            f"{name} term (0 = off)")),
-                                     *options], check_all)
+    weight = option(0.0, help or f"weight of the {name} term (0 = off)",
+                    valid=((lambda v: v >= 0), "be >= 0"))
+    config.register_options("loss", [(f"{name}_weight", float, weight), *options], check)
     LOSS_TERMS[name] = LossTerm(name, build)
 
 
@@ -254,8 +246,6 @@ def _check_chamfer(cfg: Any) -> None:
                               "cannot move; use --bin_mode adaptive")
         if cfg.data.teacher_dir is None:
             raise ConfigError("--chamfer_weight > 0 needs --teacher_dir (run precompute_teacher.py)")
-    if cfg.loss.chamfer_points < 1:
-        raise ConfigError(f"--chamfer_points must be >= 1, got {cfg.loss.chamfer_points}")
 
 
 register_loss_term("distill", _distillation, help="weight of the teacher distillation L1 (0 = off)",
@@ -272,5 +262,5 @@ register_loss_term("distill", _distillation, help="weight of the teacher distill
 register_loss_term("chamfer", _chamfer, help="weight of the bin-centre Chamfer loss (0 = off)",
                    check=_check_chamfer, options=[
     ("chamfer_points", int, option(1024, "teacher disparities sampled per image for the Chamfer "
-                                   "loss")),
+                                   "loss", valid=((lambda v: v >= 1), "be >= 1"))),
 ])
