@@ -92,7 +92,8 @@ class ModelConfig:
                        valid=((lambda v: v == 0 or v >= 2), "be 0 (off) or at least 2"))
     disp_init: Optional[float] = option(
         None, "initial output of the sigmoid disparity heads (their bias = logit of it); unset: "
-        "upstream's zero bias, 0.5", valid=((lambda v: 0 < v < 1), "be in (0, 1) (a sigmoid output)"))
+        "upstream's zero bias, 0.5",
+        valid=((lambda v: 0 < v < 1), "be in (0, 1) (a sigmoid output)"))
     bin_mode: str = option("adaptive", "bin centres: predicted per image or uniform",
                            ("adaptive", "fixed"))
     pose_model_type: str = option("separate_resnet", "pose network", ("separate_resnet", "shared"))
@@ -356,7 +357,8 @@ def validate(cfg: Config) -> None:
     combinations = (
         (len(d.frame_ids) > 1 or d.use_stereo,
          "--frame_ids [0] needs --use_stereo: there is no source frame to warp"),
-        (l.min_depth < l.max_depth, f"--min_depth {l.min_depth} must be < --max_depth {l.max_depth}"),
+        (l.min_depth < l.max_depth,
+         f"--min_depth {l.min_depth} must be < --max_depth {l.max_depth}"),
         (not m.spatial_attention or m.attention in (None, "spatial"),
          f"--spatial_attention is short for --attention spatial, which contradicts --attention "
          f"{m.attention}; drop one"),

@@ -88,7 +88,8 @@ def test_a_registered_loss_term_gets_flags_validation_and_trains(tmp_path, capsy
 
     cfg = tiny_config(tmp_path, prior_weight=2.0)
     off = build_criterion(tiny_config(tmp_path))
-    assert [type(t) for t in build_criterion(cfg).extra_terms] == [DispPrior] and not off.extra_terms
+    assert [type(t) for t in build_criterion(cfg).extra_terms] == [DispPrior]
+    assert not off.extra_terms
     parts, loss, terms, outputs = one_step(cfg)
     expected = (outputs[("disp", 0)].mean().item() - 0.3) ** 2
     assert terms["prior"] == pytest.approx(expected, rel=1e-5)
@@ -164,7 +165,7 @@ def test_a_variant_row_is_a_model_choice_trains_and_round_trips(tmp_path):
 # -------------------------------------------------------------------------- an encoder family
 
 class ToyResNet(nn.Module):
-    """Toy family: five stride-2 conv + ReLU stages, features at H/2 ... H/32 (a ResNet's layout)."""
+    """Toy family: five stride-2 conv + ReLU stages, features at H/2 ... H/32 (a ResNet's)."""
 
     first_stride = 2
 

@@ -245,7 +245,8 @@ def _check_chamfer(cfg: Any) -> None:
             raise ConfigError("--chamfer_weight > 0 with --bin_mode fixed: fixed bin centres "
                               "cannot move; use --bin_mode adaptive")
         if cfg.data.teacher_dir is None:
-            raise ConfigError("--chamfer_weight > 0 needs --teacher_dir (run precompute_teacher.py)")
+            raise ConfigError("--chamfer_weight > 0 needs --teacher_dir "
+                              "(run precompute_teacher.py)")
 
 
 register_loss_term("distill", _distillation, help="weight of the teacher distillation L1 (0 = off)",

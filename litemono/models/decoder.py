@@ -21,6 +21,7 @@ from torch import nn
 
 from .bins import DisparityBinHead
 
+
 class Conv3x3(nn.Module):
     """Reflection padding + 3x3 convolution with bias (keys ``conv.*``)."""
 
