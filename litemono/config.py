@@ -48,15 +48,15 @@ def option(default: Any, help: str, choices: Any = None,
 
 
 def _variant_names() -> Tuple[str, ...]:
-    from .models.build import encoder_names  # the registries import torch: only when asked
+    from .models import build  # the registries import torch: read only when asked
 
-    return encoder_names()
+    return build.encoder_names()
 
 
 def _attention_names() -> Tuple[str, ...]:
-    from .models.attention import ATTENTION_KINDS
+    from .models import attention
 
-    return tuple(ATTENTION_KINDS)
+    return tuple(attention.ATTENTION_KINDS)
 
 
 def _at_least(low: int) -> Tuple[Callable[[Any], bool], str]:
@@ -100,10 +100,9 @@ class ModelConfig:
     num_layers: int = option(18, "pose ResNet depth", (18, 34, 50, 101, 152))
     weights_init: str = option("pretrained", "pose ResNet initialisation", ("pretrained", "scratch"))
     pose_init_forward: float = option(
-        0.0, "initial forward motion per frame of the pose decoder (network units, its "
-        "translation bias); 0: upstream's zero bias. A from-scratch pose network needs it "
-        "(e.g. 0.005) to stay out of the sideways solution (docs/results_synthetic.md)",
-        valid=_UNIT)
+        0.0, "initial forward motion per frame of the pose decoder (its translation bias, network "
+        "units); 0: upstream. A from-scratch pose network needs e.g. 0.005 to stay out of the "
+        "sideways solution (docs/results_synthetic.md)", valid=_UNIT)
     mypretrain: Optional[str] = option(None, "ImageNet-pretrained encoder weights (.pth)")
 
     @property
@@ -205,14 +204,9 @@ for _section in SECTIONS:
 
 def register_options(section: str, fields: Sequence[Tuple[str, Any, Any]],
                      check: Optional[Callable[["Config"], None]] = None) -> None:
-    """Add an extension's options to a section, and optionally its validation.
-
-    Args:
-        section: ``"net"``, ``"data"``, ``"loss"`` or ``"train"``.
-        fields: ``(name, type, option(default, help, choices))`` per option; each becomes a
-            flag ``--name``, a YAML key and an attribute of the section.
-        check: called by :func:`validate` with the whole config; raises :class:`ConfigError`.
-    """
+    """Add an extension's options to ``section`` (``"net"``, ``"data"``, ``"loss"``, ``"train"``):
+    each ``(name, type, option(...))`` becomes a flag ``--name``, a YAML key and an attribute of
+    the section; ``check(cfg)``, if given, joins :func:`validate` (raises :class:`ConfigError`)."""
     clash = [name for name, _, _ in fields if name in FIELDS]
     if clash:
         raise ValueError(f"register_options: {clash} already exist")
