@@ -4,7 +4,7 @@ Takes upstream's command line (``--data_path``, ``--split``, ``--model``, ``--lr
 ``--num_epochs``, ``--batch_size``, ``--mypretrain`` ...) plus ``--config <yaml>`` and the options
 in ``litemono/config.py``. Examples::
 
-    python train.py --config configs/kitti/litemono.yaml --data_path kitti_data
+    python train.py --config configs/kitti/01_baseline.yaml --data_path kitti_data
     python train.py --model_name run1 --resume auto          # continue run1 where it stopped
     torchrun --nproc_per_node 4 train.py --batch_size 4 ...  # 4 GPUs, global batch 16
 

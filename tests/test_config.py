@@ -35,6 +35,47 @@ def test_include(tmp_path):
     assert cfg.train.batch_size == 8 and cfg.model.width == 320
 
 
+def test_include_cycle_and_missing_file_are_errors(tmp_path):
+    (tmp_path / "a.yaml").write_text("include: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("include: [a.yaml]\n")
+    with pytest.raises(C.ConfigError, match="include cycle at .*a.yaml"):
+        C.load_yaml(str(tmp_path / "a.yaml"))
+    with pytest.raises(C.ConfigError, match="--config: no such file .*c.yaml"):
+        C.load_yaml(str(tmp_path / "c.yaml"))
+    # a base included twice (diamond) is no cycle
+    (tmp_path / "base.yaml").write_text("batch_size: 3\n")
+    (tmp_path / "left.yaml").write_text("include: base.yaml\nwidth: 320\n")
+    (tmp_path / "top.yaml").write_text("include: [left.yaml, base.yaml]\nheight: 96\n")
+    assert C.load_yaml(str(tmp_path / "top.yaml")) == dict(batch_size=3, width=320, height=96)
+
+
+def test_yaml_exponent_without_dot_is_a_number(tmp_path):
+    """PyYAML (YAML 1.1) reads 1e-4 as the string '1e-4'; it is accepted as the number."""
+    yml = tmp_path / "lr.yaml"
+    yml.write_text("lr: [1e-4, 5e-6, 31, 1e-4, 1e-5, 31]\nweight_decay: 1e-2\nmin_depth: 1e-1\n")
+    cfg = C.parse_config(["--config", str(yml)])
+    assert cfg.train.lr == [1e-4, 5e-6, 31.0, 1e-4, 1e-5, 31.0] and cfg.train.weight_decay == 0.01
+    assert cfg.loss.min_depth == 0.1 and all(type(v) is float for v in cfg.train.lr)
+
+
+def test_help_lists_every_option_with_its_default(capsys):
+    with pytest.raises(SystemExit) as exc:
+        C.parse_config(["--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for name, (_, field, _) in C.FIELDS.items():
+        assert f"--{name}" in text, name
+        assert " ".join(field.metadata["help"].split())[:30] in text, name
+    assert "--no_ssim" in text and "--disable_automasking" in text and "--no_cuda" in text
+    assert "(default: [0, -1, 1])" in text and "lite-mono-8m" in text
+
+
+def test_attention_kind_and_its_shorthand():
+    assert C.parse_config([]).model.attention_kind is None
+    assert C.parse_config(["--spatial_attention"]).model.attention_kind == "spatial"
+    assert C.parse_config(["--attention", "spatial"]).model.attention_kind == "spatial"
+
+
 def test_upstream_flag_spellings():
     cfg = C.parse_config(["--no_ssim", "--disable_automasking", "--no_cuda", "--png",
                           "--avg_reprojection", "--v1_multiscale", "--use_stereo",
@@ -52,7 +93,16 @@ def test_upstream_flag_spellings():
     (["--height", "100"], "--height must be a positive multiple of 32"),
     (["--frame_ids", "-1", "0", "1"], "--frame_ids must start with 0"),
     (["--scales", "0", "3"], "--scales"),
-    (["--lr", "1e-4", "1e-5"], "--lr takes one number or six"),
+    (["--lr", "1e-4", "1e-5"], "--lr must be one number or six"),
+    (["--lr", "1e-4", "5e-6", "0.5", "1e-4", "1e-5", "31"], "cycles >= 1 epoch"),
+    (["--frame_ids", "0", "1", "1"], "have no duplicates"),
+    (["--frame_ids", "0"], "--frame_ids [0] needs --use_stereo"),
+    (["--min_depth", "10", "--max_depth", "5"], "--min_depth 10.0 must be < --max_depth 5.0"),
+    (["--num_workers", "-1"], "--num_workers must be >= 0"),
+    (["--models_to_load", "encoder", "decoder"], "--models_to_load must be from encoder"),
+    (["--chamfer_points", "0"], "--chamfer_points must be >= 1"),
+    (["--distill_weight", "-1"], "--distill_weight must be >= 0"),
+    (["--attention", "spatial_typo"], "invalid choice"),
     (["--chamfer_weight", "0.1"], "--chamfer_weight > 0 needs the bin head"),
     (["--chamfer_weight", "0.1", "--bins", "64", "--bin_mode", "fixed", "--teacher_dir", "x"],
      "--bin_mode fixed"),
@@ -64,7 +114,7 @@ def test_upstream_flag_spellings():
     (["--dataset", "folder"], "--intrinsics"),
     (["--device", "tpu"], "--device"),
     (["--bins", "1"], "--bins"),
-    (["--disp_init", "1.0"], "--disp_init is a sigmoid output, in (0, 1)"),
+    (["--disp_init", "1.0"], "--disp_init must be in (0, 1) (a sigmoid output)"),
 ])
 def test_cli_errors_name_the_flag(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -79,6 +129,9 @@ def test_cli_errors_name_the_flag(argv, message, capsys):
     ("png: 1\n", "--png: expected bool"),
     ("scales: 0\n", "--scales: expected"),
     ("net:\n  batch_size: 4\n", "unknown option net.batch_size"),
+    ("weight_decay: 1e-x\n", "--weight_decay: expected float"),
+    ("bins: 2.5\n", "--bins: expected int"),
+    ("attention: nonesuch\n", "--attention: 'nonesuch' is not one of ['spatial']"),
     ("- 1\n- 2\n", "expected a mapping"),
 ])
 def test_yaml_errors_name_the_key(tmp_path, text, message):

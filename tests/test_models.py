@@ -1,5 +1,6 @@
-"""Networks: blocks against independent computations, gradient coverage over the flag product,
-bin-head invariants, sizes, strict loading, pose network, parameter and MAC counts."""
+"""Networks: blocks against independent computations, gradient coverage over the flag product
+(network flags x distillation / Chamfer terms), bin-head invariants, sizes, strict loading, pose
+network, parameter and MAC counts."""
 import copy
 import itertools
 import math
@@ -11,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import litemono
-from litemono.config import ModelConfig
+from litemono.config import ModelConfig, from_dict
+from litemono.losses.criterion import build_criterion
 from litemono.io import save_torch
 from litemono.models.attention import SpatialAttention
 from litemono.models.blocks import XCA, ChannelLinear, FourierPositionalEncoding
@@ -25,8 +27,6 @@ TINY = dict(height=32, width=64)
 # measurements.md section 2 (upstream code, 640x192): encoder, depth decoder
 UPSTREAM_PARAMS = {"lite-mono": (2_848_120, 226_627), "lite-mono-small": (2_250_232, 226_627),
                    "lite-mono-tiny": (1_955_192, 192_467), "lite-mono-8m": (8_139_960, 635_891)}
-UNUSED_NORM_PARAMS = {"lite-mono": 3072, "lite-mono-small": 2304, "lite-mono-tiny": 2112,
-                      "lite-mono-8m": 5184}
 
 
 @pytest.fixture(autouse=True)
@@ -52,19 +52,45 @@ def _save(net, folder, drop_config=False):
     save_torch(states["depth"], folder / "depth.pth")
 
 
-@pytest.mark.parametrize("variant,attention,bins", itertools.product(
-    VARIANTS, [False, True], ["off", "adaptive", "fixed"]))
-def test_every_parameter_gets_a_finite_gradient(variant, attention, bins):
-    net = _net(model=variant, spatial_attention=attention, bins=0 if bins == "off" else 8,
-               bin_mode="fixed" if bins == "off" else bins).train()
+# the loss terms beyond the photometric one, crossed with the network flags; Chamfer needs the
+# adaptive bin head (config.validate)
+TERMS = {"photometric": {}, "distill": dict(distill_weight=1.0, teacher_dir="teacher"),
+         "distill+chamfer": dict(distill_weight=1.0, chamfer_weight=0.1, teacher_dir="teacher")}
+FLAG_PRODUCT = [case for case in itertools.product(VARIANTS, [False, True],
+                                                   ["off", "adaptive", "fixed"], TERMS)
+                if "chamfer" not in case[3] or case[2] == "adaptive"]
+
+
+@pytest.mark.parametrize("variant,attention,bins,terms", FLAG_PRODUCT)
+def test_every_parameter_gets_a_finite_gradient(variant, attention, bins, terms):
+    cfg = from_dict({**TINY, "model": variant, "spatial_attention": attention,
+                     "bins": 0 if bins == "off" else 8,
+                     "bin_mode": "fixed" if bins == "off" else bins, **TERMS[terms]})
+    torch.manual_seed(0)
+    net = build_depth_network(cfg.model).train()
     out = net(torch.rand(2, 3, 32, 64))
     loss = sum((out[("disp", s)] * torch.rand_like(out[("disp", s)])).mean() for s in (0, 1, 2))
+    teacher = torch.rand(2, 1, 32, 64) * (torch.rand(2, 1, 32, 64) > 0.1)  # 0 = sky
+    extra = build_criterion(cfg).extra_terms
+    assert [term.name for term in extra] == [n for n in ("distill", "chamfer") if n in terms]
+    names, params = zip(*net.named_parameters())
+    for term in extra:
+        value = term({"teacher_disp": teacher}, out)
+        grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+        assert torch.isfinite(value) and value > 0, term.name
+        assert all(torch.isfinite(g).all() for g in grads if g is not None), term.name
+        # each term trains the encoder (through the disparities or the bin centres)
+        assert any(g is not None and g.abs().sum() > 0
+                   for n, g in zip(names, grads) if n.startswith("encoder.")), term.name
+        loss = loss + term.weight * value
     loss.backward()
     no_grad = {n for n, p in net.named_parameters() if p.grad is None}
     # upstream's CDC blocks own a LayerNorm that forward never uses (kept for strict loading)
     unused = {n for n, _ in net.named_parameters() if _is_cdc_norm(net, n)}
     assert no_grad == unused
-    assert sum(net.get_parameter(n).numel() for n in unused) == UNUSED_NORM_PARAMS[variant]
+    spec = VARIANTS[variant]
+    assert sum(net.get_parameter(n).numel() for n in unused) == sum(
+        2 * dim * (depth - 1) for dim, depth in zip(spec.dims, spec.depths))  # weight + bias
     for name, param in net.named_parameters():
         if param.grad is not None:
             assert torch.isfinite(param.grad).all(), name
@@ -400,7 +426,6 @@ def test_pose_network_round_trip_through_a_weights_folder(tmp_path):
 def test_pose_pairs_run_one_by_one_with_their_own_batchnorm_statistics():
     # upstream runs each source frame's pair through the pose ResNet separately; in train mode
     # one concatenated batch would normalise with the statistics of both pairs
-    from litemono.config import from_dict
     from litemono.models.build import build_depth_network, build_pose_network
 
     torch.manual_seed(0)
@@ -418,7 +443,6 @@ def test_pose_pairs_run_one_by_one_with_their_own_batchnorm_statistics():
 
 @pytest.mark.parametrize("bins", [0, 8])
 def test_disp_init_sets_the_sigmoid_heads_start(bins):
-    from litemono.config import from_dict
     from litemono.models.build import build_depth_network
 
     torch.manual_seed(0)

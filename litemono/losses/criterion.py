@@ -6,7 +6,7 @@ monodepth2's (Godard et al., ICCV 2019, section 3): for every decoder scale s th
 frame is warped into the target view; the per-pixel minimum of the photometric errors (with
 automasking) is averaged, ``disparity_smoothness / 2^s`` times the edge-aware smoothness is
 added, and the per-scale losses are averaged. Optional terms (teacher distillation, bin-centre
-Chamfer) are added with their weights.
+Chamfer, or any term registered with :func:`register_loss_term`) are added with their weights.
 
 Work that does not depend on the scale is done once per call: the identity (un-warped) errors,
 the targets' SSIM moments, the image edge weights of each scale and the back-projection shared
@@ -16,12 +16,16 @@ Numbers match upstream's ``generate_images_pred`` + ``compute_losses`` (see
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, MutableMapping, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import (Any, Callable, Dict, List, Mapping, MutableMapping, Optional, Sequence, Tuple,
+                    Union)
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import config
+from ..config import ConfigError, option
 from ..geometry import backproject, disp_to_depth, project, warp
 from .photometric import TargetMoments, photometric_error, select_reprojection, target_moments
 from .smoothness import edge_weights, smoothness_loss
@@ -147,22 +151,48 @@ class Criterion(nn.Module):
         return errors.view(count, batch, *errors.shape[-2:]).transpose(0, 1)
 
 
+@dataclass(frozen=True)
+class LossTerm:
+    """A registered extra term: ``build(cfg)`` returns an object with ``name``, ``weight`` and
+    ``__call__(inputs, outputs) -> scalar``; it joins the criterion when ``--<name>_weight`` > 0."""
+
+    name: str
+    build: Callable[[Any], Any]
+
+
+LOSS_TERMS: Dict[str, LossTerm] = {}  # name -> term, in the order they are added to the loss
+
+
+def register_loss_term(name: str, build: Callable[[Any], Any],
+                       options: Sequence[Tuple[str, Any, Any]] = (),
+                       check: Optional[Callable[[Any], None]] = None, help: str = "") -> None:
+    """The one place a new loss term is declared (see docs/architecture.md, "Extending").
+
+    Adds the option ``--<name>_weight`` (default 0: off; >= 0), the term's own ``options``
+    (``(name, type, config.option(...))``, see :func:`litemono.config.register_options`) and
+    its ``check`` (cross-option rules) to ``config.validate``.
+
+    Args:
+        name: the term's name in logs and in ``terms``.
+        build: ``cfg -> term``, called by :func:`build_criterion` when the weight is positive.
+        options, check: the term's extra options and their validation (raises ConfigError).
+        help: ``--help`` text of the weight.
+    """
+    weight = option(0.0, help or f"weight of the {name} term (0 = off)",
+                    valid=((lambda v: v >= 0), "be >= 0"))
+    config.register_options("loss", [(f"{name}_weight", float, weight), *options], check)
+    LOSS_TERMS[name] = LossTerm(name, build)
+
+
 def build_criterion(cfg) -> Criterion:
     """The criterion of a run from its :class:`litemono.config.Config`.
 
-    Source frames are ``--frame_ids`` without the target, plus ``"s"`` with ``--use_stereo``.
-    The distillation / Chamfer terms are imported only when their weight is positive.
+    Source frames are ``--frame_ids`` without the target, plus ``"s"`` with ``--use_stereo``;
+    the extra terms are the registered ones whose weight is positive.
     """
     loss = cfg.loss
-    extra_terms = []
-    if loss.distill_weight > 0:
-        from .distill import DistillationTerm
-
-        extra_terms.append(DistillationTerm(cfg))
-    if loss.chamfer_weight > 0:
-        from .chamfer import ChamferTerm
-
-        extra_terms.append(ChamferTerm(cfg))
+    extra_terms = [term.build(cfg) for term in LOSS_TERMS.values()
+                   if getattr(loss, f"{term.name}_weight") > 0]
     sources: List[FrameId] = list(cfg.data.frame_ids[1:])
     if cfg.data.use_stereo:
         sources.append("s")
@@ -171,3 +201,67 @@ def build_criterion(cfg) -> Criterion:
                      use_ssim=loss.ssim, automasking=loss.automasking,
                      avg_reprojection=loss.avg_reprojection, v1_multiscale=loss.v1_multiscale,
                      extra_terms=extra_terms)
+
+
+# ------------------------------------------------------------------ the built-in extra terms
+# (their modules are imported only when a run uses them)
+
+def _distillation(cfg: Any) -> Any:
+    from .distill import DistillationTerm
+
+    return DistillationTerm(cfg)
+
+
+def _alignments() -> Tuple[str, ...]:
+    from .distill import PAIRS
+
+    return tuple(PAIRS)
+
+
+def _check_distillation(cfg: Any) -> None:
+    loss = cfg.loss
+    if loss.distill_weight > 0 and cfg.data.teacher_dir is None:
+        raise ConfigError("--distill_weight > 0 needs --teacher_dir (run precompute_teacher.py)")
+    if loss.distill_relative and loss.distill_align in ("si", "ssi"):
+        raise ConfigError(f"--distill_relative with --distill_align {loss.distill_align}: that "
+                          "term is already invariant to the student's scale; drop "
+                          "--distill_relative")
+    if not set(loss.distill_scales) <= set(cfg.model.scales):
+        raise ConfigError(f"--distill_scales {loss.distill_scales} must be among --scales "
+                          f"{cfg.model.scales}")
+
+
+def _chamfer(cfg: Any) -> Any:
+    from .chamfer import ChamferTerm
+
+    return ChamferTerm(cfg)
+
+
+def _check_chamfer(cfg: Any) -> None:
+    if cfg.loss.chamfer_weight > 0:
+        if cfg.model.bins == 0:
+            raise ConfigError("--chamfer_weight > 0 needs the bin head: set --bins (e.g. 64)")
+        if cfg.model.bin_mode == "fixed":
+            raise ConfigError("--chamfer_weight > 0 with --bin_mode fixed: fixed bin centres "
+                              "cannot move; use --bin_mode adaptive")
+        if cfg.data.teacher_dir is None:
+            raise ConfigError("--chamfer_weight > 0 needs --teacher_dir "
+                              "(run precompute_teacher.py)")
+
+
+register_loss_term("distill", _distillation, help="weight of the teacher distillation L1 (0 = off)",
+                   check=_check_distillation, options=[
+    ("distill_align", str, option("median", "teacher-to-student alignment", _alignments)),
+    ("distill_scales", List[int], option([0], "scales that receive the distillation term")),
+    ("distill_relative", bool, option(
+        False, "divide each image's distillation L1 by the student's median disparity "
+        "(detached): invariant to the student's scale, which the median and lstsq alignments "
+        "otherwise reward shrinking (experimental: collapsed on the synthetic scene; "
+        "--distill_align si is the scale-invariant term that works, see "
+        "litemono/losses/distill.py)")),
+])
+register_loss_term("chamfer", _chamfer, help="weight of the bin-centre Chamfer loss (0 = off)",
+                   check=_check_chamfer, options=[
+    ("chamfer_points", int, option(1024, "teacher disparities sampled per image for the Chamfer "
+                                   "loss", valid=((lambda v: v >= 1), "be >= 1"))),
+])

@@ -1,4 +1,10 @@
-"""Spatial attention for the encoder stages (the seed report's ``--spatial_attention``).
+"""Attention modules for the encoder stages (``--attention KIND``; ``--spatial_attention``).
+
+Every kind is one entry of :data:`ATTENTION_KINDS`, a name -> factory table in the style of
+timm's ``layers/create_attn.py``; ``--attention`` choices, validation and the encoder read it.
+A new kind is one class (or any ``channels -> nn.Module`` function) and one registration.
+
+Spatial attention (``spatial``, the seed report's addition):
 
 Reference: S. Woo, J. Park, J.-Y. Lee, I. S. Kweon, "CBAM: Convolutional Block Attention
 Module", ECCV 2018, section 3 (spatial attention module, eq. 3). Only the spatial branch is used:
@@ -8,7 +14,7 @@ multiply-accumulates at 640x192 (5.032 G -> 5.033 G for lite-mono).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Dict, Optional
 
 import torch
 from torch import nn
@@ -36,6 +42,24 @@ class SpatialAttention(nn.Module):
         return x * self.attention_map(x)
 
 
-def make_attention(enabled: bool) -> Optional[nn.Module]:
-    """The attention module for one encoder stage, or None when ``enabled`` is False."""
-    return SpatialAttention() if enabled else None
+# kind -> factory(channels of the stage) -> module mapping (B, C, H, W) to the same shape
+ATTENTION_KINDS: Dict[str, Callable[[int], nn.Module]] = {
+    "spatial": lambda channels: SpatialAttention(),  # CBAM's spatial gate ignores the channels
+}
+
+
+def register_attention(kind: str, factory: Callable[[int], nn.Module]) -> None:
+    """Add an attention kind: ``factory(channels)`` builds the module for one encoder stage."""
+    if kind in ATTENTION_KINDS:
+        raise ValueError(f"attention kind {kind!r} already exists")
+    ATTENTION_KINDS[kind] = factory
+
+
+def make_attention(kind: Optional[str], channels: int) -> Optional[nn.Module]:
+    """The attention module of ``kind`` for a stage with ``channels``, or None when ``kind`` is
+    None (no attention: the upstream network)."""
+    if kind is None:
+        return None
+    if kind not in ATTENTION_KINDS:
+        raise ValueError(f"--attention: unknown kind {kind!r}, choose from {list(ATTENTION_KINDS)}")
+    return ATTENTION_KINDS[kind](channels)

@@ -16,14 +16,14 @@ import dataclasses
 import pickle
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
 
-from ..config import ModelConfig, coerce
+from ..config import SECTIONS, ModelConfig, coerce
 from .decoder import DepthDecoder
-from .encoder import LiteMono, infer_variant
+from .encoder import VARIANTS, LiteMono, infer_variant
 from .pose import PoseDecoder, PoseEncoder, PoseNetwork
 
 ENCODER_FILE = "encoder.pth"
@@ -33,6 +33,28 @@ UPSTREAM_EXTRAS = ("height", "width", "use_stereo")
 MAX_LISTED = 8  # keys listed per category in a mismatch message
 # entries of an ImageNet-pretraining checkpoint that the depth encoder does not have
 IMAGENET_ONLY_PREFIXES = ("head.", "norm.")
+
+
+# Encoder families besides Lite-Mono: ``--model`` name -> ``builder(cfg: ModelConfig)`` returning
+# a module that maps an image (B, 3, H, W) in [0, 1] to a list of features, finest first, each
+# half the resolution of the previous, with attributes ``num_ch_enc`` (channels per feature) and
+# ``first_stride`` (the first feature is at H / first_stride). The decoder gets one level per
+# feature. Lite-Mono's variants are the rows of ``encoder.VARIANTS``.
+ENCODER_FAMILIES: Dict[str, Callable[[ModelConfig], nn.Module]] = {}
+
+
+def encoder_names() -> Tuple[str, ...]:
+    """Every ``--model`` choice: the Lite-Mono variants, then the other encoder families."""
+    return (*VARIANTS, *ENCODER_FAMILIES)
+
+
+def build_encoder(cfg: ModelConfig) -> nn.Module:
+    """The depth encoder of ``cfg.model`` (a Lite-Mono variant or a registered family)."""
+    if cfg.model in ENCODER_FAMILIES:
+        return ENCODER_FAMILIES[cfg.model](cfg)
+    stages = cfg.attention_stages if cfg.attention_kind else ()
+    return LiteMono(cfg.model, width=cfg.width, drop_path=cfg.drop_path, dilations=cfg.dilations,
+                    attention_stages=stages, attention=cfg.attention_kind or "spatial")
 
 
 class DepthNetwork(nn.Module):
@@ -54,11 +76,10 @@ class DepthNetwork(nn.Module):
 
 
 def build_depth_network(cfg: ModelConfig) -> DepthNetwork:
-    """Depth network for ``cfg`` (variant, dilation rule, attention, bins, ``--mypretrain``)."""
-    stages = cfg.attention_stages if cfg.spatial_attention else ()
-    encoder = LiteMono(cfg.model, width=cfg.width, drop_path=cfg.drop_path,
-                       dilations=cfg.dilations, attention_stages=stages)
-    decoder = DepthDecoder(encoder.num_ch_enc, cfg.scales, cfg.bins, cfg.bin_mode)
+    """Depth network for ``cfg`` (encoder, dilation rule, attention, bins, ``--mypretrain``)."""
+    encoder = build_encoder(cfg)
+    decoder = DepthDecoder(encoder.num_ch_enc, cfg.scales, cfg.bins, cfg.bin_mode,
+                           first_stride=encoder.first_stride)
     if cfg.disp_init is not None:
         decoder.init_disparity(cfg.disp_init)
     if cfg.mypretrain:
@@ -126,7 +147,7 @@ def load_depth_network(weights_folder, device="cpu", model: Optional[str] = None
     options: Dict[str, Any] = {}
     stored = extras.get(CONFIG_ENTRY)
     if isinstance(stored, Mapping):
-        fields = {f.name for f in dataclasses.fields(ModelConfig)}
+        fields = {f.name for f in dataclasses.fields(SECTIONS["net"])}
         options.update({k: v for k, v in stored.items() if k in fields})
     else:
         options["model"] = infer_variant(encoder_state) or ModelConfig.model
@@ -135,7 +156,7 @@ def load_depth_network(weights_folder, device="cpu", model: Optional[str] = None
         options["model"] = model
     options.update(overrides)
     options["mypretrain"] = None  # the folder's weights replace any ImageNet initialisation
-    cfg = ModelConfig(**{k: coerce(k, v) for k, v in options.items()})
+    cfg = SECTIONS["net"](**{k: coerce(k, v) for k, v in options.items()})
     net = build_depth_network(cfg)
     load_state_strict(net.encoder, encoder_state, f"{folder / ENCODER_FILE}")
     load_state_strict(net.decoder, states[DEPTH_FILE], f"{folder / DEPTH_FILE}")

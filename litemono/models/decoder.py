@@ -2,7 +2,8 @@
 
 Reference: N. Zhang et al., "Lite-Mono", CVPR 2023 (arXiv:2211.13202), section 3.3; the decoder
 is monodepth2's (C. Godard et al., "Digging Into Self-Supervised Monocular Depth Estimation",
-ICCV 2019) with three levels and bilinear instead of nearest upsampling.
+ICCV 2019) with bilinear instead of nearest upsampling and one level per encoder feature (three
+for Lite-Mono; five for a ResNet encoder, as monodepth2).
 
 Key layout (upstream ``depth.pth``): ``decoder.0..5`` are upconv(2,0), upconv(2,1), upconv(1,0),
 upconv(1,1), upconv(0,0), upconv(0,1) (``conv.conv.{weight,bias}``), followed by one sigmoid head
@@ -19,8 +20,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .bins import DisparityBinHead
-
-NUM_LEVELS = 3  # decoder levels = encoder features; outputs at H, H/2, H/4
 
 
 class Conv3x3(nn.Module):
@@ -56,25 +55,32 @@ class DepthDecoder(nn.Module):
     """Encoder features -> disparities ``("disp", s)`` (B, 1, H/2^s, W/2^s) in (0, 1).
 
     Args:
-        num_ch_enc: channels of the three encoder features.
-        scales: output scales among 0, 1, 2.
+        num_ch_enc: channels of the encoder features, finest first (one decoder level each).
+        scales: output scales, among the levels.
         bins: 0 for upstream's sigmoid head at scale 0, else K bins (scale 0 must be in scales).
         bin_mode: ``"adaptive"`` or ``"fixed"`` bin centres.
+        first_stride: the first feature is at H / first_stride (Lite-Mono: 4; the heads then
+            upsample by 2 to reach H / 2^s), each further feature at half the previous size.
     """
 
     def __init__(self, num_ch_enc: Sequence[int], scales: Sequence[int] = (0, 1, 2),
-                 bins: int = 0, bin_mode: str = "adaptive"):
+                 bins: int = 0, bin_mode: str = "adaptive", first_stride: int = 4):
         super().__init__()
-        if not set(scales) <= set(range(NUM_LEVELS)):
-            raise ValueError(f"--scales: the decoder has levels 0..{NUM_LEVELS - 1}, got {scales}")
-        if bins and 0 not in scales:
-            raise ValueError("--bins needs scale 0 in --scales "
-                             "(the bin head is at full resolution)")
+        self.num_levels = len(num_ch_enc)
+        if not set(scales) <= set(range(self.num_levels)):
+            raise ValueError(f"--scales: the decoder has levels 0..{self.num_levels - 1}, "
+                             f"got {scales}")
+        if bins and (0 not in scales or first_stride != 4):
+            raise ValueError("--bins needs scale 0 in --scales and an encoder whose first "
+                             "feature is at H/4 (the bin head is at full resolution)")
+        if first_stride not in (2, 4):
+            raise ValueError(f"DepthDecoder: first_stride must be 2 or 4, got {first_stride}")
         self.scales = list(scales)
+        self.head_upsampling = first_stride // 2  # decoder level 0 runs at H / head_upsampling
         self.num_ch_dec = [c // 2 for c in num_ch_enc]
         layers = []
-        for level in range(NUM_LEVELS - 1, -1, -1):
-            in_ch = num_ch_enc[-1] if level == NUM_LEVELS - 1 else self.num_ch_dec[level + 1]
+        for level in range(self.num_levels - 1, -1, -1):
+            in_ch = num_ch_enc[-1] if level == self.num_levels - 1 else self.num_ch_dec[level + 1]
             layers.append(ConvBlock(in_ch, self.num_ch_dec[level]))
             skip = num_ch_enc[level - 1] if level > 0 else 0
             layers.append(ConvBlock(self.num_ch_dec[level] + skip, self.num_ch_dec[level]))
@@ -92,28 +98,31 @@ class DepthDecoder(nn.Module):
         the range; a smaller start leaves the sigmoid room towards near depths.
         """
         for i in range(len(self.sigmoid_scales)):
-            nn.init.constant_(self.decoder[2 * NUM_LEVELS + i].conv.bias,
+            nn.init.constant_(self.decoder[2 * self.num_levels + i].conv.bias,
                               math.log(value / (1 - value)))
 
     def forward(self, features: Sequence[torch.Tensor]) -> Dict:
-        """features: the encoder's three maps (H/4, H/8, H/16).
+        """features: the encoder's maps, finest first (Lite-Mono: H/4, H/8, H/16).
 
         Returns:
             ``("disp", s)`` for s in scales; with bins also ``"bin_centers"`` (B, K) and
             ``"bin_probs"`` (B, K, H, W).
         """
         outputs: Dict = {}
-        heads = {s: self.decoder[2 * NUM_LEVELS + i] for i, s in enumerate(self.sigmoid_scales)}
+        heads = {s: self.decoder[2 * self.num_levels + i]
+                 for i, s in enumerate(self.sigmoid_scales)}
         x = features[-1]
-        for level in range(NUM_LEVELS - 1, -1, -1):
-            first = 2 * (NUM_LEVELS - 1 - level)
+        for level in range(self.num_levels - 1, -1, -1):
+            first = 2 * (self.num_levels - 1 - level)
             x = upsample2(self.decoder[first](x))
             if level > 0:
                 x = torch.cat((x, features[level - 1]), dim=1)
             x = self.decoder[first + 1](x)
             if level in heads:
-                # the head runs at the level's resolution; x2 upsampling gives H / 2^level
-                outputs[("disp", level)] = torch.sigmoid(upsample2(heads[level](x)))
+                # the head runs at the level's resolution; upsampling gives H / 2^level
+                disp = heads[level](x)
+                disp = upsample2(disp) if self.head_upsampling == 2 else disp
+                outputs[("disp", level)] = torch.sigmoid(disp)
         if self.bin_head is not None:
             binned = self.bin_head(x, features[-1])
             outputs[("disp", 0)] = binned.pop("disp")

@@ -14,7 +14,7 @@ at least 1024 px wide uses the 1024x320 rates (larger receptive field), anything
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -47,8 +47,9 @@ class Variant:
     dilations_wide: Tuple[Tuple[int, ...], ...]
 
 
-# Parameter counts (encoder, measured on upstream): 2,848,120 / 2,250,232 / 1,955,192 / 8,139,960.
-VARIANTS = {
+# ``--model`` name -> variant; adding a row adds the choice everywhere. Parameter counts
+# (encoder, measured on upstream): 2,848,120 / 2,250,232 / 1,955,192 / 8,139,960.
+VARIANTS: Dict[str, Variant] = {
     "lite-mono": Variant((48, 80, 128), (4, 4, 10), _D640, _D1024),
     "lite-mono-small": Variant((48, 80, 128), (4, 4, 7), _D640_SHORT, _D1024_SHORT),
     "lite-mono-tiny": Variant((32, 64, 128), (4, 4, 7), _D640_SHORT, _D1024_SHORT),
@@ -78,19 +79,26 @@ def select_dilations(variant: str, width: int,
 class LiteMono(nn.Module):
     """Lite-Mono encoder: image (B, 3, H, W) in [0, 1] -> three features at H/4, H/8, H/16.
 
+    A new variant is one row of :data:`VARIANTS` (everything else, ``--model`` choices and
+    tests included, reads the table).
+
     Args:
         variant: a key of :data:`VARIANTS`.
         width: input width, only used to pick the dilation rates.
         drop_path: stochastic-depth rate, linearly increasing over all blocks from 0.
         dilations: explicit CDC rates per stage (overrides the width rule).
-        attention_stages: stages whose output goes through CBAM spatial attention (empty: the
+        attention_stages: stages whose output goes through an attention module (empty: the
             upstream network, unchanged).
+        attention: the attention kind (a key of ``attention.ATTENTION_KINDS``).
         layer_scale_init: initial layer-scale gammas.
     """
 
+    first_stride = 4  # the first feature is at H/4 (the decoder's head upsamples by 2)
+
     def __init__(self, variant: str = "lite-mono", width: int = 640, drop_path: float = 0.2,
                  dilations: Optional[Sequence[Sequence[int]]] = None,
-                 attention_stages: Sequence[int] = (), layer_scale_init: float = 1e-6):
+                 attention_stages: Sequence[int] = (), layer_scale_init: float = 1e-6,
+                 attention: str = "spatial"):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"--model: unknown variant {variant!r}, choose from {list(VARIANTS)}")
@@ -118,8 +126,10 @@ class LiteMono(nn.Module):
             stages.append(nn.Sequential(*blocks))
             first += depth
         self.stages = nn.ModuleList(stages)
-        attention = {str(s): make_attention(True) for s in sorted(set(attention_stages))}
-        self.spatial_attention = nn.ModuleDict(attention) if attention else None
+        modules = {str(s): make_attention(attention, spec.dims[s])
+                   for s in sorted(set(attention_stages))}
+        # named after the first kind, so that checkpoints with spatial attention keep loading
+        self.spatial_attention = nn.ModuleDict(modules) if modules else None
         self.apply(_init_weights)
 
     def forward(self, image: torch.Tensor) -> List[torch.Tensor]:

@@ -1,0 +1,197 @@
+"""Each extension point in one place (docs/architecture.md, "Extending"): a loss term, an
+attention kind, an encoder variant and an encoder family are registered from this file alone,
+then show up as flags / choices, are validated, and train one step."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from litemono import config, engine
+from litemono.config import ConfigError, option, parse_config
+from litemono.losses.criterion import LOSS_TERMS, build_criterion, register_loss_term
+from litemono.models.attention import ATTENTION_KINDS, register_attention
+from litemono.models.build import ENCODER_FAMILIES, build_depth_network, load_depth_network
+from litemono.models.encoder import VARIANTS, Variant, infer_variant
+
+from test_models import _save
+from test_train import TinyScene, tiny_config
+
+
+@pytest.fixture(autouse=True)
+def registries():
+    """Undo this file's registrations afterwards, so the other tests see the built-ins only."""
+    tables = (config.SECTIONS, config.FIELDS, LOSS_TERMS, ATTENTION_KINDS, VARIANTS,
+              ENCODER_FAMILIES)
+    saved = [dict(table) for table in tables]
+    checks = list(config.CHECKS)
+    yield
+    for table, copy in zip(tables, saved):
+        table.clear()
+        table.update(copy)
+    config.CHECKS[:] = checks
+
+
+def one_step(cfg, frames=(0, -1, 1)):
+    """One optimisation step of ``cfg`` on a tiny batch; returns (parts, loss, terms, outputs)."""
+    parts = engine.build_parts(cfg, torch.device("cpu"), 1)
+    criterion = build_criterion(cfg)
+    scene = TinyScene(2, cfg.model.height, cfg.model.width, frames)
+    batch = torch.utils.data.default_collate([scene[0], scene[1]])
+    loss, terms, outputs = engine.train_step(parts, criterion, batch, 1, None, 1)
+    assert np.isfinite(loss)
+    return parts, loss, terms, outputs
+
+
+def params_without_grad(module):
+    return [n for n, p in module.named_parameters() if p.requires_grad and p.grad is None]
+
+
+# ------------------------------------------------------------------------------ a loss term
+
+class DispPrior:
+    """Toy term: the squared gap between the mean scale-0 disparity and ``--prior_target``."""
+
+    name = "prior"
+
+    def __init__(self, cfg):
+        self.weight, self.target = cfg.loss.prior_weight, cfg.loss.prior_target
+
+    def __call__(self, inputs, outputs):
+        return (outputs[("disp", 0)].mean() - self.target) ** 2
+
+
+def check_prior(cfg):
+    if not 0 < cfg.loss.prior_target < 1:
+        raise ConfigError(f"--prior_target is a disparity in (0, 1), got {cfg.loss.prior_target}")
+
+
+def register_prior():
+    register_loss_term("prior", DispPrior, check=check_prior, help="weight of the toy prior",
+                       options=[("prior_target", float, option(0.3, "the toy's target"))])
+
+
+def test_a_registered_loss_term_gets_flags_validation_and_trains(tmp_path, capsys):
+    register_prior()
+    cfg = parse_config(["--prior_weight", "2", "--prior_target", "0.25"])
+    assert (cfg.loss.prior_weight, cfg.loss.prior_target) == (2.0, 0.25)
+    yml = tmp_path / "prior.yaml"
+    yml.write_text("loss:\n  prior_weight: 1e-1\n")  # PyYAML reads 1e-1 as a string
+    assert parse_config(["--config", str(yml)]).loss.prior_weight == 0.1
+    for argv, message in ((["--prior_weight", "-1"], "--prior_weight must be >= 0"),
+                          (["--prior_target", "2"], "--prior_target is a disparity in (0, 1)")):
+        with pytest.raises(SystemExit):
+            parse_config(argv)
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_config(["--help"])
+    assert "weight of the toy prior" in capsys.readouterr().out
+
+    cfg = tiny_config(tmp_path, prior_weight=2.0)
+    off = build_criterion(tiny_config(tmp_path))
+    assert [type(t) for t in build_criterion(cfg).extra_terms] == [DispPrior]
+    assert not off.extra_terms
+    parts, loss, terms, outputs = one_step(cfg)
+    expected = (outputs[("disp", 0)].mean().item() - 0.3) ** 2
+    assert terms["prior"] == pytest.approx(expected, rel=1e-5)
+    # the criterion adds weight * term to the photometric loss
+    assert loss == pytest.approx(terms["loss/scale0"] / 3 + terms["loss/scale1"] / 3
+                                 + terms["loss/scale2"] / 3 + 2.0 * expected, rel=1e-5)
+
+
+# --------------------------------------------------------------------------- an attention kind
+
+class ChannelGate(nn.Module):
+    """Toy attention: x * sigmoid(w * mean_hw(x) + b) per channel (squeeze-excitation, 1 layer)."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.fc = nn.Linear(channels, channels)
+
+    def forward(self, x):
+        gate = torch.sigmoid(self.fc(x.mean(dim=(2, 3))))  # (B, C)
+        return x * gate[:, :, None, None]
+
+
+def test_a_registered_attention_kind_is_a_choice_and_trains(tmp_path, capsys):
+    register_attention("channel", ChannelGate)
+    with pytest.raises(SystemExit):
+        parse_config(["--attention", "nonesuch"])
+    assert "'channel'" in capsys.readouterr().err  # the choices come from the table
+    with pytest.raises(SystemExit):
+        parse_config(["--attention", "channel", "--spatial_attention"])
+    assert "--spatial_attention is short for --attention spatial" in capsys.readouterr().err
+
+    cfg = tiny_config(tmp_path, attention="channel", attention_stages=[1, 2])
+    parts, *_ = one_step(cfg)
+    gates = parts.depth.encoder.spatial_attention
+    assert sorted(gates) == ["1", "2"] and all(isinstance(g, ChannelGate) for g in gates.values())
+    dims = VARIANTS["lite-mono-tiny"].dims
+    assert [gates[s].fc.in_features for s in ("1", "2")] == [dims[1], dims[2]]
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in gates.parameters())
+    # --spatial_attention stays a shorthand of the built-in kind
+    net = build_depth_network(parse_config(["--spatial_attention", "--height", "32",
+                                            "--width", "64"]).model)
+    assert "encoder.spatial_attention.0.conv.weight" in net.state_dict()
+
+
+# ------------------------------------------------------------------------ an encoder variant
+
+TOY_VARIANT = Variant(dims=(16, 24, 32), depths=(2, 2, 3),
+                      dilations_narrow=((1,), (2,), (1, 3)), dilations_wide=((1,), (2,), (1, 3)))
+
+
+def test_a_variant_row_is_a_model_choice_trains_and_round_trips(tmp_path):
+    VARIANTS["toy-mono"] = TOY_VARIANT
+    assert "toy-mono" in config.VARIANT_NAMES
+    assert parse_config(["--model", "toy-mono"]).model.model == "toy-mono"
+
+    parts, *_ = one_step(tiny_config(tmp_path, model="toy-mono"))
+    encoder = parts.depth.encoder
+    assert encoder.num_ch_enc == (16, 24, 32)
+    assert [len(stage) for stage in encoder.stages] == [2, 2, 3]
+    assert encoder.dilations == [[1], [2], [1, 3]]
+    assert infer_variant(encoder.state_dict()) == "toy-mono"
+    unused = {n for n in params_without_grad(parts.depth) if ".norm." in n}  # upstream's CDC norm
+    assert set(params_without_grad(parts.depth)) == unused
+    _save(parts.depth, tmp_path)
+    loaded = load_depth_network(tmp_path)
+    assert loaded.config.model == "toy-mono"
+    image = torch.rand(1, 3, 32, 64)
+    parts.depth.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(image)[("disp", 0)], parts.depth(image)[("disp", 0)])
+
+
+# -------------------------------------------------------------------------- an encoder family
+
+class ToyResNet(nn.Module):
+    """Toy family: five stride-2 conv + ReLU stages, features at H/2 ... H/32 (a ResNet's)."""
+
+    first_stride = 2
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.num_ch_enc = (8, 8, 16, 16, 32)
+        ins = (3,) + self.num_ch_enc[:-1]
+        self.stages = nn.ModuleList(nn.Sequential(nn.Conv2d(i, o, 3, 2, 1), nn.ReLU())
+                                    for i, o in zip(ins, self.num_ch_enc))
+
+    def forward(self, image):
+        features, x = [], image
+        for stage in self.stages:
+            x = stage(x)
+            features.append(x)
+        return features
+
+
+def test_a_registered_encoder_family_gets_a_five_level_decoder_and_trains(tmp_path):
+    ENCODER_FAMILIES["toy-resnet"] = ToyResNet
+    # 64x128: the decoder's reflection padding needs the H/32 feature at least 2 pixels high
+    cfg = tiny_config(tmp_path, model="toy-resnet", height=64, width=128)
+    parts, _, _, outputs = one_step(cfg)
+    assert parts.depth.decoder.num_levels == 5
+    for s in (0, 1, 2):
+        assert outputs[("disp", s)].shape == (2, 1, 64 // 2 ** s, 128 // 2 ** s)
+    assert params_without_grad(parts.depth) == []
+    with pytest.raises(ValueError, match="--bins needs"):
+        build_depth_network(tiny_config(tmp_path, model="toy-resnet", bins=4).model)
