@@ -77,7 +77,12 @@ class ModelConfig:
         0.0, "initial forward motion per frame of the pose decoder (network units, its "
         "translation bias); 0: upstream's zero bias. A from-scratch pose network needs it "
         "(e.g. 0.005) to stay out of the sideways solution (docs/results_synthetic.md)")
-    mypretrain: Optional[str] = _opt(None, "ImageNet-pretrained encoder weights (.pth)")
+    mypretrain: Optional[str] = _opt(None, "ImageNet-pretrained encoder weights (.pth); 'none': "
+                                     "train the encoder from scratch on purpose")
+    mypretrain_required: bool = _opt(False, "refuse to train without --mypretrain (set by "
+                                     "configs/kitti: the published recipe starts from ImageNet)")
+    allow_pickle: bool = _opt(False, "let --mypretrain unpickle a file that is not plain tensors "
+                              "(runs code stored in it: trusted files only)")
 
 
 @dataclass(frozen=True)
