@@ -241,7 +241,8 @@ def run_cli(argv):
     import importlib.util
 
     root = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("run_ablation", root / "scripts" / "run_ablation.py")
+    spec = importlib.util.spec_from_file_location("run_ablation",
+                                                  root / "scripts" / "run_ablation.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.main(argv)

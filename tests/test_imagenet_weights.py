@@ -9,11 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from litemono.config import ConfigError
-from litemono.models.build import (build_depth_network, imagenet_file,
-                                   load_imagenet_encoder)
+from litemono.config import ConfigError, ModelConfig
+from litemono.models.build import build_depth_network, imagenet_file, load_imagenet_encoder
 from litemono.models.encoder import LiteMono
-from litemono.config import ModelConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
