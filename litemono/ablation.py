@@ -8,9 +8,17 @@ the evaluation's own functions (:func:`litemono.evaluation.predict_split` and
 :func:`~litemono.evaluation.evaluate_predictions`, what ``evaluate_depth.py`` runs): median
 scaling per image, 1e-3..80 m, the Garg crop. No training or metric code lives here.
 
-Resumable per row: a finished row leaves ``<log_dir>/<row>/results.json`` (written atomically)
-and a rerun reads it instead of training again; an interrupted row continues from its
-``checkpoints/last.pt`` (``--resume auto``).
+Resumable per row and seed: a finished row leaves ``<log_dir>/<row>/results.json`` (written
+atomically; with several seeds ``<log_dir>/seed_<s>/<row>/``) holding its resolved config, and a
+rerun reads it instead of training again, but only if the config asked for now is the same
+(:func:`stale_changes`; operational options such as ``num_workers`` may differ). A row made with
+other options is refused by name, or trained again from scratch with ``rerun``. An interrupted
+row continues from its ``checkpoints/last.pt`` (``--resume auto``) under the same rule.
+
+Seeds and significance (beyond the report and upstream, which compare single runs whose
+differences are ~0.001 abs_rel): :func:`summarize` gives each row's mean and sample standard
+deviation over its seeds and, per row, the paired difference to the baseline row over the
+seeds both have, with a 95% Student-t interval (mean +- t_{0.975, n-1} * sd / sqrt(n)).
 
 On the synthetic scene (:mod:`litemono.data.synthetic`) the ground truth is the scene's dense
 true depth of camera 2 (:func:`write_true_depth_gt`), not a sparse velodyne projection.
@@ -19,8 +27,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
+import shutil
 import time
+import typing
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
@@ -29,13 +40,24 @@ import torch
 
 from . import io
 from .checkpoint import save_weights_folder, seed_everything
-from .config import Config, from_dict, load_yaml
+from .config import FIELDS, Config, from_dict, load_yaml
 from .data.splits import parse_split_line, read_split_lines
 from .metrics import METRIC_NAMES
 
 RESULTS_FILE = "results.json"
 UNTRAINED = "00_untrained"  # the row of the network as initialised, before any step
-TABLE_COLUMNS = ("row", "MACs (G)") + METRIC_NAMES
+TABLE_COLUMNS = ("row", "seeds", "MACs (G)") + METRIC_NAMES
+# options that may differ between a finished row and a rerun without changing its numbers
+OPERATIONAL_OPTIONS = ("resume", "num_workers", "log_dir", "log_frequency", "cache_dir",
+                       "allow_pickle")
+# two-sided 95% Student-t quantiles t_{0.975, df} for df = 1..30 (any statistics table)
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+class StaleResults(ValueError):
+    """Rows on disk were made with other options than the ones asked for."""
 _WEIGHTS_FOLDER = re.compile(r"^weights_(\d+)$")
 
 
@@ -68,23 +90,65 @@ def config_files(location: str) -> List[Path]:
     return files
 
 
-def load_rows(files: Sequence[Path], overrides: Mapping[str, Any],
-              untrained: bool = False) -> List[Row]:
+def load_rows(files: Sequence[Path], overrides: Mapping[str, Any], untrained: bool = False,
+              seeds: Optional[Sequence[int]] = None) -> List[Row]:
     """Rows for config files, each with ``overrides`` (flat option names) applied on top.
 
     ``model_name`` comes from the file (or its stem); ``resume`` is set to ``auto`` so that an
     interrupted row continues. With ``untrained`` a first row builds the first file's network
-    without training it.
+    without training it. With ``seeds`` every row is repeated per seed (seed-major, so a whole
+    table is done before the next seed starts), each in ``<log_dir>/seed_<s>/``.
     """
     rows = []
-    for path in files:
-        options = {**load_yaml(str(path)), **overrides, "resume": "auto"}
-        options.setdefault("model_name", path.stem)
-        rows.append(Row(str(options["model_name"]), from_dict(options)))
-    if untrained and rows:
-        first = rows[0].cfg
-        rows.insert(0, Row(UNTRAINED, first.replace(model_name=UNTRAINED), trained=False))
+    for seed in [None] if seeds is None else seeds:
+        seed_rows = []
+        for path in files:
+            options = {**load_yaml(str(path)), **overrides, "resume": "auto"}
+            options.setdefault("model_name", path.stem)
+            if seed is not None:
+                options["seed"] = seed
+                options["log_dir"] = str(Path(options.get("log_dir", "./tmp")) / f"seed_{seed}")
+            seed_rows.append(Row(str(options["model_name"]), from_dict(options)))
+        if untrained and seed_rows:
+            first = seed_rows[0].cfg
+            seed_rows.insert(0, Row(UNTRAINED, first.replace(model_name=UNTRAINED),
+                                    trained=False))
+        rows += seed_rows
     return rows
+
+
+def row_dir(row: Row) -> Path:
+    """``<log_dir>/<row>``: the run folder of one row and seed."""
+    return Path(row.cfg.train.log_dir) / row.name
+
+
+def stale_changes(row: Row) -> List[str]:
+    """How the config recorded in the row's folder differs from the one asked for.
+
+    The record is ``results.json``'s ``config`` (a finished row) or the run's ``config.yaml``
+    (a started one); no record: nothing to compare, an empty list. Options in
+    :data:`OPERATIONAL_OPTIONS` are not compared.
+
+    Returns:
+        One ``"--name: recorded -> asked"`` line per differing option.
+    """
+    import yaml
+
+    run = row_dir(row)
+    if (run / RESULTS_FILE).is_file():
+        recorded = json.loads((run / RESULTS_FILE).read_text()).get("config")
+        if recorded is None:
+            return [f"{run / RESULTS_FILE} records no config (an older runner's row)"]
+    elif (run / "config.yaml").is_file():
+        recorded = yaml.safe_load((run / "config.yaml").read_text())
+    else:
+        return []
+    before = {k: v for section in recorded.values() for k, v in section.items()}
+    now = row.cfg.flat()
+    missing = object()
+    return [f"--{name}: {before.get(name, '(unset)')!r} -> {now.get(name, '(unset)')!r}"
+            for name in sorted(set(before) | set(now)) if name not in OPERATIONAL_OPTIONS
+            and before.get(name, missing) != now.get(name, missing)]
 
 
 def last_weights_folder(run: Path) -> Path:
@@ -166,15 +230,16 @@ def run_row(row: Row, gt_depths: Sequence[np.ndarray], eval_split: str = "eigen"
     """Train (unless done) and evaluate one row; its results JSON is the resume marker.
 
     Returns:
-        the metrics of :func:`evaluate_weights` plus ``row``, ``steps``, ``train_seconds``,
-        ``final_loss`` (mean of the last 10 step losses) and ``weights``.
+        the metrics of :func:`evaluate_weights` plus ``row``, ``seed``, ``steps``,
+        ``train_seconds``, ``final_loss`` (mean of the last 10 step losses), ``weights`` and
+        ``config`` (the resolved config, :meth:`Config.to_dict`).
     """
     from .engine import train
 
-    run = Path(row.cfg.train.log_dir) / row.name
+    run = row_dir(row)
     done = run / RESULTS_FILE
     if done.is_file():
-        report(f"[{row.name}] done before: reading {done}")
+        report(f"[{row.name}, seed {row.cfg.train.seed}] done before: reading {done}")
         return json.loads(done.read_text())
     start = time.perf_counter()
     steps, final_loss = 0, None
@@ -188,69 +253,212 @@ def run_row(row: Row, gt_depths: Sequence[np.ndarray], eval_split: str = "eigen"
         weights = save_untrained(row)
     train_seconds = time.perf_counter() - start
     metrics = evaluate_weights(weights, row.cfg, gt_depths, eval_split, test_split)
-    results = {"row": row.name, "steps": steps, "train_seconds": round(train_seconds, 1),
-               "final_loss": final_loss, "weights": str(weights), **metrics}
+    results = {"row": row.name, "seed": row.cfg.train.seed, "steps": steps,
+               "train_seconds": round(train_seconds, 1), "final_loss": final_loss,
+               "weights": str(weights), **metrics, "config": row.cfg.to_dict()}
     io.write_json(done, results)
-    report(f"[{row.name}] {steps} steps in {train_seconds:.0f} s: abs_rel "
-           f"{metrics['abs_rel']:.4f}")
+    report(f"[{row.name}, seed {row.cfg.train.seed}] {steps} steps in {train_seconds:.0f} s: "
+           f"abs_rel {metrics['abs_rel']:.4f}")
     return results
 
 
-def markdown_table(results: Sequence[Mapping[str, Any]]) -> str:
-    """The seed report's layout: row, MACs (G), then the seven metrics (3 decimals)."""
+def t_quantile_975(df: int) -> float:
+    """t_{0.975, df}: :data:`T_975` up to 30 degrees of freedom, beyond it the Cornish-Fisher
+    expansion around the normal quantile (error < 1e-4 for df > 30)."""
+    if df < 1:
+        raise ValueError(f"a t-interval needs at least 1 degree of freedom, got {df}")
+    if df <= len(T_975):
+        return T_975[df - 1]
+    z = 1.959964
+    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+
+
+def mean_interval(values: Sequence[float]) -> tuple:
+    """(mean, sample std, 95% t half-width) of ``values``; std and half-width are None for
+    fewer than two values."""
+    n = len(values)
+    mean = math.fsum(values) / n
+    if n < 2:
+        return mean, None, None
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, std, t_quantile_975(n - 1) * std / math.sqrt(n)
+
+
+def default_baseline(results: Sequence[Mapping[str, Any]]) -> Optional[str]:
+    """The first trained row (the untrained row is no baseline)."""
+    return next((r["row"] for r in results if r["row"] != UNTRAINED), None)
+
+
+def summarize(results: Sequence[Mapping[str, Any]], baseline: Optional[str] = None
+              ) -> List[Dict[str, Any]]:
+    """Per row (in first-seen order): mean and spread over its seeds, and the paired
+    difference to ``baseline`` (default :func:`default_baseline`).
+
+    Args:
+        results: one :func:`run_row` result per row and seed (``seed`` absent = one run).
+        baseline: the row the others are compared with; it must be among ``results``.
+
+    Returns:
+        per row ``row``, ``seeds`` (sorted), ``macs``, ``steps``, ``train_seconds`` (means),
+        ``mean`` / ``std`` (metric -> value; std None for one seed), and ``diff`` (metric ->
+        (mean of row - baseline over the shared seeds, 95% t half-width or None)) with
+        ``paired_seeds``; ``diff`` is empty for the baseline itself.
+    """
+    baseline = baseline or default_baseline(results)
+    runs: Dict[str, Dict[Any, Mapping[str, Any]]] = {}
+    for r in results:
+        runs.setdefault(r["row"], {})[r.get("seed")] = r
+    if baseline is not None and baseline not in runs:
+        raise ValueError(f"--baseline {baseline}: no such row (rows: {', '.join(runs)})")
+    out = []
+    for name, by_seed in runs.items():
+        seeds = sorted(by_seed, key=lambda s: (s is None, s))
+        row: Dict[str, Any] = {"row": name, "seeds": seeds, "mean": {}, "std": {}, "diff": {}}
+        for key in ("macs", "steps", "train_seconds"):
+            row[key] = mean_interval([float(by_seed[s][key]) for s in seeds])[0]
+        for metric in METRIC_NAMES:
+            row["mean"][metric], row["std"][metric], _ = mean_interval(
+                [by_seed[s][metric] for s in seeds])
+        shared = [s for s in seeds if baseline is not None and s in runs[baseline]]
+        row["paired_seeds"] = shared if name != baseline else []
+        if name != baseline and shared:
+            for metric in METRIC_NAMES:
+                mean, _, half = mean_interval([by_seed[s][metric] - runs[baseline][s][metric]
+                                               for s in shared])
+                row["diff"][metric] = (mean, half)
+        out.append(row)
+    return out
+
+
+def markdown_table(results: Sequence[Mapping[str, Any]], baseline: Optional[str] = None) -> str:
+    """The seed report's layout (row, MACs (G), the seven metrics, 3 decimals) with a seeds
+    column and ``mean ± std`` cells, then the paired differences to the baseline row."""
+    summary = summarize(results, baseline)
+    baseline = baseline or default_baseline(results)
     lines = ["| " + " | ".join(TABLE_COLUMNS) + " |",
              "|" + "|".join(["---"] + ["---:"] * (len(TABLE_COLUMNS) - 1)) + "|"]
-    for r in results:
-        values = [r["row"], f"{r['macs'] / 1e9:.3f}"] + [f"{r[n]:.3f}" for n in METRIC_NAMES]
-        lines.append("| " + " | ".join(values) + " |")
+    for r in summary:
+        cells = [f"{r['mean'][n]:.3f}" + ("" if r["std"][n] is None else f" ± {r['std'][n]:.4f}")
+                 for n in METRIC_NAMES]
+        lines.append("| " + " | ".join([r["row"], str(len(r["seeds"])),
+                                        f"{r['macs'] / 1e9:.3f}"] + cells) + " |")
+    compared = [r for r in summary if r["diff"]]
+    if not compared:
+        return "\n".join(lines)
+    lines += ["", f"Paired difference to {baseline} (row - baseline, mean over the seeds both "
+              "rows have ± the half-width of its 95% t-interval; * marks an interval that "
+              "excludes 0):", "",
+              "| row | seeds | " + " | ".join(f"Δ {n}" for n in METRIC_NAMES) + " |",
+              "|---|---:|" + "---:|" * len(METRIC_NAMES)]
+    for r in compared:
+        cells = []
+        for n in METRIC_NAMES:
+            mean, half = r["diff"][n]
+            cells.append(f"{mean:+.4f}" if half is None else
+                         f"{mean:+.4f} ± {half:.4f}" + ("*" if abs(mean) > half else ""))
+        lines.append("| " + " | ".join([r["row"], str(len(r["paired_seeds"]))] + cells) + " |")
     return "\n".join(lines)
 
 
-def csv_table(results: Sequence[Mapping[str, Any]]) -> str:
-    """The same table as CSV, full precision, plus steps and training seconds."""
-    header = ("row", "macs", *METRIC_NAMES, "steps", "train_seconds")
+def csv_table(results: Sequence[Mapping[str, Any]], baseline: Optional[str] = None) -> str:
+    """The summary as CSV, full precision: per row its seed count, MACs, per metric the mean
+    (column named as the metric), ``_std``, ``_diff`` and ``_diff_ci95`` (half-width), the
+    paired seed count, and mean steps and training seconds. Empty cells: not defined (one
+    seed, or the baseline row)."""
+    def cell(value):
+        return "" if value is None else f"{value:.6f}"
+
+    header = ["row", "seeds", "macs"]
+    for n in METRIC_NAMES:
+        header += [n, f"{n}_std", f"{n}_diff", f"{n}_diff_ci95"]
+    header += ["paired_seeds", "steps", "train_seconds"]
     lines = [",".join(header)]
-    for r in results:
-        lines.append(",".join([r["row"], f"{r['macs']:.0f}"] + [f"{r[n]:.6f}" for n in METRIC_NAMES]
-                              + [str(r["steps"]), str(r["train_seconds"])]))
+    for r in summarize(results, baseline):
+        values = [r["row"], str(len(r["seeds"])), f"{r['macs']:.0f}"]
+        for n in METRIC_NAMES:
+            mean, half = r["diff"].get(n, (None, None))
+            values += [cell(r["mean"][n]), cell(r["std"][n]), cell(mean), cell(half)]
+        values += [str(len(r["paired_seeds"])), f"{r['steps']:g}", f"{r['train_seconds']:g}"]
+        lines.append(",".join(values))
     return "\n".join(lines) + "\n"
 
 
-def write_tables(results: Sequence[Mapping[str, Any]], folder: Path,
-                 stem: str = "results") -> Dict[str, Path]:
-    """Write ``<stem>.md``, ``<stem>.csv`` and ``<stem>.json`` into ``folder`` (atomically)."""
+def write_tables(results: Sequence[Mapping[str, Any]], folder: Path, stem: str = "results",
+                 baseline: Optional[str] = None) -> Dict[str, Path]:
+    """Write ``<stem>.md``, ``<stem>.csv`` (the summary) and ``<stem>.json`` (every run) into
+    ``folder`` (atomically)."""
     folder = Path(folder)
     paths = {"md": folder / f"{stem}.md", "csv": folder / f"{stem}.csv",
              "json": folder / f"{stem}.json"}
-    io.write_text(paths["md"], markdown_table(results) + "\n")
-    io.write_text(paths["csv"], csv_table(results))
+    io.write_text(paths["md"], markdown_table(results, baseline) + "\n")
+    io.write_text(paths["csv"], csv_table(results, baseline))
     io.write_json(paths["json"], list(results))
     return paths
 
 
 def run_rows(rows: Sequence[Row], gt_path: Path, eval_split: str = "eigen",
-             test_split: Optional[str] = None, report=print) -> List[Dict[str, Any]]:
-    """:func:`run_row` for every row, in order, against the ground truth in ``gt_path``."""
+             test_split: Optional[str] = None, report=print, rerun: bool = False
+             ) -> List[Dict[str, Any]]:
+    """:func:`run_row` for every row, in order, against the ground truth in ``gt_path``.
+
+    Every row's recorded config is checked first (:func:`stale_changes`).
+
+    Raises:
+        StaleResults: rows made with other options, unless ``rerun``, which deletes their run
+            folders and trains them again (rows that match stay done).
+    """
     from .evaluation import load_gt_depths
 
+    stale = [(row, changes) for row in rows if (changes := stale_changes(row))]
+    if stale and not rerun:
+        row, changes = stale[0]
+        more = f" (and {len(stale) - 1} more rows)" if len(stale) > 1 else ""
+        raise StaleResults(f"{row_dir(row)} was made with other options{more}: "
+                           f"{'; '.join(changes)}; train again with --rerun (deletes those "
+                           "rows' run folders) or use another --log_dir")
+    for row, changes in stale:
+        report(f"[{row.name}, seed {row.cfg.train.seed}] --rerun: deleting {row_dir(row)} "
+               f"({'; '.join(changes)})")
+        shutil.rmtree(row_dir(row))
     gt_depths = load_gt_depths(gt_path)
     return [run_row(row, gt_depths, eval_split, test_split, report) for row in rows]
 
 
-def option_overrides(pairs: Optional[Sequence[str]]) -> Dict[str, Any]:
-    """``KEY=VALUE`` strings -> option dict. VALUE is read as JSON when it is JSON (so
-    ``lr=[1e-4]`` gives a float, which YAML would read as text), else as YAML (``device=cuda``)."""
-    import yaml
+def _is_flat_list(name: str) -> bool:
+    """Whether option ``name`` is a list of numbers or words (train.py's ``nargs='+'``)."""
+    if name not in FIELDS:
+        return False
+    tp = FIELDS[name][2]
+    if typing.get_origin(tp) is typing.Union:
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    return typing.get_origin(tp) is list and typing.get_origin(typing.get_args(tp)[0]) is not list
 
+
+def _scalar(text: str) -> Any:
+    """JSON when it is JSON (``5e-6`` is a number there, text for YAML), else YAML."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        import yaml
+
+        return yaml.safe_load(text)
+
+
+def option_overrides(pairs: Optional[Sequence[str]]) -> Dict[str, Any]:
+    """``KEY=VALUE`` strings -> option dict, read as train.py reads the flag: VALUE is JSON
+    when it is JSON, else YAML (``device=cuda``); a list option takes one value or several
+    separated by spaces as on train.py's command line (``lr=0.0001``, ``lr="1e-4 5e-6 31 1e-4
+    1e-5 31"``) or a JSON list (``lr=[1e-4]``)."""
     out: Dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = yaml.safe_load(value)
+        parsed = _scalar(value)
+        if _is_flat_list(key) and not isinstance(parsed, list) and parsed is not None:
+            parsed = [_scalar(word) for word in value.split()] or [parsed]
+        out[key] = parsed
     return out
 
 

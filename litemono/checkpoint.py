@@ -39,16 +39,16 @@ import numpy as np
 import torch
 
 from litemono import io
-from litemono.config import Config, from_dict
-from litemono.models.build import (CONFIG_ENTRY, UPSTREAM_EXTRAS, depth_state_dicts,
-                                   load_imagenet_encoder, load_state_strict)
+from litemono.config import Config, ConfigError, from_dict
+from litemono.models.build import (CONFIG_ENTRY, NO_PRETRAIN, UPSTREAM_EXTRAS, depth_state_dicts,
+                                   imagenet_file, load_imagenet_encoder, load_state_strict)
 
 FORMAT_VERSION = 1
 # options that may differ between a run and its resumption without changing the numbers
 # (--mypretrain and --load_weights_folder are not applied when resuming)
 RESUME_FREE_OPTIONS = ("resume", "num_steps", "num_epochs", "log_frequency", "save_frequency",
                        "num_workers", "device", "mypretrain", "load_weights_folder", "log_dir",
-                       "model_name")
+                       "model_name", "mypretrain_required", "allow_pickle")
 
 
 class CheckpointError(RuntimeError):
@@ -205,7 +205,13 @@ def upstream_files(cfg: Config, parts: Any) -> Dict[str, Mapping[str, Any]]:
 
 def load_initial_weights(cfg: Config, parts: Any, report: Callable[[str], None]) -> None:
     """``--load_weights_folder`` (``--models_to_load``, strict), then ``--mypretrain`` (upstream's
-    order: the ImageNet encoder replaces a loaded one)."""
+    order: the ImageNet encoder replaces a loaded one).
+
+    Raises:
+        ConfigError: ``--mypretrain_required`` (the KITTI recipe) without ``--mypretrain`` (the
+            message names the variant's file and how to get it; ``--mypretrain none`` trains from
+            scratch on purpose), or a ``--mypretrain`` file that is missing or does not fit.
+    """
     folder = cfg.train.load_weights_folder
     if folder:
         modules = {"encoder": parts.depth.encoder, "depth": parts.depth.decoder,
@@ -221,9 +227,20 @@ def load_initial_weights(cfg: Config, parts: Any, report: Callable[[str], None])
             load_optimizer_state(parts.optimizers["pose"], states["adam_pose"])
             names += ["adam", "adam_pose"]
         report(f"loaded {', '.join(names)} from {folder}")
-    if cfg.model.mypretrain:
-        load_imagenet_encoder(parts.depth.encoder, cfg.model.mypretrain)
-        report(f"--mypretrain: encoder initialised from {cfg.model.mypretrain}")
+    m = cfg.model
+    if m.mypretrain_required and not m.mypretrain:
+        raise ConfigError(
+            f"this recipe starts the encoder from ImageNet weights (--mypretrain_required, "
+            f"configs/kitti/base.yaml) but --mypretrain is not set; get {imagenet_file(m.model)} "
+            f"(python scripts/imagenet_weights.py) and pass --mypretrain "
+            f"pretrained/{imagenet_file(m.model)}, or --mypretrain none to train from scratch")
+    if m.mypretrain and m.mypretrain != NO_PRETRAIN:
+        try:
+            load_imagenet_encoder(parts.depth.encoder, m.mypretrain, m.allow_pickle)
+        except (ValueError, FileNotFoundError) as exc:  # a user's file: one line, no traceback
+            raise ConfigError(f"{exc}" if isinstance(exc, ValueError) else
+                              f"{exc}; get it with python scripts/imagenet_weights.py") from exc
+        report(f"--mypretrain: encoder initialised from {m.mypretrain}")
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:

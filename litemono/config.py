@@ -103,7 +103,12 @@ class ModelConfig:
         0.0, "initial forward motion per frame of the pose decoder (its translation bias, network "
         "units); 0: upstream. A from-scratch pose network needs e.g. 0.005 to stay out of the "
         "sideways solution (docs/results_synthetic.md)", valid=_UNIT)
-    mypretrain: Optional[str] = option(None, "ImageNet-pretrained encoder weights (.pth)")
+    mypretrain: Optional[str] = option(None, "ImageNet-pretrained encoder weights (.pth); 'none': "
+                                       "train the encoder from scratch on purpose")
+    mypretrain_required: bool = option(False, "refuse to train without --mypretrain (set by "
+                                       "configs/kitti: the published recipe starts from ImageNet)")
+    allow_pickle: bool = option(False, "let --mypretrain unpickle a file that is not plain tensors "
+                                "(runs code stored in it: trusted files only)")
 
     @property
     def attention_kind(self) -> Optional[str]:

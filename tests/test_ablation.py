@@ -98,12 +98,21 @@ def test_metrics_match_an_independent_computation(bench):
 def test_tables_hold_every_row(bench):
     md = bench["paths"]["md"].read_text().splitlines()
     assert md[0] == "| " + " | ".join(ablation.TABLE_COLUMNS) + " |"
-    assert [line.split("|")[1].strip() for line in md[2:]] == [r["row"] for r in bench["results"]]
+    table = md[2:md.index("")]
+    assert [line.split("|")[1].strip() for line in table] == [r["row"] for r in bench["results"]]
+    assert all(line.split("|")[2].strip() == "1" for line in table)  # one seed per cell
+    assert "Paired difference to 01_base" in "\n".join(md)  # the untrained row is no baseline
     rows = list(csv.DictReader(textio.StringIO(bench["paths"]["csv"].read_text())))
     for row, result in zip(rows, bench["results"]):
         assert float(row["abs_rel"]) == pytest.approx(result["abs_rel"], abs=1e-6)
         assert float(row["macs"]) == pytest.approx(result["macs"], abs=1)
+        assert row["seeds"] == "1" and row["abs_rel_std"] == "" and row["abs_rel_diff_ci95"] == ""
+    base = bench["results"][1]
+    assert float(rows[2]["abs_rel_diff"]) == pytest.approx(
+        bench["results"][2]["abs_rel"] - base["abs_rel"], abs=1e-6)
+    assert rows[1]["abs_rel_diff"] == "" and rows[1]["paired_seeds"] == "0"
     assert json.loads(bench["paths"]["json"].read_text()) == bench["results"]
+    assert bench["results"][1]["config"] == bench["rows"][1].cfg.to_dict()
 
 
 def test_rerun_skips_done_rows_and_runs_missing_ones(bench, monkeypatch):
@@ -134,6 +143,12 @@ def test_config_files_and_overrides(tmp_path):
     assert [p.name for p in ablation.config_files(str(tmp_path))] == ["01_a.yaml", "02_b.yaml"]
     assert ablation.option_overrides(["lr=[1e-4]", "num_workers=8", "device=cuda"]) == {
         "lr": [1e-4], "num_workers": 8, "device": "cuda"}
+    # list options as train.py takes them: one number, or several separated by spaces
+    assert ablation.option_overrides(["lr=0.0001", "scales=0"]) == {"lr": [1e-4], "scales": [0]}
+    assert ablation.option_overrides(["lr=1e-4 5e-6 31 1e-4 1e-5 31"]) == {
+        "lr": [1e-4, 5e-6, 31, 1e-4, 1e-5, 31]}
+    assert ablation.option_overrides(["dilations=[[1, 2], [1], [3]]", "mypretrain=none"]) == {
+        "dilations": [[1, 2], [1], [3]], "mypretrain": "none"}
     with pytest.raises(ValueError, match="KEY=VALUE"):
         ablation.option_overrides(["num_workers"])
     with pytest.raises(FileNotFoundError, match="--configs"):
@@ -144,7 +159,8 @@ def test_markdown_layout():
     row = {"row": "r", "macs": 2.842e9, "abs_rel": 0.1234, "sq_rel": 1.0, "rmse": 5.0,
            "rmse_log": 0.2, "a1": 0.9, "a2": 0.95, "a3": 0.99, "steps": 3, "train_seconds": 1.0}
     table = ablation.markdown_table([row]).splitlines()
-    assert table[2] == "| r | 2.842 | 0.123 | 1.000 | 5.000 | 0.200 | 0.900 | 0.950 | 0.990 |"
+    assert table[2] == "| r | 1 | 2.842 | 0.123 | 1.000 | 5.000 | 0.200 | 0.900 | 0.950 | 0.990 |"
+    assert len(table) == 3  # a single row: nothing to compare
 
 
 def test_a_stale_or_foreign_synthetic_scene_is_refused(tmp_path):
@@ -161,3 +177,137 @@ def test_a_stale_or_foreign_synthetic_scene_is_refused(tmp_path):
     root.joinpath(synthetic.MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="version differ"):
         synthetic.make_synthetic_kitti(root, drives=1, frames_per_drive=5, height=32, width=96)
+
+
+# ----------------------------------------------------------------------------- seeds, significance
+
+def fake_run(row, seed, abs_rel, macs=1e9):
+    """A run result as run_row returns it; only abs_rel varies, the other metrics are 2x it."""
+    metrics = {name: 2 * abs_rel for name in ablation.METRIC_NAMES}
+    return {"row": row, "seed": seed, "steps": 10, "train_seconds": 1.0, "macs": macs,
+            **metrics, "abs_rel": abs_rel}
+
+
+def test_summary_against_hand_computed_means_and_intervals():
+    results = [fake_run("A", 0, 0.10), fake_run("B", 0, 0.13), fake_run("C", 0, 0.12),
+               fake_run("A", 1, 0.12), fake_run("B", 1, 0.16), fake_run("C", 1, 0.11),
+               fake_run("A", 2, 0.11), fake_run("B", 2, 0.13), fake_run("D", 5, 0.2)]
+    a, b, c, d = ablation.summarize(results)
+    assert a["row"] == "A" and a["seeds"] == [0, 1, 2] and a["diff"] == {}
+    # A: 0.10, 0.12, 0.11 -> mean 0.11, squared deviations 1e-4 + 1e-4 + 0 over n - 1 = 2
+    assert a["mean"]["abs_rel"] == pytest.approx(0.11)
+    assert a["std"]["abs_rel"] == pytest.approx(0.01)
+    assert a["std"]["rmse"] == pytest.approx(0.02)
+    # B - A per seed: 0.03, 0.04, 0.02 -> mean 0.03, sd 0.01, t(0.975, 2) = 4.303
+    mean, half = b["diff"]["abs_rel"]
+    assert b["paired_seeds"] == [0, 1, 2]
+    assert mean == pytest.approx(0.03) and half == pytest.approx(4.303 * 0.01 / 3 ** 0.5)
+    # C has seeds 0 and 1: 0.02, -0.01 -> mean 0.005, sd 0.03 / sqrt(2), t(0.975, 1) = 12.706
+    mean, half = c["diff"]["abs_rel"]
+    assert c["paired_seeds"] == [0, 1]
+    assert mean == pytest.approx(0.005)
+    assert half == pytest.approx(12.706 * (0.03 / 2 ** 0.5) / 2 ** 0.5)
+    # D shares no seed with A: no difference; one seed: no spread
+    assert d["std"]["abs_rel"] is None and d["diff"] == {} and d["paired_seeds"] == []
+
+    md = ablation.markdown_table(results).splitlines()
+    assert md[2].startswith("| A | 3 | 1.000 | 0.110 ± 0.0100 | 0.220 ± 0.0200 |")
+    assert md[5].startswith("| D | 1 | 1.000 | 0.200 | 0.400 |")
+    assert "Paired difference to A" in md[7]
+    assert md[11].startswith("| B | 3 | +0.0300 ± 0.0248* | +0.0600 ± 0.0497* |")
+    assert md[12].startswith("| C | 2 | +0.0050 ± 0.1906 |")  # the interval holds 0: no *
+    rows = list(csv.DictReader(textio.StringIO(ablation.csv_table(results))))
+    assert [(r["row"], r["seeds"], r["paired_seeds"]) for r in rows] == [
+        ("A", "3", "0"), ("B", "3", "3"), ("C", "2", "2"), ("D", "1", "0")]
+    assert float(rows[1]["abs_rel_diff_ci95"]) == pytest.approx(4.303 * 0.01 / 3 ** 0.5,
+                                                                abs=1e-6)
+    # another baseline
+    b_first = ablation.summarize(results, baseline="B")
+    assert b_first[0]["diff"]["abs_rel"][0] == pytest.approx(-0.03)
+    with pytest.raises(ValueError, match="--baseline E: no such row"):
+        ablation.summarize(results, baseline="E")
+
+
+def test_t_quantiles_match_the_t_distribution():
+    assert ablation.t_quantile_975(1) == 12.706 and ablation.t_quantile_975(2) == 4.303
+    stats = pytest.importorskip("scipy.stats")
+    for df in (1, 2, 3, 5, 10, 29, 30, 31, 45, 100, 1000):
+        assert ablation.t_quantile_975(df) == pytest.approx(stats.t.ppf(0.975, df), abs=6e-4)
+    with pytest.raises(ValueError, match="degree of freedom"):
+        ablation.t_quantile_975(0)
+
+
+def run_cli(argv):
+    import importlib.util
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("run_ablation",
+                                                  root / "scripts" / "run_ablation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(argv)
+
+
+def test_cli_seeds_resume_and_stale_rows(synthetic_kitti, tmp_path, capsys):
+    configs = write_configs(tmp_path / "configs", synthetic_kitti)
+    log_dir = tmp_path / "runs"
+    common = ["--configs", str(configs), "--log_dir", str(log_dir)]
+    results = run_cli(common + ["--seeds", "0", "1", "--set", "num_steps=1", "lr=0.0001"])
+    assert [(r["row"], r["seed"], r["steps"]) for r in results] == [
+        ("01_base", 0, 1), ("02_attn", 0, 1), ("01_base", 1, 1), ("02_attn", 1, 1)]
+    for seed in (0, 1):
+        stored = json.loads((log_dir / f"seed_{seed}" / "02_attn" / "results.json").read_text())
+        assert stored["config"]["train"]["seed"] == seed
+        assert stored["config"]["train"]["lr"] == [0.0001]
+    assert results[0]["abs_rel"] != results[2]["abs_rel"]  # the seeds differ
+    md = (log_dir / "ablation.md").read_text()
+    assert "| 01_base | 2 |" in md and "Paired difference to 01_base" in md
+    assert "| 02_attn | 2 | " in md.split("Paired difference")[1]
+    capsys.readouterr()
+
+    # the same command again: every row and seed is done
+    again = run_cli(common + ["--seeds", "0", "1", "--set", "num_steps=1", "lr=0.0001"])
+    assert [r["abs_rel"] for r in again] == [r["abs_rel"] for r in results]
+    assert capsys.readouterr().out.count("done before") == 4
+
+    # other options: refused by name (it used to print "done before" and rebuild the table)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(common + ["--seeds", "0", "1", "--set", "num_steps=2", "lr=0.0001"])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert "done before" not in captured.out
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("run_ablation.py: error: ")
+    assert "--num_steps: 1 -> 2" in err and "--rerun" in err and "(and 3 more rows)" in err
+
+    # --rerun trains the changed rows again; the other seed's rows stay as they were
+    rerun = run_cli(common + ["--seeds", "0", "--set", "num_steps=2", "lr=0.0001", "--rerun"])
+    assert [(r["row"], r["steps"]) for r in rerun] == [("01_base", 2), ("02_attn", 2)]
+    kept = json.loads((log_dir / "seed_1" / "01_base" / "results.json").read_text())
+    assert kept["steps"] == 1
+
+
+def test_cli_refuses_rows_made_with_other_options(bench, capsys):
+    """Issue 23 item 1 as reported: the same --log_dir with --set num_steps=4."""
+    argv = ["--configs", str(bench["root"] / "configs"), "--log_dir", str(bench["root"] / "runs"),
+            "--set", "seed=1", "num_steps=4"]
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(argv)
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert "done before" not in captured.out
+    assert "01_base was made with other options" in captured.err
+    assert "--num_steps: 2 -> 4" in captured.err
+
+
+def test_a_started_row_is_compared_through_its_config_yaml(tmp_path):
+    cfg = ablation.from_dict({"log_dir": str(tmp_path), "model_name": "r", "num_steps": 3})
+    row = ablation.Row("r", cfg)
+    assert ablation.stale_changes(row) == []  # nothing recorded yet
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.yaml").write_text(cfg.replace(num_workers=0, resume="auto",
+                                                            lr=[1e-3]).dump_yaml())
+    assert ablation.stale_changes(row) == ["--lr: [0.001] -> [0.0001, 5e-06, 31.0, 0.0001, "
+                                           "1e-05, 31.0]"]
+    (tmp_path / "r" / "results.json").write_text(json.dumps({"row": "r", "abs_rel": 0.1}))
+    assert "records no config" in ablation.stale_changes(row)[0]

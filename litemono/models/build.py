@@ -12,6 +12,7 @@ missing, unexpected and wrongly shaped keys, and for an encoder the variant the 
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import pickle
 import warnings
@@ -33,6 +34,7 @@ UPSTREAM_EXTRAS = ("height", "width", "use_stereo")
 MAX_LISTED = 8  # keys listed per category in a mismatch message
 # entries of an ImageNet-pretraining checkpoint that the depth encoder does not have
 IMAGENET_ONLY_PREFIXES = ("head.", "norm.")
+NO_PRETRAIN = "none"  # --mypretrain none: the encoder starts from scratch on purpose
 
 
 # Encoder families besides Lite-Mono: ``--model`` name -> ``builder(cfg: ModelConfig)`` returning
@@ -82,8 +84,8 @@ def build_depth_network(cfg: ModelConfig) -> DepthNetwork:
                            first_stride=encoder.first_stride)
     if cfg.disp_init is not None:
         decoder.init_disparity(cfg.disp_init)
-    if cfg.mypretrain:
-        load_imagenet_encoder(encoder, cfg.mypretrain)
+    if cfg.mypretrain and cfg.mypretrain != NO_PRETRAIN:
+        load_imagenet_encoder(encoder, cfg.mypretrain, cfg.allow_pickle)
     return DepthNetwork(encoder, decoder, cfg)
 
 
@@ -225,25 +227,53 @@ def _listing(keys: List[str]) -> str:
     return ", ".join(keys[:MAX_LISTED]) + more
 
 
-def load_imagenet_encoder(encoder: LiteMono, path: str) -> None:
+def imagenet_file(variant: str) -> str:
+    """The KITTI recipe's name for a variant's ImageNet weights, kept under ``pretrained/``
+    (``lite-mono-pretrain.pth`` ...; sources: ``scripts/imagenet_weights.py``)."""
+    return f"{variant}-pretrain.pth"
+
+
+def load_imagenet_encoder(encoder: LiteMono, path: str, allow_pickle: bool = False) -> None:
     """``--mypretrain``: ImageNet-pretrained encoder weights (upstream's pretraining checkpoint).
 
-    The file's ``model`` entry holds a classification Lite-Mono; its classifier (``head.*``,
-    final ``norm.*``) is dropped explicitly, everything else must match the encoder strictly.
-    Modules the classifier lacks (spatial attention) keep their initialisation.
+    Upstream's pretraining code (``lite-mono-pretrain-code/utils.py``, ``save_model``) stores
+    ``{'model': classifier state dict, 'optimizer', 'epoch', 'scaler', 'args'}``; a bare state
+    dict is accepted too. The file is read with ``weights_only=True``, which rebuilds tensors and
+    plain containers only; ``args`` (an ``argparse.Namespace``: attributes, no code) is allowed
+    as well. Anything else needs ``allow_pickle`` (``--allow_pickle``), because unpickling runs
+    code stored in the file; ``scripts/imagenet_weights.py convert`` makes a plain copy once.
+
+    The documented exceptions to strict loading (upstream ``trainer.load_pretrain`` drops them
+    too): the classifier's ``head.*`` and final ``norm.*`` are dropped, and the spatial attention
+    (absent from an ImageNet classifier) keeps its initialisation. Every other encoder key must
+    be in the file with its shape; a file of another variant is refused naming the variant.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: not a tensor file, pickled objects without
+            ``allow_pickle``, or weights that do not fit (the message names ``--mypretrain``).
     """
     if not Path(path).is_file():
         raise FileNotFoundError(f"--mypretrain: no such file {path}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # pretraining checkpoints may pickle their argparse options; the user named this file
-        warnings.warn(f"--mypretrain {path}: not a plain tensor file, loading it with pickle")
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not allow_pickle:
+            raise ValueError(
+                f"--mypretrain {path}: the file holds pickled Python objects besides tensors, "
+                "and unpickling runs code stored in it; if you trust the file, convert it once "
+                f"(python scripts/imagenet_weights.py convert {path} OUT.pth --allow_pickle) "
+                "and pass OUT.pth, or add --allow_pickle") from exc
+        warnings.warn(f"--mypretrain {path}: not a plain tensor file, unpickled (--allow_pickle)")
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(checkpoint, Mapping) or "model" not in checkpoint:
-        raise ValueError(f"--mypretrain {path}: expected a dict with a 'model' state dict")
-    state = {k: v for k, v in checkpoint["model"].items()
-             if not k.startswith(IMAGENET_ONLY_PREFIXES)}
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError) as exc:  # truncated, not torch
+        raise ValueError(f"--mypretrain {path}: not a readable torch file ({exc}); download it "
+                         "again (scripts/imagenet_weights.py)") from exc
+    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, Mapping) else None
+    if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ValueError(f"--mypretrain {path}: expected a state dict of tensors or "
+                         "{'model': state dict} (upstream's ImageNet pretraining checkpoint)")
+    state = {k: v for k, v in state.items() if not k.startswith(IMAGENET_ONLY_PREFIXES)}
     state.update({k: v for k, v in encoder.state_dict().items()
                   if k.startswith("spatial_attention.")})
     load_state_strict(encoder, state, f"--mypretrain {path}")
