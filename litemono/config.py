@@ -69,6 +69,8 @@ class ModelConfig:
         "upstream's zero bias, 0.5")
     bin_mode: str = _opt("adaptive", "bin centres: predicted per image or uniform",
                          ("adaptive", "fixed"))
+    bin_head: str = _opt("light", "bin head: one conv (light) or AdaBins' mini-ViT, the report's "
+                         "FLOPs (mvit)", ("light", "mvit"))
     pose_model_type: str = _opt("separate_resnet", "pose network",
                                 ("separate_resnet", "shared"))
     num_layers: int = _opt(18, "pose ResNet depth", (18, 34, 50, 101, 152))

@@ -58,7 +58,7 @@ def build_depth_network(cfg: ModelConfig) -> DepthNetwork:
     stages = cfg.attention_stages if cfg.spatial_attention else ()
     encoder = LiteMono(cfg.model, width=cfg.width, drop_path=cfg.drop_path,
                        dilations=cfg.dilations, attention_stages=stages)
-    decoder = DepthDecoder(encoder.num_ch_enc, cfg.scales, cfg.bins, cfg.bin_mode)
+    decoder = DepthDecoder(encoder.num_ch_enc, cfg.scales, cfg.bins, cfg.bin_mode, cfg.bin_head)
     if cfg.disp_init is not None:
         decoder.init_disparity(cfg.disp_init)
     if cfg.mypretrain:
