@@ -114,16 +114,13 @@ class LossConfig:
     avg_reprojection: bool = _opt(False, "average the reprojection errors instead of the minimum")
     v1_multiscale: bool = _opt(False, "warp at each scale's resolution (monodepth v1)")
     distill_weight: float = _opt(0.0, "weight of the teacher distillation L1 (0 = off)")
-    distill_align: str = _opt("median", "teacher-to-student alignment",
-                              ("median", "normalized", "lstsq", "si", "ssi"))
+    distill_align: str = _opt("normalized", "teacher-to-student alignment",
+                              ("normalized", "si", "ssi"))
     distill_scales: List[int] = _opt([0], "scales that receive the distillation term")
-    distill_relative: bool = _opt(
-        False, "divide each image's distillation L1 by the student's median disparity "
-        "(detached): invariant to the student's scale, which the median and lstsq alignments "
-        "otherwise reward shrinking (experimental: collapsed on the synthetic scene; "
-        "--distill_align si is the scale-invariant term that works, see litemono/losses/distill.py)")
     chamfer_weight: float = _opt(0.0, "weight of the bin-centre Chamfer loss (0 = off)")
     chamfer_points: int = _opt(1024, "teacher disparities sampled per image for the Chamfer loss")
+    chamfer_reduction: str = _opt("mean", "Chamfer over points: mean, or sum (the report's Eq. 1)",
+                                  ("mean", "sum"))
 
 
 @dataclass(frozen=True)
@@ -376,9 +373,6 @@ def validate(cfg: Config) -> None:
         raise ConfigError("--distill_weight and --chamfer_weight must be >= 0")
     if l.distill_weight > 0 and d.teacher_dir is None:
         raise ConfigError("--distill_weight > 0 needs --teacher_dir (run precompute_teacher.py)")
-    if l.distill_relative and l.distill_align in ("si", "ssi"):
-        raise ConfigError(f"--distill_relative with --distill_align {l.distill_align}: that term "
-                          "is already invariant to the student's scale; drop --distill_relative")
     if not set(l.distill_scales) <= set(m.scales):
         raise ConfigError(f"--distill_scales {l.distill_scales} must be among --scales {m.scales}")
     if l.chamfer_weight > 0:

@@ -58,7 +58,6 @@ def test_upstream_flag_spellings():
      "--bin_mode fixed"),
     (["--chamfer_weight", "0.1", "--bins", "64"], "--chamfer_weight > 0 needs --teacher_dir"),
     (["--distill_weight", "1"], "--distill_weight > 0 needs --teacher_dir"),
-    (["--distill_align", "ssi", "--distill_relative"], "already invariant to the student's scale"),
     (["--model", "lite-mono-huge"], "invalid choice"),
     (["--batch_size", "two"], "invalid int value"),
     (["--dataset", "folder"], "--intrinsics"),
