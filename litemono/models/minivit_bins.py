@@ -16,7 +16,8 @@ readings that reproduce its FLOPs column, see the arithmetic):
   works; AdaBins instead reads its queries off the first Q + 1 patch tokens, which needs at
   least Q + 1 patches. The per-pixel path (3x3 key convolution, range attention, 1x1 logits)
   runs at full resolution on the x2-upsampled feature: the report's 3.6 GMACs over the baseline
-  are out of reach at H/2 with a 24-channel feature. E = Q = 96, K = 64, 4 pre-norm layers
+  are out of reach at H/2 with a 24-channel feature (AdaBins' own sizes there, E = Q = 128,
+  come to ~1.35 G; at full resolution to ~5.4 G). E = Q = 96, K = 64, 4 pre-norm layers
   with 4 heads and an MLP ratio of 4, regression MLP E -> 256 -> 256 -> K.
 * ``fixed`` (the fixed-bin row's head): uniform centres, so there is nothing to regress and no
   transformer; the queries are learnt constants, and a dot product with constant vectors is a
@@ -42,7 +43,7 @@ full resolution 122,880 pixels; the head replaces the 3x3 sigmoid head at scale 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
@@ -159,7 +160,8 @@ class MiniViTBinHead(nn.Module):
         tokens = self.norm(tokens)
         return self.regressor(tokens[:, 0]), tokens[:, 1:1 + self.size.num_queries]
 
-    def forward(self, top: torch.Tensor, deep: torch.Tensor = None) -> Dict[str, torch.Tensor]:
+    def forward(self, top: torch.Tensor,
+                deep: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """Args:
             top: top decoder feature (B, C, H/2, W/2).
             deep: unused (the light head's second input; the transformer sees the whole image).
