@@ -96,6 +96,8 @@ class ModelConfig:
         valid=((lambda v: 0 < v < 1), "be in (0, 1) (a sigmoid output)"))
     bin_mode: str = option("adaptive", "bin centres: predicted per image or uniform",
                            ("adaptive", "fixed"))
+    bin_head: str = option("light", "bin head: one conv (light) or AdaBins' mini-ViT, the report's "
+                           "FLOPs (mvit)", ("light", "mvit"))
     pose_model_type: str = option("separate_resnet", "pose network", ("separate_resnet", "shared"))
     num_layers: int = option(18, "pose ResNet depth", (18, 34, 50, 101, 152))
     weights_init: str = option("pretrained", "pose ResNet initialisation", ("pretrained", "scratch"))

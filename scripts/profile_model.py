@@ -35,7 +35,7 @@ def main(argv=None) -> None:
     whole = count_macs(net, cfg.height, cfg.width, use_thop=args.use_thop)
     encoder = count_macs(net.encoder, cfg.height, cfg.width, use_thop=args.use_thop)
     extras = [f"spatial_attention {cfg.attention_stages}" if cfg.spatial_attention else "",
-              f"bins {cfg.bins} ({cfg.bin_mode})" if cfg.bins else ""]
+              f"bins {cfg.bins} ({cfg.bin_mode}, {cfg.bin_head} head)" if cfg.bins else ""]
     print(f"{cfg.model} at {cfg.width}x{cfg.height}, batch 1, eval "
           f"{' '.join(e for e in extras if e)}".rstrip())
     print(f"parameters: encoder {count_parameters(net.encoder):,}  decoder "

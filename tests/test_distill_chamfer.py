@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from litemono.config import from_dict
+from litemono.config import ConfigError, from_dict
 from litemono.losses.chamfer import ChamferTerm, chamfer_1d, sample_points
-from litemono.losses.distill import ALIGNERS, DistillationTerm
+from litemono.losses.distill import ALIGNERS, DistillationTerm, align_median, masked_l1
 
 
 def _teacher_and_student(seed=0, shape=(2, 1, 6, 8)):
@@ -24,11 +24,8 @@ def _np_align(kind, t, s):
     if kind == "normalized":
         centred = t - np.median(t)
         return 0.5 + centred / (2 * np.abs(centred).max())
-    if kind == "ssi":
-        return np.median(s) + np.abs(s - np.median(s)).mean() * _np_normalize(t)
-    design = np.stack([t, np.ones_like(t)], axis=1)
-    (a, b), *_ = np.linalg.lstsq(design, s, rcond=None)
-    return a * t + b
+    assert kind == "ssi", kind
+    return np.median(s) + np.abs(s - np.median(s)).mean() * _np_normalize(t)
 
 
 def _np_normalize(x):
@@ -72,30 +69,13 @@ def test_distillation_value_matches_numpy(kind):
     assert loss.item() == pytest.approx(_np_distill(kind, teacher, student), rel=1e-9)
 
 
-@pytest.mark.parametrize("kind", sorted(set(ALIGNERS) - {"si", "ssi"}))
-def test_relative_distillation_divides_by_the_student_median(kind):
-    teacher, student = _teacher_and_student(seed=5)
-    term = DistillationTerm(_cfg(distill_weight=1.0, distill_align=kind, distill_relative=True))
-    expected = []
-    for t_img, s_img in zip(teacher.numpy(), student.numpy()):
-        valid = t_img > 0
-        t, s = t_img[valid], s_img[valid]
-        expected.append(np.abs(s - _np_align(kind, t, s)).mean() / np.median(s))
-    loss = term({"teacher_disp": teacher}, {("disp", 0): student})
-    assert loss.item() == pytest.approx(np.mean(expected), rel=1e-9)
-    if kind != "normalized":  # a student scaled by 10 keeps the same relative loss
-        again = term({"teacher_disp": teacher}, {("disp", 0): student * 10})
-        assert again.item() == pytest.approx(loss.item(), rel=1e-9)
-    # the median is detached: the gradient is sign(s - target) / (median * count * batch)
-    student.requires_grad_(True)
-    term({"teacher_disp": teacher}, {("disp", 0): student}).backward()
-    mask = teacher > 0
-    target = ALIGNERS[kind](teacher, student.detach(), mask)
-    median = torch.stack([torch.quantile(s[m], 0.5)
-                          for s, m in zip(student.detach(), mask)]).view(-1, 1, 1, 1)
-    count = mask.sum(dim=(1, 2, 3), keepdim=True).double()
-    expected_grad = torch.sign(student.detach() - target) * mask / count / median / 2
-    torch.testing.assert_close(student.grad, expected_grad)
+def test_removed_alignments_and_flags_are_rejected():
+    assert sorted(ALIGNERS) == ["normalized", "si", "ssi"]
+    assert from_dict({}).loss.distill_align == "normalized"  # the report's; it trains
+    for options in ({"distill_align": "median"}, {"distill_align": "lstsq"},
+                    {"distill_relative": True}):
+        with pytest.raises(ConfigError):
+            from_dict(options)
 
 
 def _directional_slopes(kind, seed=6):
@@ -128,21 +108,26 @@ def test_invariant_distillation_has_no_slope_along_the_student_scale(kind):
 
 
 def test_detached_median_alignment_rewards_shrinking_the_student():
-    """The drift the module docstring describes: a positive slope along 'scale up' means
-    gradient descent scales every disparity down (ssi has none, see the test above)."""
-    slopes = [_directional_slopes("median", seed=seed)[0] for seed in range(6)]
-    assert all(slope > 0 for slope in slopes)
+    """Why ``median`` was removed (module docstring): with its target following the detached
+    student, a positive slope along 'scale up' means gradient descent scales every disparity
+    down (si and ssi have none, see the test above)."""
+    for seed in range(6):
+        teacher, student = _teacher_and_student(seed=seed)
+        student.requires_grad_(True)
+        mask = teacher > 0
+        masked_l1(student, align_median(teacher, student.detach(), mask), mask).backward()
+        assert (student.grad * student.detach() * mask).sum().item() > 0
 
 
-def test_distillation_masks_sky_and_detaches_statistics():
+def test_distillation_masks_sky_and_has_a_fixed_target_by_default():
     teacher, student = _teacher_and_student(seed=2)
     student.requires_grad_(True)
-    term = DistillationTerm(_cfg(distill_weight=1.0))
+    term = DistillationTerm(_cfg(distill_weight=1.0))  # default: the report's normalized
     loss = term({"teacher_disp": teacher}, {("disp", 0): student})
     loss.backward()
     mask = teacher > 0
-    # with detached statistics the gradient is sign(s - aligned) / (valid count * batch)
-    aligned = ALIGNERS["median"](teacher, student.detach(), mask)
+    # the target does not follow the student: the gradient is sign(s - t') / (count * batch)
+    aligned = ALIGNERS["normalized"](teacher, student.detach(), mask)
     count = mask.sum(dim=(1, 2, 3), keepdim=True).double()
     expected = torch.sign(student.detach() - aligned) * mask / count / teacher.shape[0]
     torch.testing.assert_close(student.grad, expected)
@@ -158,14 +143,54 @@ def test_distillation_averages_upsampled_scales():
     term = DistillationTerm(_cfg(distill_weight=1.0, distill_scales=[0, 1]))
     loss = term({"teacher_disp": teacher}, {("disp", 0): student, ("disp", 1): coarse})
     upsampled = F.interpolate(coarse, size=(8, 8), mode="bilinear", align_corners=False)
-    expected = (_np_distill("median", teacher, student)
-                + _np_distill("median", teacher, upsampled)) / 2
+    expected = (_np_distill("normalized", teacher, student)
+                + _np_distill("normalized", teacher, upsampled)) / 2
     assert loss.item() == pytest.approx(expected, rel=1e-9)
 
 
-def _np_chamfer(points, centers):
+def _np_chamfer(points, centers, reduction="mean"):
+    reduce = np.mean if reduction == "mean" else np.sum
     d2 = (points[:, None] - centers[None, :]) ** 2
-    return d2.min(axis=1).mean() + d2.min(axis=0).mean()
+    return reduce(d2.min(axis=1)) + reduce(d2.min(axis=0))
+
+
+def _np_chamfer_loops(points, centers, reduction):
+    """The report's Eq. 1 written as loops (independent of the broadcasting above)."""
+    to_centres = [min((p - c) ** 2 for c in centers) for p in points]
+    to_points = [min((c - p) ** 2 for p in points) for c in centers]
+    if reduction == "sum":
+        return sum(to_centres) + sum(to_points)
+    return sum(to_centres) / len(points) + sum(to_points) / len(centers)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_chamfer_reductions_against_numpy_both_directions(reduction):
+    rng = np.random.default_rng(1)
+    points, centers = rng.random((3, 23)), rng.random((3, 7))
+    mask = np.ones((3, 23), dtype=bool)
+    mask[1, 15:] = False  # padding: image 1 has 15 points
+    mask[2, :] = False  # an image without points does not count
+    value = chamfer_1d(torch.from_numpy(points), torch.from_numpy(centers),
+                       torch.from_numpy(mask), reduction=reduction).item()
+    expected = [_np_chamfer_loops(p[m], c, reduction)
+                for p, c, m in zip(points[:2], centers[:2], mask[:2])]
+    assert value == pytest.approx(np.mean(expected), rel=1e-12)
+    # each direction alone: a point far from every centre, a centre far from every point
+    near = torch.tensor([[0.5, 0.5, 0.5]], dtype=torch.float64)
+    one_point_off = chamfer_1d(torch.tensor([[0.5, 0.5, 0.9]], dtype=torch.float64), near,
+                               reduction=reduction).item()
+    one_centre_off = chamfer_1d(near, torch.tensor([[0.5, 0.5, 0.9]], dtype=torch.float64),
+                                reduction=reduction).item()
+    scale = 1.0 if reduction == "sum" else 1 / 3
+    assert one_point_off == pytest.approx(0.16 * scale) and one_centre_off == pytest.approx(
+        0.16 * scale)
+    # sum = N * (point side mean) + K * (centre side mean)
+    p, c = rng.random(11), rng.random(4)
+    d2 = (p[:, None] - c[None, :]) ** 2
+    assert _np_chamfer_loops(p, c, "sum") == pytest.approx(
+        11 * d2.min(axis=1).mean() + 4 * d2.min(axis=0).mean())
+    with pytest.raises(ValueError, match="--chamfer_reduction"):
+        chamfer_1d(near, near, reduction="max")
 
 
 def test_chamfer_both_directions_against_numpy():
@@ -195,12 +220,14 @@ def test_sample_points_fixed_stride_without_sky():
     assert few_mask.sum() == 9 and few[0, :9].tolist() == valid.tolist()
 
 
-@pytest.mark.parametrize("kind", sorted(ALIGNERS))
-def test_chamfer_term_value_and_gradient_reach_centres(kind):
+@pytest.mark.parametrize("kind,reduction", [(k, r) for k in sorted(ALIGNERS)
+                                            for r in ("mean", "sum")])
+def test_chamfer_term_value_and_gradient_reach_centres(kind, reduction):
     teacher, student = _teacher_and_student(seed=4, shape=(2, 1, 8, 10))
     centers = torch.linspace(0.05, 0.95, 6, dtype=torch.float64).repeat(2, 1).requires_grad_(True)
     student.requires_grad_(True)
-    cfg = _cfg(chamfer_weight=0.1, bins=6, chamfer_points=16, distill_align=kind)
+    cfg = _cfg(chamfer_weight=0.1, bins=6, chamfer_points=16, distill_align=kind,
+               chamfer_reduction=reduction)
     term = ChamferTerm(cfg)
     assert term.name == "chamfer" and term.weight == 0.1
     loss = term({"teacher_disp": teacher}, {"bin_centers": centers, ("disp", 0): student})
@@ -209,7 +236,7 @@ def test_chamfer_term_value_and_gradient_reach_centres(kind):
         valid = teacher[b].numpy() > 0
         aligned = _np_align(kind, teacher[b].numpy()[valid], student[b].detach().numpy()[valid])
         sampled = aligned[(np.arange(16) * aligned.size) // 16]
-        expected.append(_np_chamfer(sampled, centers[b].detach().numpy()))
+        expected.append(_np_chamfer(sampled, centers[b].detach().numpy(), reduction))
     assert loss.item() == pytest.approx(np.mean(expected), rel=1e-9)
     loss.backward()
     assert centers.grad is not None and centers.grad.abs().sum() > 0

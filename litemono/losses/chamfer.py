@@ -1,12 +1,20 @@
 """Chamfer loss between adaptive bin centres and the teacher's disparity distribution.
 
-The seed report's distribution loss (its Eq. 1, with means instead of sums) follows AdaBins
-(Bhat et al., CVPR 2021, section 3.3, "bin-center density loss"), which pulls the predicted bin
-centres towards the depths present in an image. Here the target set is the teacher's disparity
-(Depth Anything V2), aligned to the student like the distillation term, sampled at a fixed
-stride over the non-zero pixels; the 1-D Chamfer distance is computed in plain PyTorch::
+The seed report's distribution loss (its Eq. 1) follows AdaBins (Bhat et al., CVPR 2021,
+section 3.3, "bin-center density loss"), which pulls the predicted bin centres towards the depths
+present in an image. Here the target set is the teacher's disparity (Depth Anything V2), aligned
+to the student like the distillation term, sampled at a fixed stride over the non-zero pixels;
+the 1-D Chamfer distance is computed in plain PyTorch, per image, then averaged over images.
+``--chamfer_reduction`` picks how each direction reduces over its points:
 
-    chamfer(P, C) = mean_{p in P} min_{c in C} (p - c)^2 + mean_{c in C} min_{p in P} (c - p)^2
+* ``sum`` (the report's Eq. 1)::
+
+    chamfer(P, C) = sum_{p in P} min_{c in C} (p - c)^2 + sum_{c in C} min_{p in P} (c - p)^2
+
+* ``mean`` (the default; AdaBins' form): the same with means. Its value does not grow with
+  ``--chamfer_points`` or K, so a weight carries over between sizes; with ``sum`` the first
+  direction scales with the number of sampled points N and the second with K, so the weight
+  ``w`` of a ``sum`` run matches roughly ``w * N`` (point side) of a ``mean`` run.
 
 Sky pixels (teacher disparity 0) are never points. Gradients flow to the bin centres only.
 """
@@ -19,33 +27,43 @@ import torch
 from .distill import ALIGNERS, at_teacher_size, teacher_disparity
 
 
+REDUCTIONS = ("mean", "sum")
+
+
 def chamfer_1d(points: torch.Tensor, centers: torch.Tensor,
-               mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Symmetric mean squared 1-D Chamfer distance, averaged over images.
+               mask: Optional[torch.Tensor] = None, reduction: str = "mean") -> torch.Tensor:
+    """Symmetric squared 1-D Chamfer distance, averaged over images.
 
     Args:
         points: (B, N) point values (e.g. teacher disparities).
         centers: (B, K) bin centres.
         mask: (B, N) bool, which points exist (padding is False); all by default.
+        reduction: ``"mean"`` or ``"sum"`` over the points of each direction (module docstring).
 
     Returns:
         Scalar: the mean over images with at least one point of
-        ``mean_n min_k (p_n - c_k)^2 + mean_k min_n (c_k - p_n)^2``; a differentiable 0 when no
-        image has a point.
+        ``mean_n min_k (p_n - c_k)^2 + mean_k min_n (c_k - p_n)^2`` (``sum`` for ``"sum"``);
+        a differentiable 0 when no image has a point.
     """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"--chamfer_reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if mask is None:
         mask = torch.ones_like(points, dtype=torch.bool)
     sq_dist = (points.unsqueeze(2) - centers.unsqueeze(1)) ** 2  # (B, N, K)
     weight = mask.to(sq_dist.dtype)
     count = weight.sum(dim=1)  # (B,)
-    point_term = (sq_dist.min(dim=2).values * weight).sum(dim=1) / count.clamp_min(1.0)
+    point_term = (sq_dist.min(dim=2).values * weight).sum(dim=1)  # (B,)
     hidden = sq_dist.masked_fill(~mask.unsqueeze(2), float("inf"))
     center_term = hidden.min(dim=1).values  # (B, K); inf only in images without points
     has_points = count > 0
     if not has_points.any():
         return centers.sum() * 0.0
-    per_image = point_term[has_points] + center_term[has_points].mean(dim=1)
-    return per_image.mean()
+    if reduction == "mean":
+        point_term = point_term / count.clamp_min(1.0)
+        center_term = center_term[has_points].mean(dim=1)
+    else:
+        center_term = center_term[has_points].sum(dim=1)
+    return (point_term[has_points] + center_term).mean()
 
 
 def sample_points(values: torch.Tensor, mask: torch.Tensor,
@@ -82,7 +100,7 @@ class ChamferTerm:
 
     Args:
         cfg: the run's :class:`litemono.config.Config` (``loss.chamfer_weight``,
-            ``loss.chamfer_points``, ``loss.distill_align``).
+            ``loss.chamfer_points``, ``loss.chamfer_reduction``, ``loss.distill_align``).
     """
 
     name = "chamfer"
@@ -90,6 +108,7 @@ class ChamferTerm:
     def __init__(self, cfg: Any):
         self.weight = cfg.loss.chamfer_weight
         self.points = cfg.loss.chamfer_points
+        self.reduction = cfg.loss.chamfer_reduction
         self.align = ALIGNERS[cfg.loss.distill_align]
 
     def __call__(self, inputs: Mapping[Any, Any], outputs: Mapping[Any, Any]) -> torch.Tensor:
@@ -110,4 +129,4 @@ class ChamferTerm:
         mask = teacher > 0
         aligned = self.align(teacher, disp, mask).detach()
         points, point_mask = sample_points(aligned, mask, self.points)
-        return chamfer_1d(points, outputs["bin_centers"], point_mask)
+        return chamfer_1d(points, outputs["bin_centers"], point_mask, self.reduction)

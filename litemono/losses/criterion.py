@@ -222,10 +222,6 @@ def _check_distillation(cfg: Any) -> None:
     loss = cfg.loss
     if loss.distill_weight > 0 and cfg.data.teacher_dir is None:
         raise ConfigError("--distill_weight > 0 needs --teacher_dir (run precompute_teacher.py)")
-    if loss.distill_relative and loss.distill_align in ("si", "ssi"):
-        raise ConfigError(f"--distill_relative with --distill_align {loss.distill_align}: that "
-                          "term is already invariant to the student's scale; drop "
-                          "--distill_relative")
     if not set(loss.distill_scales) <= set(cfg.model.scales):
         raise ConfigError(f"--distill_scales {loss.distill_scales} must be among --scales "
                           f"{cfg.model.scales}")
@@ -251,17 +247,13 @@ def _check_chamfer(cfg: Any) -> None:
 
 register_loss_term("distill", _distillation, help="weight of the teacher distillation L1 (0 = off)",
                    check=_check_distillation, options=[
-    ("distill_align", str, option("median", "teacher-to-student alignment", _alignments)),
+    ("distill_align", str, option("normalized", "teacher-to-student alignment", _alignments)),
     ("distill_scales", List[int], option([0], "scales that receive the distillation term")),
-    ("distill_relative", bool, option(
-        False, "divide each image's distillation L1 by the student's median disparity "
-        "(detached): invariant to the student's scale, which the median and lstsq alignments "
-        "otherwise reward shrinking (experimental: collapsed on the synthetic scene; "
-        "--distill_align si is the scale-invariant term that works, see "
-        "litemono/losses/distill.py)")),
 ])
 register_loss_term("chamfer", _chamfer, help="weight of the bin-centre Chamfer loss (0 = off)",
                    check=_check_chamfer, options=[
     ("chamfer_points", int, option(1024, "teacher disparities sampled per image for the Chamfer "
                                    "loss", valid=((lambda v: v >= 1), "be >= 1"))),
+    ("chamfer_reduction", str, option("mean", "Chamfer over points: mean, or sum (the report's "
+                                      "Eq. 1)", ("mean", "sum"))),
 ])

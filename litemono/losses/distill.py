@@ -4,30 +4,27 @@ The teacher (Depth Anything V2, Yang et al., NeurIPS 2024) predicts disparity on
 unknown per-image scale and shift, and the Lite-Mono student (Zhang et al., CVPR 2023) predicts a
 sigmoid disparity in (0, 1). Each image's teacher map is therefore first aligned to the student,
 then compared with an L1 on the valid pixels. Teacher pixels equal to 0 (sky, infinitely far)
-are masked out everywhere. Except in ``si`` and ``ssi``, student statistics used by an
-alignment are taken from a detached copy, so the gradient reaches the student only through the
-L1 itself.
+are masked out everywhere. As targets for the Chamfer term, alignments take the student's
+statistics from a detached copy; the ``si`` and ``ssi`` distillation terms keep them in the graph.
 
 Alignments (``--distill_align``), per image, over the valid pixels V, with t the teacher and s
 the student disparity:
 
-* ``median`` (default, as specified): ``t * median_V(s) / median_V(t)``. The target follows the
-  student's own scale, so the L1 is proportional to that scale and nothing holds it up: on the
-  synthetic scene the student drifted to a constant near-zero disparity within 300 steps
-  (docs/results_synthetic.md).
-* ``normalized`` (the seed report's variant: median-centring, then normalising to [0, 1]):
-  ``0.5 + (t - median_V(t)) / (2 * max_V |t - median_V(t)|)``: the median goes to 0.5 and the
-  farthest value to 0 or 1. It does not use the student, and it imposes a per-image disparity
-  shift that no depth proportional to the truth has: on the synthetic scene a student equal to
-  its target scores abs_rel 0.13, where the stand-in teacher itself scores 0.047.
-* ``lstsq``: ``a * t + b`` with ``(a, b) = argmin sum_V (a t + b - s)^2``, i.e.
-  ``a = cov_V(t, s) / var_V(t)``, ``b = mean_V(s) - a * mean_V(t)``.
+* ``normalized`` (default; the seed report's variant: median-centring, then normalising to
+  [0, 1]): ``0.5 + (t - median_V(t)) / (2 * max_V |t - median_V(t)|)``: the median goes to 0.5
+  and the farthest value to 0 or 1. It does not use the student, so nothing in it rewards
+  shrinking, but it imposes a per-image disparity shift that no depth proportional to the truth
+  has: on the synthetic scene a student equal to its target scores abs_rel 0.13, where the
+  stand-in teacher itself scores 0.047. The report's rows use it.
 * ``si`` (scale-invariant): the term is ``mean_V |m * s / median_V(s) - m * t / median_V(t)|``,
-  with the student's median *in the graph* and ``m = median_V(s)`` detached. Its value equals
-  ``median``'s, but its gradient has exactly zero slope along any scale of the student (the
-  median moves with it), so nothing rewards shrinking; the detached ``m`` only keeps the
-  gradient in disparity units. The target keeps the teacher's disparity *ratios*, i.e. its
-  shift: the stand-in teacher's shift (up to 0.2 of its median) costs it abs_rel 0.047.
+  with the student's median *in the graph* and ``m = median_V(s)`` detached. Its gradient has
+  exactly zero slope along any scale of the student (the median moves with it), so nothing
+  rewards shrinking; the detached ``m`` only keeps the gradient in disparity units. The target
+  keeps the teacher's disparity *ratios*, i.e. its shift: the stand-in teacher's shift (up to
+  0.2 of its median) costs it abs_rel 0.047. On the synthetic scene it is the better choice
+  (abs_rel 0.156 vs the baseline's 0.184, where ``normalized`` gave 0.187;
+  docs/results_synthetic.md, "Session 4"). As an alignment (for the Chamfer term) its target
+  is ``t * median_V(s) / median_V(t)``, the student's median detached.
 * ``ssi`` (scale- and shift-invariant, the loss of MiDaS, Ranftl et al., TPAMI 2022): both maps
   normalised by their own median and mean absolute deviation,
   ``n(x) = (x - median_V(x)) / mean_V |x - median_V(x)|``; the term is
@@ -40,16 +37,15 @@ the student disparity:
   (docs/results_synthetic.md). As an alignment (for the Chamfer term) its target is
   ``median_V(s) + mad_V(s) * n(t)``.
 
-Why the detaching alignments drift: with a target that follows the detached student, the
-gradient along "scale the whole student by (1 + e)" is ``sum_V sign(s - target) * s``, and
-the pixels above their target are on average the larger ones, so it is positive: every step
-shrinks the student a little, the target follows, and the disparity walks to 0 (a test shows
-the sign). ``si`` and ``ssi`` have no such direction.
-
-``--distill_relative`` divides each image's L1 by the *detached* ``median_V(s)``: the value
-becomes scale-invariant but the gradient keeps the shrinking slope, now growing as
-``1 / median(s)``; on the synthetic scene (weight 0.1, 800-step row 03) the map collapsed and
-froze after ~350 steps. Kept for reproducibility; ``si`` is what it was meant to be.
+Removed alignments (documented failures, used by no table row; docs/results_synthetic.md keeps
+their runs): ``median`` (``t * median_V(s) / median_V(t)`` as a target for the *detached*
+student) and ``lstsq`` (least-squares scale and shift onto the detached student) both reward
+shrinking the student: with a target that follows the detached student, the gradient along
+"scale the whole student by (1 + e)" is ``sum_V sign(s - target) * s``, and the pixels above
+their target are on average the larger ones, so it is positive; every step shrinks the student a
+little, the target follows, and the disparity walked to 0 within 300 steps (a test shows the
+sign of this slope). ``--distill_relative`` (each L1 divided by the detached student median)
+kept that slope and collapsed too; ``si`` is what it was meant to be.
 """
 from __future__ import annotations
 
@@ -82,7 +78,7 @@ def _median(values: torch.Tensor) -> torch.Tensor:
 
 
 def align_median(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Scale the teacher so that its median matches the student's.
+    """Scale the teacher so that its median matches the student's (``si``'s Chamfer target).
 
     Args:
         teacher: (B, 1, H, W) relative disparity, 0 = invalid.
@@ -106,23 +102,6 @@ def align_normalized(teacher: torch.Tensor, student: torch.Tensor,
     centred = teacher - _per_image(teacher, mask, _median)
     spread = _per_image(centred.abs(), mask, torch.max)
     return 0.5 + centred / (2.0 * spread.clamp_min(EPS))
-
-
-def align_lstsq(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Least-squares scale and shift of the teacher onto the (detached) student.
-
-    Args as :func:`align_median`. Returns ``a * teacher + b`` per image (closed form in the
-    module docstring); with a constant teacher, ``a = 0`` and ``b = mean(student)``.
-    """
-    student = student.detach()
-    weight = mask.to(teacher.dtype)
-    count = weight.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1.0)
-    mean_t = (teacher * weight).sum(dim=(1, 2, 3), keepdim=True) / count
-    mean_s = (student * weight).sum(dim=(1, 2, 3), keepdim=True) / count
-    cov = ((teacher - mean_t) * (student - mean_s) * weight).sum(dim=(1, 2, 3), keepdim=True)
-    var = ((teacher - mean_t) ** 2 * weight).sum(dim=(1, 2, 3), keepdim=True)
-    scale = torch.where(var > EPS, cov / var.clamp_min(EPS), torch.zeros_like(var))
-    return scale * teacher + (mean_s - scale * mean_t)
 
 
 def robust_stats(values: torch.Tensor, mask: torch.Tensor):
@@ -157,9 +136,9 @@ def align_ssi(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tensor) 
     return student_median + spread * robust_normalize(teacher, mask)
 
 
+# the target each alignment gives the Chamfer term (which compares values, not a student map)
 ALIGNERS: Dict[str, Aligner] = {
-    "median": align_median, "normalized": align_normalized, "lstsq": align_lstsq,
-    "si": align_median, "ssi": align_ssi}
+    "normalized": align_normalized, "si": align_median, "ssi": align_ssi}
 
 
 def si_pair(disp: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor):
@@ -178,16 +157,14 @@ def ssi_pair(disp: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor):
             units * robust_normalize(teacher, mask))
 
 
-def _target_pair(name: str):
-    """The pair of an alignment whose target follows the detached student: ``(s, align(t, s))``."""
-    align = ALIGNERS[name]
-    return lambda disp, teacher, mask: (disp, align(teacher, disp, mask))
+def normalized_pair(disp: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor):
+    """``normalized``: ``(s, normalised t)``; the target does not depend on the student."""
+    return disp, align_normalized(teacher, disp, mask)
 
 
 # what the distillation L1 compares, per alignment: name -> fn(disp, teacher, mask) ->
 # (student side, target); si and ssi keep the student's statistics in the graph
-PAIRS = {**{name: _target_pair(name) for name in ("median", "normalized", "lstsq")},
-         "si": si_pair, "ssi": ssi_pair}
+PAIRS = {"normalized": normalized_pair, "si": si_pair, "ssi": ssi_pair}
 
 
 def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -228,7 +205,6 @@ class DistillationTerm:
         self.weight = cfg.loss.distill_weight
         self.scales = list(cfg.loss.distill_scales)
         self.pair = PAIRS[cfg.loss.distill_align]
-        self.relative = cfg.loss.distill_relative
 
     def __call__(self, inputs: Mapping[Any, Any], outputs: Mapping[Any, Any]) -> torch.Tensor:
         """Unweighted loss.
@@ -247,8 +223,5 @@ class DistillationTerm:
         for scale in self.scales:
             disp = at_teacher_size(outputs[("disp", scale)], teacher)
             student, target = self.pair(disp, teacher, mask)
-            if self.relative:  # |s - target| / median(s) per image, the median detached
-                scale_of = _per_image(disp.detach(), mask, _median).clamp_min(EPS)
-                student, target = student / scale_of, target / scale_of
             losses.append(masked_l1(student, target, mask))
         return torch.stack(losses).mean()

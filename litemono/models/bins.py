@@ -9,6 +9,10 @@ range of upstream's sigmoid head, so ``disp_to_depth`` and the losses apply unch
 and the top decoder feature) predicts K positive widths (softplus plus a floor, normalised to sum
 to 1); the centres are the midpoints of the resulting cells, hence sorted and inside (0, 1).
 ``fixed`` (ablation): uniform centres (k + 0.5) / K; only the per-pixel distribution is learnt.
+
+This is the light head (``--bin_head light``: one 3x3 convolution to K logits at H/2, 0.42
+GMACs at 640x192). The report's heads are heavier: ``--bin_head mvit``
+(:mod:`.minivit_bins`) reproduces its FLOPs column.
 """
 from __future__ import annotations
 
@@ -21,6 +25,22 @@ from torch import nn
 BIN_MODES = ("adaptive", "fixed")
 CENTER_MLP_HIDDEN = 256
 MIN_WIDTH = 1e-3  # floor on the un-normalised widths: no bin collapses to zero width
+
+
+def uniform_centers(num_bins: int) -> torch.Tensor:
+    """The fixed bins' centres (k + 0.5) / K, k < K: (K,)."""
+    return (torch.arange(num_bins, dtype=torch.float32) + 0.5) / num_bins
+
+
+def widths_to_centers(raw: torch.Tensor) -> torch.Tensor:
+    """Unconstrained width scores (B, K) -> sorted bin centres in (0, 1), (B, K).
+
+    Widths are ``softplus(raw) + MIN_WIDTH`` normalised to sum to the range 1 (AdaBins eq. 2
+    uses ReLU + 0.1); the centres are the midpoints of the resulting cells.
+    """
+    widths = F.softplus(raw) + MIN_WIDTH
+    widths = widths / widths.sum(dim=1, keepdim=True)
+    return torch.cumsum(widths, dim=1) - 0.5 * widths
 
 
 class DisparityBinHead(nn.Module):
@@ -49,17 +69,14 @@ class DisparityBinHead(nn.Module):
                 nn.Linear(CENTER_MLP_HIDDEN, num_bins))
         else:
             self.center_mlp = None
-            uniform = (torch.arange(num_bins, dtype=torch.float32) + 0.5) / num_bins
-            self.register_buffer("uniform_centers", uniform, persistent=False)
+            self.register_buffer("uniform_centers", uniform_centers(num_bins), persistent=False)
 
     def bin_centers(self, top: torch.Tensor, deep: torch.Tensor) -> torch.Tensor:
         """Sorted centres in (0, 1), (B, K), from top (B, Ct, h, w) and deep (B, Cd, h', w')."""
         if self.center_mlp is None:
             return self.uniform_centers.to(top.dtype).expand(top.shape[0], -1)
         pooled = torch.cat((top.mean(dim=(2, 3)), deep.mean(dim=(2, 3))), dim=1)
-        widths = F.softplus(self.center_mlp(pooled)) + MIN_WIDTH
-        widths = widths / widths.sum(dim=1, keepdim=True)  # (B, K), sums to the range 1
-        return torch.cumsum(widths, dim=1) - 0.5 * widths
+        return widths_to_centers(self.center_mlp(pooled))
 
     def forward(self, top: torch.Tensor, deep: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Args:

@@ -80,7 +80,7 @@ class DepthNetwork(nn.Module):
 def build_depth_network(cfg: ModelConfig) -> DepthNetwork:
     """Depth network for ``cfg`` (encoder, dilation rule, attention, bins, ``--mypretrain``)."""
     encoder = build_encoder(cfg)
-    decoder = DepthDecoder(encoder.num_ch_enc, cfg.scales, cfg.bins, cfg.bin_mode,
+    decoder = DepthDecoder(encoder.num_ch_enc, cfg.scales, cfg.bins, cfg.bin_mode, cfg.bin_head,
                            first_stride=encoder.first_stride)
     if cfg.disp_init is not None:
         decoder.init_disparity(cfg.disp_init)

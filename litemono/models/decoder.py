@@ -8,7 +8,7 @@ for Lite-Mono; five for a ResNet encoder, as monodepth2).
 Key layout (upstream ``depth.pth``): ``decoder.0..5`` are upconv(2,0), upconv(2,1), upconv(1,0),
 upconv(1,1), upconv(0,0), upconv(0,1) (``conv.conv.{weight,bias}``), followed by one sigmoid head
 per sigmoid scale (``conv.{weight,bias}``), in scale order. With ``--bins`` the full-resolution
-output comes from :class:`DisparityBinHead` (keys ``bin_head.*``) and scale 0 has no sigmoid head.
+output comes from a bin head (keys ``bin_head.*``) and scale 0 has no sigmoid head.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .bins import DisparityBinHead
+from .minivit_bins import MiniViTBinHead
 
 
 class Conv3x3(nn.Module):
@@ -59,12 +60,14 @@ class DepthDecoder(nn.Module):
         scales: output scales, among the levels.
         bins: 0 for upstream's sigmoid head at scale 0, else K bins (scale 0 must be in scales).
         bin_mode: ``"adaptive"`` or ``"fixed"`` bin centres.
+        bin_head: ``"light"`` (:class:`DisparityBinHead`) or ``"mvit"`` (:class:`MiniViTBinHead`).
         first_stride: the first feature is at H / first_stride (Lite-Mono: 4; the heads then
             upsample by 2 to reach H / 2^s), each further feature at half the previous size.
     """
 
     def __init__(self, num_ch_enc: Sequence[int], scales: Sequence[int] = (0, 1, 2),
-                 bins: int = 0, bin_mode: str = "adaptive", first_stride: int = 4):
+                 bins: int = 0, bin_mode: str = "adaptive", bin_head: str = "light",
+                 first_stride: int = 4):
         super().__init__()
         self.num_levels = len(num_ch_enc)
         if not set(scales) <= set(range(self.num_levels)):
@@ -87,8 +90,11 @@ class DepthDecoder(nn.Module):
         self.sigmoid_scales = [s for s in self.scales if not (bins and s == 0)]
         layers += [Conv3x3(self.num_ch_dec[s], 1) for s in self.sigmoid_scales]
         self.decoder = nn.ModuleList(layers)
-        self.bin_head = (DisparityBinHead(self.num_ch_dec[0], num_ch_enc[-1], bins, bin_mode)
-                         if bins else None)
+        self.bin_head = None
+        if bins and bin_head == "mvit":
+            self.bin_head = MiniViTBinHead(self.num_ch_dec[0], bins, bin_mode)
+        elif bins:
+            self.bin_head = DisparityBinHead(self.num_ch_dec[0], num_ch_enc[-1], bins, bin_mode)
         self.apply(_init_weights)
 
     def init_disparity(self, value: float) -> None:
