@@ -144,6 +144,7 @@ class TrainConfig:
     models_to_load: List[str] = _opt(["encoder", "depth", "pose_encoder", "pose"],
                                      "which networks --load_weights_folder loads")
     resume: Optional[str] = _opt(None, "training state to resume: a path, or 'auto'")
+    overwrite: bool = _opt(False, "start again from step 0 in a run folder that holds checkpoints")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
     amp: str = _opt("off", "mixed precision for the networks", ("off", "bf16", "fp16"))
     channels_last: Optional[bool] = _opt(None, "channels_last memory format for the networks and "

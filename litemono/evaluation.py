@@ -148,18 +148,25 @@ def depth_range(weights_folder: Optional[str], min_depth: Optional[float] = None
 
     A network trained with ``--min_depth 0.01`` must be read with 0.01: the range is an affine
     map of the sigmoid, so the wrong one changes the *relative* depths, which median scaling
-    cannot undo. The training run's ``models/opt.json`` (ours and upstream's, one folder above
-    ``weights_<epoch>``) holds it; explicit values win and a mismatch is reported.
+    cannot undo. Our weight folders store the range in ``encoder.pth``
+    (:func:`~litemono.models.build.read_depth_range`), so a copied folder keeps it; for
+    upstream's folders the training run's ``models/opt.json`` (one folder above
+    ``weights_<epoch>``) holds it. Explicit values win and a mismatch is reported.
 
     Returns:
         ``(min_depth, max_depth, note)``; ``note`` says where the values came from.
     """
     import json
 
-    trained = None
+    from .models.build import ENCODER_FILE, read_depth_range
+
+    trained, source = None, None
     if weights_folder:
+        trained = read_depth_range(weights_folder)
+        source = Path(weights_folder) / ENCODER_FILE
         options_file = Path(weights_folder).parent / "opt.json"
-        if options_file.is_file():
+        if trained is None and options_file.is_file():
+            source = options_file
             try:
                 options = json.loads(options_file.read_text())
                 trained = (float(options["min_depth"]), float(options["max_depth"]))
@@ -171,10 +178,10 @@ def depth_range(weights_folder: Optional[str], min_depth: Optional[float] = None
     if trained is None:
         note = "default" if given == (None, None) else "command line"
     elif chosen == trained:
-        note = f"from {Path(weights_folder).parent / 'opt.json'}"
+        note = f"from {source}"
     else:
         note = (f"command line; WARNING: the network was trained with --min_depth {trained[0]:g} "
-                f"--max_depth {trained[1]:g} ({Path(weights_folder).parent / 'opt.json'})")
+                f"--max_depth {trained[1]:g} ({source})")
     return chosen[0], chosen[1], note
 
 
