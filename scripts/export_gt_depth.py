@@ -64,7 +64,7 @@ def main(argv=None) -> Path:
         except FileNotFoundError as exc:
             parser.error(str(exc))
     output = Path(args.output or Path(args.splits_dir) / args.split / "gt_depths.npz")
-    save_gt_depths(output, maps)
+    save_gt_depths(output, maps, split=args.split)
     print(f"wrote {len(maps)} {args.split} ground-truth maps to {output}")
     return output
 
