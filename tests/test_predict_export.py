@@ -212,3 +212,28 @@ def test_predict_writes_a_video_of_the_coloured_disparity(weights, tmp_path, cap
         err = one_line_error(capsys, "--load_weights_folder", weights, "--image_path",
                              tmp_path / "drive.mp4", "--device", "cpu")
         assert "pyav" in err and "--image_path" in err
+
+
+def test_export_refuses_model_flags_that_contradict_the_weights(weights, tmp_path, capsys):
+    export = load_script("export_onnx")
+    with pytest.raises(SystemExit) as exit_info:
+        export.main(["--load_weights_folder", str(weights), "--model", "lite-mono",
+                     "--output", str(tmp_path / "x.onnx")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("export_onnx.py: error: ") and "\n" not in err
+    assert "--model lite-mono (the weights are lite-mono-tiny)" in err
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_export_stores_the_depth_range(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    torch.manual_seed(0)
+    net = build_depth_network(ModelConfig(model="lite-mono-tiny", height=HEIGHT, width=WIDTH))
+    for name, state in depth_state_dicts(net, HEIGHT, WIDTH, depth_range=(0.01, 80.0)).items():
+        io.save_torch(state, tmp_path / "w" / f"{name}.pth")
+    load_script("export_onnx").main(["--load_weights_folder", str(tmp_path / "w"), "--model",
+                                     "lite-mono-tiny", "--no_cuda", "--no-check",
+                                     "--output", str(tmp_path / "x.onnx")])
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "x.onnx")).metadata_props}
+    assert (float(meta["min_depth"]), float(meta["max_depth"])) == (0.01, 80.0)
