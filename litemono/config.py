@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +92,8 @@ class DataConfig:
     png: bool = _opt(False, "read .png instead of .jpg frames")
     frame_ids: List[int] = _opt([0, -1, 1], "frames to load; the first must be 0")
     use_stereo: bool = _opt(False, "also use the other camera of the stereo pair ('s')")
-    num_workers: int = _opt(12, "data loader worker processes")
+    num_workers: int = _opt(min(12, os.cpu_count() or 1), "data loader worker processes "
+                            "(upstream's 12, at most this machine's cores)")
     jitter: str = _opt("per_frame", "colour jitter drawn per frame and scale (Lite-Mono) or per "
                        "item (monodepth2)", ("per_frame", "per_item"))
     teacher_dir: Optional[str] = _opt(None, "precomputed teacher disparity folder")

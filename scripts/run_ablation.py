@@ -23,11 +23,12 @@ def main(argv=None) -> list:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--configs", nargs="+", required=True, help="row YAML folder(s) or file(s)")
     p.add_argument("--data_path", help="overrides the configs' --data_path")
-    p.add_argument("--log_dir", default="runs/ablation")
+    p.add_argument("--log_dir", default="runs/ablation", help="one run folder per row in here")
     p.add_argument("--gt_path", help="gt_depths.npz of the test split (scripts/export_gt_depth.py)")
     p.add_argument("--test_split", help="split name or folder with test_files.txt "
                    "(default: the training split's folder)")
-    p.add_argument("--eval_split", default="eigen", choices=("eigen", "eigen_benchmark"))
+    p.add_argument("--eval_split", default="eigen", choices=("eigen", "eigen_benchmark"),
+                   help="evaluation protocol of --gt_path (default: eigen)")
     p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="more options for every row")
     args = p.parse_args(argv)
     try:
