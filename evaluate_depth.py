@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="eigen: 697 frames, velodyne gt, Garg crop, 1e-3..80 m; "
                    "eigen_benchmark: 652 frames, KITTI's annotated depth (default: eigen)")
     p.add_argument("--data_path", default=str(PROJECT_ROOT / "kitti_data"), help="KITTI raw root")
-    p.add_argument("--splits_dir", default=str(PROJECT_ROOT / "splits"))
+    p.add_argument("--splits_dir", default=str(PROJECT_ROOT / "splits"),
+                   help="folder holding <eval_split>/test_files.txt and gt_depths.npz")
     p.add_argument("--split_folder", help="a folder with test_files.txt to use instead of "
                    "<splits_dir>/<eval_split> (not checksum-verified)")
     p.add_argument("--png", action="store_true", help="read .png frames instead of .jpg")
