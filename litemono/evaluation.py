@@ -261,11 +261,9 @@ def check_gt_split(gt_depths: Sequence[np.ndarray], eval_split: str,
         ValueError: naming ``--eval_split`` and ``--gt_path``.
     """
     found = stored_split
-    if found is None:
-        found = next((name for name, size in SPLIT_SIZES.items()
-                      if size == len(gt_depths) and name != eval_split), None)
-        if len(gt_depths) == SPLIT_SIZES.get(eval_split):
-            found = None
+    if found is None and len(gt_depths) != SPLIT_SIZES[eval_split]:
+        found = next((name for name, size in SPLIT_SIZES.items() if size == len(gt_depths)),
+                     None)
     if found is not None and found != eval_split:
         how = "is labelled" if stored_split else f"holds {len(gt_depths)} maps, the size of"
         raise ValueError(f"the ground truth {path} {how} {found}, not {eval_split}, "

@@ -57,7 +57,7 @@ VIDEO_FPS = 10
 MAGMA_ANCHORS = np.array([[0.001462, 0.000466, 0.013866], [0.316654, 0.071690, 0.485380],
                           [0.716387, 0.214982, 0.474720], [0.986700, 0.535582, 0.382210],
                           [0.987053, 0.991438, 0.749504]])
-PYAV_HINT = 'needs pyav: pip install -e ".[video]" (or pip install av), or use a .gif'
+PYAV_INSTALL = 'pip install -e ".[video]" (or pip install av)'
 
 
 class ToolError(Exception):
@@ -96,7 +96,8 @@ def read_frames(source: Path) -> Iterator[Tuple[str, Image.Image]]:
         import imageio.v3 as iio
 
         if source.suffix.lower() != ".gif" and importlib.util.find_spec("av") is None:
-            raise ToolError(f"reading {source.suffix} video {PYAV_HINT}, --image_path {source}")
+            raise ToolError(f"reading {source.suffix} video needs pyav, --image_path {source}, "
+                            f"{PYAV_INSTALL}, or give the frames as a folder or a .gif")
         for index, frame in enumerate(iio.imiter(source)):
             yield f"{source.stem}_{index:06d}", Image.fromarray(frame[..., :3])
     elif source.suffix.lower() in IMAGE_SUFFIXES:
@@ -155,8 +156,8 @@ class VideoWriter:
 
     def __init__(self, path: Path):
         if path.suffix.lower() != ".gif" and importlib.util.find_spec("av") is None:
-            raise ToolError(f"writing {path.suffix or 'a suffix-less'} video {PYAV_HINT}, "
-                            f"--color_video {path}")
+            raise ToolError(f"writing {path.suffix or 'a suffix-less'} video needs pyav, "
+                            f"--color_video {path}, {PYAV_INSTALL}, or write a .gif")
         self.path, self.frames = path, []
         self.stack, self.stream = contextlib.ExitStack(), None
 
