@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_sizes", nargs="+", type=int, default=[1],
                         help="batch sizes to time, one row each")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--no_cuda", dest="device", action="store_const", const="cpu",
+                        help="same as --device cpu")
     parser.add_argument("--amp", choices=tuple(AMP_DTYPES), default="off",
                         help="autocast dtype for the forward pass")
     parser.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=None,

@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher_path", help="local DA-V2 weights (default: tiny random model)")
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--no_cuda", dest="device", action="store_const", const="cpu",
+                        help="same as --device cpu")
     parser.add_argument("--frames", type=int, default=8, help="frames through the loop")
     parser.add_argument("--batch_size", type=int, default=4, help="images per teacher forward")
     parser.add_argument("--input_size", type=int, default=DEFAULT_INPUT_SIZE,

@@ -31,6 +31,12 @@ from litemono.pose_eval import (evaluate_ate, predict_relative_poses,  # noqa: E
 SEQUENCES = {"odom_9": 9, "odom_10": 10}
 
 
+def fail(message: str) -> None:
+    """Bad input: one line ``evaluate_pose.py: error: ...`` and exit status 2, no traceback."""
+    print(f"evaluate_pose.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--load_weights_folder", required=True,
@@ -62,7 +68,7 @@ def main(argv=None) -> dict:
                                    img_ext=".png" if args.png else ".jpg", source=str(split))
         pose_net = load_pose_network(args.load_weights_folder, device, args.num_layers)
     except (OSError, ValueError, RuntimeError) as exc:
-        parser.error(str(exc))
+        fail(str(exc))
     loader = DataLoader(dataset, args.batch_size, shuffle=False, num_workers=args.num_workers)
     pred_motions = predict_relative_poses(pose_net, loader, device)
     if args.save_pred_poses:
@@ -70,7 +76,7 @@ def main(argv=None) -> dict:
     try:
         mean, std, _ = evaluate_ate(pred_motions, gt_motions)
     except ValueError as exc:
-        parser.error(f"{exc} ({gt_path}, {split})")
+        fail(f"{exc} ({gt_path}, {split})")
     print(f"Trajectory error: {mean:.3f}, std: {std:.3f}")
     result = {"ate_mean": mean, "ate_std": std}
     print(json.dumps(result))

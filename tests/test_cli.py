@@ -37,10 +37,13 @@ def test_every_option_has_help(tool, monkeypatch):
     silent = [action.option_strings[0] for action in parser._actions
               if action.option_strings and not action.help]
     assert not silent, f"{tool}: options without help text: {silent}"
+    flags = {flag for action in parser._actions for flag in action.option_strings}
+    assert "--device" not in flags or "--no_cuda" in flags, f"{tool}: --device without --no_cuda"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-@pytest.mark.parametrize("tool", ["train.py", "evaluate_depth.py", "scripts/predict.py"])
+@pytest.mark.parametrize("tool", ["train.py", "evaluate_depth.py", "scripts/predict.py",
+                                  "scripts/evaluate_pose.py"])
 def test_missing_cuda_is_the_same_one_line_everywhere(tool, tmp_path, capsys):
     from litemono import io
     from litemono.config import ModelConfig
@@ -55,7 +58,9 @@ def test_missing_cuda_is_the_same_one_line_everywhere(tool, tmp_path, capsys):
             "evaluate_depth.py": ["--load_weights_folder", str(tmp_path / "w"),
                                   "--gt_path", str(tmp_path / "gt.npz")],
             "scripts/predict.py": ["--load_weights_folder", str(tmp_path / "w"),
-                                   "--image_path", str(tmp_path)]}[tool] + ["--device", "cuda"]
+                                   "--image_path", str(tmp_path)],
+            "scripts/evaluate_pose.py": ["--load_weights_folder", str(tmp_path / "w"),
+                                         "--data_path", str(tmp_path)]}[tool] + ["--device", "cuda"]
     spec = importlib.util.spec_from_file_location("cli_tool", ROOT / tool)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
