@@ -15,7 +15,6 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "instead of disp_0 alone")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset version (default: 17)")
     parser.add_argument("--atol", type=float, default=1e-4,
-                        help="largest |onnxruntime - PyTorch| accepted by the check (default: 1e-4)")
+                        help="largest |onnxruntime - PyTorch| the check accepts (default: 1e-4)")
     parser.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
                         help="compare with PyTorch in onnxruntime (when installed)")
     parser.add_argument("--no_cuda", action="store_true",

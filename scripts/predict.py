@@ -11,7 +11,7 @@ and its disparity is resized back to the image's own size. Per image:
 - ``<name>_<pred>.npy``: float32, the scaled disparity of ``disp_to_depth`` (``--pred disp``)
   or depth = 1 / that (``--pred depth``), times ``--pred_depth_scale_factor`` for metric depth.
 - ``<name>_<pred>.png``: the same values in a 16-bit PNG, value = pixel * scale, where the
-  scale is stored in the PNG's text chunk ``scale`` (read it back with :func:`read_png16`).
+  scale is stored in the PNG's text chunk ``scale`` (``litemono.depth_png.read_png16``).
   By default the map's maximum maps to 65535, so even a monocular model's arbitrary-scale
   depth keeps 65536 levels; with ``--pred_depth_scale_factor`` (metric depth) the scale is
   KITTI's 1/256 m, which KITTI's tools read as they are.
@@ -36,10 +36,11 @@ from typing import Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from litemono import io, load_depth_network  # noqa: E402
+from litemono.depth_png import KITTI_SCALE, PNG16_MAX, encode_png16  # noqa: E402
 from litemono.device import DEVICE_HELP, DeviceError, resolve_device  # noqa: E402
 from litemono.evaluation import depth_range  # noqa: E402
 from litemono.geometry import disp_to_depth  # noqa: E402
@@ -48,9 +49,6 @@ TOOL = "predict.py"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif"}
 OUTPUT_MARKERS = ("_disp", "_depth", "_disp_color")  # stems ending so are our own outputs
-PNG16_MAX = np.iinfo(np.uint16).max
-KITTI_PNG_SCALE = 1.0 / 256.0  # KITTI depth PNGs: metres = pixel / 256
-PNG_SCALE_KEY = "scale"  # text chunk: value = pixel * scale
 UPSTREAM_PERCENTILE = 95
 VIDEO_FPS = 10
 # anchors of matplotlib's magma colormap at 0, 1/4, 1/2, 3/4, 1 (RGB in [0, 1])
@@ -129,27 +127,6 @@ def predict_batch(net, images: List[Image.Image], device, min_depth: float, max_
             for d, im in zip(scaled, images)]
 
 
-def png16_bytes(values: np.ndarray, scale: Optional[float] = None) -> bytes:
-    """A 16-bit PNG of ``values`` >= 0 with ``value = pixel * scale``; ``scale`` goes into the
-    text chunk. Default scale: the maximum maps to 65535 (the finest step the map allows)."""
-    if scale is None:
-        scale = float(values.max()) / PNG16_MAX if values.max() > 0 else 1.0
-    encoded = np.clip(np.round(values / scale), 0, PNG16_MAX).astype(np.uint16)
-    text = PngImagePlugin.PngInfo()
-    text.add_text(PNG_SCALE_KEY, repr(float(scale)))
-    buffer = BytesIO()
-    Image.fromarray(encoded).save(buffer, format="PNG", pnginfo=text)
-    return buffer.getvalue()
-
-
-def read_png16(path) -> np.ndarray:
-    """Values of a PNG written by this tool: pixel * its ``scale`` text (float32, (H, W)).
-    A PNG without the text chunk is read with KITTI's 1/256."""
-    with Image.open(path) as image:
-        scale = float(image.text.get(PNG_SCALE_KEY, KITTI_PNG_SCALE))
-        return (np.asarray(image, dtype=np.float64) * scale).astype(np.float32)
-
-
 class VideoWriter:
     """Frames to one video file, written atomically on :meth:`close` (GIF through Pillow,
     anything else streamed through pyav)."""
@@ -203,9 +180,9 @@ def write_outputs(out_dir: Path, name: str, disp: np.ndarray, args, inputs: set,
     colours = colorize(disp, vmin, vmax)
     color = BytesIO()
     Image.fromarray(colours).save(color, format="PNG")
-    png_scale = KITTI_PNG_SCALE if args.pred_depth_scale_factor else None
+    png_scale = KITTI_SCALE if args.pred_depth_scale_factor else None
     files = {f"{name}_{args.pred}.npy": None,
-             f"{name}_{args.pred}.png": png16_bytes(values, png_scale),
+             f"{name}_{args.pred}.png": encode_png16(values, png_scale),
              f"{name}_disp_color.png": color.getvalue()}
     for filename, data in files.items():
         target = out_dir / filename

@@ -127,13 +127,14 @@ def one_line_error(capsys, *argv):
 
 
 def test_depth_png_keeps_the_precision_of_arbitrary_scale_depth(weights, tmp_path):
-    predict = load_script("predict")
+    from litemono.depth_png import read_png16
+
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 192, 3), np.uint8)).save(
         tmp_path / "x.png")
     run_predict("--load_weights_folder", weights, "--image_path", tmp_path / "x.png",
                 "--pred", "depth", "--device", "cpu")
     depth = np.load(tmp_path / "x_depth.npy")
-    decoded = predict.read_png16(tmp_path / "x_depth.png")
+    decoded = read_png16(tmp_path / "x_depth.png")
     # one step of 65536 levels over the map's range (x 256 left ~1/512 m steps: 1-2 levels here)
     assert np.abs(decoded - depth).max() <= depth.max() / 65535
     assert len(np.unique(decoded)) > 100

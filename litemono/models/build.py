@@ -50,6 +50,8 @@ class DepthNetwork(nn.Module):
         self.decoder = decoder
         self.config = config
         self.height, self.width = config.height, config.width
+        # (min_depth, max_depth) of the training run; load_depth_network sets it from the folder
+        self.depth_range: Optional[Tuple[float, float]] = None
 
     def forward(self, image: torch.Tensor) -> Dict:
         return self.decoder(self.encoder(image))
