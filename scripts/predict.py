@@ -25,9 +25,9 @@ PNG inputs are scaled to [0, 1] by their full range (not clipped to white). Vide
 imageio (GIF always; mp4 and others need pyav: ``pip install -e ".[video]"``).
 """
 import argparse
-import contextlib
 import importlib.util
 import itertools
+import os
 import sys
 from io import BytesIO
 from pathlib import Path
@@ -79,7 +79,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
     ``convert("RGB")`` clips them at 255, which turns a 16-bit image white)."""
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
         values = np.asarray(image, dtype=np.float64)
-        full = 1.0 if image.mode == "F" else PNG16_MAX if values.max() <= PNG16_MAX else 2**32 - 1
+        if image.mode == "F":
+            full = 1.0  # float images are taken to be in [0, 1]
+        else:  # mode "I" holds 16-bit PNGs on older Pillow, and 32-bit images
+            full = PNG16_MAX if values.max() <= PNG16_MAX else np.iinfo(np.uint32).max
         gray = np.clip(np.round(values / full * 255), 0, 255).astype(np.uint8)
         return Image.fromarray(gray).convert("RGB")
     return image.convert("RGB")
@@ -128,15 +131,16 @@ def predict_batch(net, images: List[Image.Image], device, min_depth: float, max_
 
 
 class VideoWriter:
-    """Frames to one video file, written atomically on :meth:`close` (GIF through Pillow,
-    anything else streamed through pyav)."""
+    """Frames to one video file that appears whole on :meth:`close` (GIF through Pillow,
+    anything else streamed through pyav into a temporary file next to it)."""
 
     def __init__(self, path: Path):
         if path.suffix.lower() != ".gif" and importlib.util.find_spec("av") is None:
             raise ToolError(f"writing {path.suffix or 'a suffix-less'} video needs pyav, "
                             f"--color_video {path}, {PYAV_INSTALL}, or write a .gif")
-        self.path, self.frames = path, []
-        self.stack, self.stream = contextlib.ExitStack(), None
+        self.path, self.frames, self.stream = path, [], None
+        # pyav picks the container from the suffix, so the temporary name keeps it
+        self.partial = path.with_name(io.TMP_PREFIX + path.name)
 
     def write(self, frame: np.ndarray) -> None:
         if self.path.suffix.lower() == ".gif":
@@ -145,9 +149,8 @@ class VideoWriter:
         if self.stream is None:
             import imageio.v3 as iio
 
-            file = self.stack.enter_context(io.atomic_write(self.path))
-            self.stream = self.stack.enter_context(
-                iio.imopen(file, "w", plugin="pyav", extension=self.path.suffix))
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.stream = iio.imopen(self.partial, "w", plugin="pyav")
             self.stream.init_video_stream("libx264", fps=VIDEO_FPS)
         even = frame[:frame.shape[0] // 2 * 2, :frame.shape[1] // 2 * 2]  # x264 needs even sizes
         self.stream.write_frame(even)
@@ -161,7 +164,9 @@ class VideoWriter:
                       for f in self.frames]
             io.write_bytes(self.path, iio.imwrite("<bytes>", np.stack(frames), extension=".gif",
                                                   duration=1000 / VIDEO_FPS, loop=0))
-        self.stack.close()
+        elif self.stream is not None:
+            self.stream.close()
+            os.replace(self.partial, self.path)
 
 
 def output_values(disp: np.ndarray, args) -> np.ndarray:
