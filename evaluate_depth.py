@@ -3,28 +3,41 @@
 Upstream's protocol (monodepth2 / Lite-Mono ``evaluate_depth.py``, see litemono/evaluation.py):
     python evaluate_depth.py --load_weights_folder W --data_path kitti_data --eval_split eigen
     python evaluate_depth.py --ext_disp_to_eval disps.npy --gt_path gt_depths.npz
-The last line printed is a JSON object with the seven mean metrics.
+    python evaluate_depth.py --load_weights_folder W --eval_stereo   # x5.4, no median scaling
+The last line printed is a JSON object with the seven mean metrics. A gt file of the other
+split (by its label, or upstream's by its 697 / 652 maps) is refused.
 """
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from litemono import io
 from litemono.config import PROJECT_ROOT
-from litemono.evaluation import (EVAL_SPLITS, depth_range, evaluate_predictions,
-                                 format_metrics_table, load_gt_depths, predict_split,
-                                 write_metrics_csv)
+from litemono.device import DEVICE_HELP, DeviceError, resolve_device
+from litemono.evaluation import (EVAL_SPLITS, STEREO_SCALE_FACTOR, check_gt_split, depth_range,
+                                 evaluate_predictions, format_metrics_table, gt_split,
+                                 load_gt_depths, predict_split, write_metrics_csv)
+
+TOOL = "evaluate_depth.py"
+
+
+class ToolError(Exception):
+    """Bad input: reported as the one line ``evaluate_depth.py: error: <message>``."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--load_weights_folder", help="folder with encoder.pth and depth.pth")
     p.add_argument("--ext_disp_to_eval", help="evaluate these saved scaled disparities (.npy)")
-    p.add_argument("--eval_split", default="eigen", choices=EVAL_SPLITS)
+    p.add_argument("--eval_split", default="eigen", choices=EVAL_SPLITS,
+                   help="eigen: 697 frames, velodyne gt, Garg crop, 1e-3..80 m; "
+                   "eigen_benchmark: 652 frames, KITTI's annotated depth (default: eigen)")
     p.add_argument("--data_path", default=str(PROJECT_ROOT / "kitti_data"), help="KITTI raw root")
-    p.add_argument("--splits_dir", default=str(PROJECT_ROOT / "splits"))
+    p.add_argument("--splits_dir", default=str(PROJECT_ROOT / "splits"),
+                   help="folder holding <eval_split>/test_files.txt and gt_depths.npz")
     p.add_argument("--split_folder", help="a folder with test_files.txt to use instead of "
                    "<splits_dir>/<eval_split> (not checksum-verified)")
     p.add_argument("--png", action="store_true", help="read .png frames instead of .jpg")
@@ -32,41 +45,45 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ground truth (default <splits_dir>/<eval_split>/gt_depths.npz)")
     p.add_argument("--allow_pickle", action="store_true",
                    help="accept upstream's object-array gt file (unpickling can run code)")
-    p.add_argument("--batch_size", type=int, default=16)
-    p.add_argument("--num_workers", type=int, default=2)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--batch_size", type=int, default=16, help="images per forward pass")
+    p.add_argument("--num_workers", type=int, default=2, help="data loader worker processes")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--no_cuda", action="store_true", help="same as --device cpu")
     p.add_argument("--post_process", action="store_true", help="average with the flipped image")
-    p.add_argument("--disable_median_scaling", action="store_true")
-    p.add_argument("--pred_depth_scale_factor", type=float, default=1.0,
-                   help="multiply predicted depth (5.4 for stereo-trained models)")
-    p.add_argument("--min_depth", type=float, help="disp_to_depth range (default: the training "
-                   "run's, from <weights>/../opt.json, else 0.1)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--eval_mono", action="store_true",
+                      help="monocular model: per-image median scaling (the default)")
+    mode.add_argument("--eval_stereo", action="store_true",
+                      help=f"stereo-trained model: depth x {STEREO_SCALE_FACTOR}, no median "
+                      "scaling (upstream's flag)")
+    p.add_argument("--disable_median_scaling", action="store_true",
+                   help="score the depth as predicted (metric models)")
+    p.add_argument("--pred_depth_scale_factor", type=float,
+                   help=f"multiply predicted depth (default 1; {STEREO_SCALE_FACTOR} with "
+                   "--eval_stereo)")
+    p.add_argument("--min_depth", type=float, help="disp_to_depth range (default: the weights "
+                   "folder's, else <weights>/../opt.json, else 0.1)")
     p.add_argument("--max_depth", type=float, help="disp_to_depth range (default: the training "
                    "run's, else 100)")
     p.add_argument("--save_pred_disps", action="store_true",
                    help="write <load_weights_folder>/disps_<eval_split>_split.npy")
-    p.add_argument("--per_image_csv", help="write per-image metrics to this CSV file")
+    p.add_argument("--per_image_csv", help="write per-image metrics to this CSV file (one row "
+                   "per test image, named by its split line)")
     return p
 
 
-def predict_with_model(args, parser):
+def predict_with_model(args):
     """Scaled disparities of the test split, and the model's parameter and MAC counts."""
-    import torch
-
     from litemono.models.profile import count_macs, count_parameters
 
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
-                          if args.device == "auto" else args.device)
+    device = resolve_device(args.device, args.no_cuda)
     min_depth, max_depth, note = depth_range(args.load_weights_folder, args.min_depth,
                                              args.max_depth)
     print(f"disp_to_depth range {min_depth:g}..{max_depth:g} m ({note})")
-    try:
-        pred_disps, depth_net = predict_split(
-            args.load_weights_folder, args.data_path, args.split_folder or args.eval_split,
-            args.splits_dir, device, args.batch_size, args.num_workers, args.post_process,
-            args.png, min_depth, max_depth)
-    except (OSError, ValueError) as exc:
-        parser.error(str(exc))
+    pred_disps, depth_net = predict_split(
+        args.load_weights_folder, args.data_path, args.split_folder or args.eval_split,
+        args.splits_dir, device, args.batch_size, args.num_workers, args.post_process,
+        args.png, min_depth, max_depth)
     if args.save_pred_disps:
         out = Path(args.load_weights_folder) / f"disps_{args.eval_split}_split.npy"
         io.save_npy(out, pred_disps)
@@ -75,35 +92,59 @@ def predict_with_model(args, parser):
     return pred_disps, count_parameters(depth_net), macs
 
 
-def main(argv=None) -> dict:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def image_names(args, count: int):
+    """The test split's lines (the per-image CSV's names), when its file matches ``count``."""
+    path = Path(args.split_folder or Path(args.splits_dir) / args.eval_split) / "test_files.txt"
+    if not path.is_file():
+        return None
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return lines if len(lines) == count else None
+
+
+def scaling(args):
+    """(median scaling on?, depth scale factor) from --eval_stereo and the explicit flags."""
+    if not args.eval_stereo:
+        return not args.disable_median_scaling, args.pred_depth_scale_factor or 1.0
+    if args.pred_depth_scale_factor not in (None, STEREO_SCALE_FACTOR):
+        raise ToolError(f"--eval_stereo scales depth by {STEREO_SCALE_FACTOR}, "
+                        f"--pred_depth_scale_factor {args.pred_depth_scale_factor}, drop one")
+    print(f"stereo evaluation: median scaling off, depth x {STEREO_SCALE_FACTOR}")
+    return False, STEREO_SCALE_FACTOR
+
+
+def run(args) -> dict:
     if (args.ext_disp_to_eval is None) == (args.load_weights_folder is None):
-        parser.error("give exactly one of --load_weights_folder and --ext_disp_to_eval")
+        raise ToolError("nothing or two things to evaluate, --load_weights_folder / "
+                        "--ext_disp_to_eval, give exactly one")
+    median_scaling, scale_factor = scaling(args)
     gt_path = args.gt_path or Path(args.splits_dir) / args.eval_split / "gt_depths.npz"
-    try:
-        gt_depths = load_gt_depths(gt_path, allow_pickle=args.allow_pickle)
-    except (OSError, ValueError) as exc:
-        parser.error(str(exc))
+    gt_depths = load_gt_depths(gt_path, allow_pickle=args.allow_pickle)
+    check_gt_split(gt_depths, args.eval_split, gt_split(gt_path), gt_path)
     params = macs = None
     if args.ext_disp_to_eval:
         pred_disps = np.load(args.ext_disp_to_eval, allow_pickle=False)
     else:
-        pred_disps, params, macs = predict_with_model(args, parser)
-    try:
-        result = evaluate_predictions(pred_disps, gt_depths, args.eval_split,
-                                      median_scaling=not args.disable_median_scaling,
-                                      scale_factor=args.pred_depth_scale_factor)
-    except ValueError as exc:
-        parser.error(str(exc))
+        pred_disps, params, macs = predict_with_model(args)
+    result = evaluate_predictions(pred_disps, gt_depths, args.eval_split,
+                                  median_scaling=median_scaling, scale_factor=scale_factor)
     if result.ratios is not None:
         med = float(np.median(result.ratios))
         print(f"scaling ratios | median: {med:.3f} | std: {np.std(result.ratios / med):.3f}")
     print(format_metrics_table(result.mean, params, macs))
     if args.per_image_csv:
-        write_metrics_csv(args.per_image_csv, result.per_image)
+        write_metrics_csv(args.per_image_csv, result.per_image,
+                          image_names(args, len(result.per_image)))
     print(json.dumps(result.mean))
     return result.mean
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (ToolError, DeviceError, OSError, ValueError) as exc:
+        print(f"{TOOL}: error: {exc}", file=sys.stderr)  # one line, no traceback
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import argparse
 import os
 
 from litemono.config import DataConfig, ModelConfig
+from litemono.device import resolve_device
 from litemono.teacher.depth_anything import DEFAULT_INPUT_SIZE, HUB_IDS, load_teacher
 from litemono.teacher.precompute import ImageTeacher, parse_shard, run_precompute, target_frames
 from litemono.teacher.synthetic import DEFAULT_NOISE, SyntheticTeacher
@@ -26,15 +27,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--offline", action="store_true", help="never try to download")
     parser.add_argument("--input_size", type=int, default=DEFAULT_INPUT_SIZE,
                         help="teacher input short side (multiple of 14)")
-    parser.add_argument("--data_path", default=data.data_path)
-    parser.add_argument("--split", default=data.split)
-    parser.add_argument("--splits_dir", default=data.splits_dir)
-    parser.add_argument("--png", action=argparse.BooleanOptionalAction, default=data.png)
-    parser.add_argument("--height", type=int, default=net.height)
-    parser.add_argument("--width", type=int, default=net.width)
-    parser.add_argument("--batch_size", type=int, default=4)
-    parser.add_argument("--num_workers", type=int, default=4)
+    parser.add_argument("--data_path", default=data.data_path, help="KITTI raw root, as train.py")
+    parser.add_argument("--split", default=data.split, help="training split whose train and val "
+                        "frames get maps, as train.py")
+    parser.add_argument("--splits_dir", default=data.splits_dir, help="as train.py")
+    parser.add_argument("--png", action=argparse.BooleanOptionalAction, default=data.png,
+                        help="read .png instead of .jpg frames, as train.py")
+    parser.add_argument("--height", type=int, default=net.height,
+                        help="height of the stored maps: train.py's --height")
+    parser.add_argument("--width", type=int, default=net.width,
+                        help="width of the stored maps: train.py's --width")
+    parser.add_argument("--batch_size", type=int, default=4, help="images per teacher forward")
+    parser.add_argument("--num_workers", type=int, default=min(4, os.cpu_count() or 1),
+                        help="image loading workers (default: 4, at most the machine's cores)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--no_cuda", dest="device", action="store_const", const="cpu",
+                        help="same as --device cpu")
     parser.add_argument("--shard", help="K/N: this process takes frames K, K+N, ... (K from 0)")
     parser.add_argument("--seed", type=int, default=0, help="synthetic teacher draws")
     parser.add_argument("--noise", type=float, default=DEFAULT_NOISE, help="synthetic noise")
@@ -54,7 +62,7 @@ def main(argv=None) -> dict:
                         teacher_args=f"--teacher synthetic --seed {args.seed} "
                                      f"--noise {args.noise} --data_path {args.data_path}")
     else:
-        device = args.device
+        device = str(resolve_device(args.device))  # one clear line when CUDA is missing
         if device == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun: one GPU per process
             device = f"cuda:{os.environ['LOCAL_RANK']}"
         teacher = load_teacher(args.teacher, args.teacher_path, args.input_size, device,

@@ -25,5 +25,7 @@ setup(
         "test": ["pytest>=8.0", "onnx>=1.16", "onnxruntime>=1.18", "thop>=0.1.1.post2209072238"],
         "onnx": ["onnx>=1.16", "onnxruntime>=1.18"],
         "profile": ["thop>=0.1.1.post2209072238"],
+        # mp4 / avi / mkv input and --color_video output of scripts/predict.py (GIF needs none)
+        "video": ["av>=10.0"],
     },
 )

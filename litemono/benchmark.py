@@ -23,6 +23,8 @@ from typing import Any, Callable, Dict, List, Sequence
 import torch
 import torch.nn.functional as F
 
+from .device import resolve_device  # noqa: F401  (the bench scripts call bench.resolve_device)
+
 # KITTI's normalised intrinsics as monodepth2's KITTI datasets use them (fx, fy, cx, cy / size).
 KITTI_NORMALISED_K = ((0.58, 0.0, 0.5, 0.0), (0.0, 1.92, 0.5, 0.0),
                       (0.0, 0.0, 1.0, 0.0), (0.0, 0.0, 0.0, 1.0))
@@ -104,15 +106,6 @@ def summarise(seconds: Sequence[float]) -> Dict[str, float]:
 def median_per_key(runs: Sequence[Dict[str, float]]) -> Dict[str, float]:
     """Per-key median over a list of ``{name: seconds}`` dicts (keys of the first run)."""
     return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available else CPU; an unavailable CUDA request is an error."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: no CUDA device here; use --device cpu")
-    return torch.device(name)
 
 
 def reset_peak_memory(device: torch.device) -> None:

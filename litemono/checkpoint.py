@@ -48,7 +48,8 @@ FORMAT_VERSION = 1
 # (--mypretrain and --load_weights_folder are not applied when resuming)
 RESUME_FREE_OPTIONS = ("resume", "num_steps", "num_epochs", "log_frequency", "save_frequency",
                        "num_workers", "device", "mypretrain", "load_weights_folder", "log_dir",
-                       "model_name", "mypretrain_required", "allow_pickle")
+                       "model_name", "mypretrain_required", "allow_pickle",
+                       "overwrite")
 
 
 class CheckpointError(RuntimeError):
@@ -189,12 +190,36 @@ def resolve_resume(cfg: Config) -> Optional[Path]:
     return path
 
 
+def check_fresh_start(cfg: Config) -> None:
+    """Refuse to start a run from step 0 over one that already saved checkpoints.
+
+    Without ``--resume`` a second ``train.py`` in the same run folder would silently train
+    from scratch and replace ``config.yaml`` and the weight folders of the first run.
+
+    Raises:
+        CheckpointError: naming the run folder, ``--resume auto``, ``--model_name`` and
+            ``--overwrite``, unless ``--resume`` or ``--overwrite`` is set.
+    """
+    if cfg.train.resume is not None or cfg.train.overwrite:
+        return
+    root = run_dir(cfg)
+    saved = [p for p in (root / "checkpoints" / "last.pt", *sorted(root.glob("models/weights_*")))
+             if p.exists()]
+    if saved:
+        raise CheckpointError(
+            f"{root} already holds a run ({saved[0].relative_to(root)}), --model_name "
+            f"{cfg.train.model_name}: continue it with --resume auto, pick a new --model_name, "
+            "or start it again from step 0 with --overwrite")
+
+
 # ----------------------------------------------------------------------------- networks <-> files
 
 def upstream_files(cfg: Config, parts: Any) -> Dict[str, Mapping[str, Any]]:
-    """Contents of a ``weights_<epoch>`` folder in upstream's layout."""
+    """Contents of a ``weights_<epoch>`` folder in upstream's layout; ``encoder.pth`` also
+    carries the model config and the depth range, so the folder is usable on its own."""
     files: Dict[str, Mapping[str, Any]] = depth_state_dicts(
-        parts.depth, cfg.model.height, cfg.model.width, cfg.data.use_stereo)
+        parts.depth, cfg.model.height, cfg.model.width, cfg.data.use_stereo,
+        depth_range=(cfg.loss.min_depth, cfg.loss.max_depth))
     if not parts.pose.shared:
         files["pose_encoder"] = parts.pose.encoder.state_dict()
     files["pose"] = parts.pose.decoder.state_dict()

@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,7 +132,8 @@ class DataConfig:
         lambda v: v[:1] == [0] and len(set(v)) == len(v),
         "start with 0 (the target frame) and have no duplicates"))
     use_stereo: bool = option(False, "also use the other camera of the stereo pair ('s')")
-    num_workers: int = option(12, "data loader worker processes", valid=_at_least(0))
+    num_workers: int = option(min(12, os.cpu_count() or 1), "data loader worker processes "
+                             "(upstream's 12, at most this machine's cores)", valid=_at_least(0))
     jitter: str = option("per_frame", "colour jitter drawn per frame and scale (Lite-Mono) or per "
                          "item (monodepth2)", ("per_frame", "per_item"))
     teacher_dir: Optional[str] = option(None, "precomputed teacher disparity folder")
@@ -178,6 +180,7 @@ class TrainConfig:
         lambda v: set(v) <= {"encoder", "depth", "pose_encoder", "pose"},
         "be from encoder, depth, pose_encoder, pose"))
     resume: Optional[str] = option(None, "training state to resume: a path, or 'auto'")
+    overwrite: bool = option(False, "start again from step 0 in a run folder that holds checkpoints")
     device: str = option("auto", "auto, cpu, cuda or cuda:N", valid=(
         lambda v: v in ("auto", "cpu", "cuda") or v.startswith("cuda:"),
         "be auto, cpu, cuda or cuda:N"))

@@ -279,6 +279,7 @@ def train(cfg: Config) -> TrainResult:
     rank, world, device = setup_process(t.device)
     root = ckpt.run_dir(cfg)
     resume_path = ckpt.resolve_resume(cfg)  # fail fast on a wrong --resume
+    ckpt.check_fresh_start(cfg)
     logger = RunLogger(root, enabled=rank == 0)
     logger.print(host_memory.retain_freed_memory()[1])
     ckpt.seed_everything(t.seed)

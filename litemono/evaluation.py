@@ -27,6 +27,11 @@ from .geometry import disp_to_depth
 from .metrics import METRIC_NAMES, evaluate_depth_map
 
 EVAL_SPLITS = ("eigen", "eigen_benchmark")
+# test images per split (monodepth2's splits): how an unlabelled gt file is recognised
+SPLIT_SIZES = {"eigen": 697, "eigen_benchmark": 652}
+# upstream's --eval_stereo: stereo-trained depth is metric up to the baseline monodepth2 trains
+# with (0.1 units) against KITTI's 0.54 m, so depth x 5.4 and no median scaling
+STEREO_SCALE_FACTOR = 5.4
 # width fraction, at each border, where post-processing trusts only one of the two predictions
 POST_PROCESS_BORDER = 0.05
 
@@ -148,18 +153,25 @@ def depth_range(weights_folder: Optional[str], min_depth: Optional[float] = None
 
     A network trained with ``--min_depth 0.01`` must be read with 0.01: the range is an affine
     map of the sigmoid, so the wrong one changes the *relative* depths, which median scaling
-    cannot undo. The training run's ``models/opt.json`` (ours and upstream's, one folder above
-    ``weights_<epoch>``) holds it; explicit values win and a mismatch is reported.
+    cannot undo. Our weight folders store the range in ``encoder.pth``
+    (:func:`~litemono.models.build.read_depth_range`), so a copied folder keeps it; for
+    upstream's folders the training run's ``models/opt.json`` (one folder above
+    ``weights_<epoch>``) holds it. Explicit values win and a mismatch is reported.
 
     Returns:
         ``(min_depth, max_depth, note)``; ``note`` says where the values came from.
     """
     import json
 
-    trained = None
+    from .models.build import ENCODER_FILE, read_depth_range
+
+    trained, source = None, None
     if weights_folder:
+        trained = read_depth_range(weights_folder)
+        source = Path(weights_folder) / ENCODER_FILE
         options_file = Path(weights_folder).parent / "opt.json"
-        if options_file.is_file():
+        if trained is None and options_file.is_file():
+            source = options_file
             try:
                 options = json.loads(options_file.read_text())
                 trained = (float(options["min_depth"]), float(options["max_depth"]))
@@ -171,10 +183,10 @@ def depth_range(weights_folder: Optional[str], min_depth: Optional[float] = None
     if trained is None:
         note = "default" if given == (None, None) else "command line"
     elif chosen == trained:
-        note = f"from {Path(weights_folder).parent / 'opt.json'}"
+        note = f"from {source}"
     else:
         note = (f"command line; WARNING: the network was trained with --min_depth {trained[0]:g} "
-                f"--max_depth {trained[1]:g} ({Path(weights_folder).parent / 'opt.json'})")
+                f"--max_depth {trained[1]:g} ({source})")
     return chosen[0], chosen[1], note
 
 
@@ -217,17 +229,46 @@ def evaluate_predictions(pred_disps: np.ndarray, gt_depths: Sequence[np.ndarray]
     return EvalResult(mean, per_image, np.array(ratios) if median_scaling else None)
 
 
-def save_gt_depths(path: io.PathLike, maps: Sequence[np.ndarray]) -> None:
+def save_gt_depths(path: io.PathLike, maps: Sequence[np.ndarray],
+                   split: Optional[str] = None) -> None:
     """Write depth maps of any sizes to a pickle-free ``.npz``, atomically.
 
     Args:
         path: output file (``.npz``).
         maps: N float arrays (H_i, W_i), metres.
+        split: the evaluation split the maps belong to (stored, read by :func:`gt_split`).
     """
     shapes = np.array([m.shape for m in maps], dtype=np.int64).reshape(-1, 2)
     flat = (np.concatenate([np.asarray(m, dtype=np.float32).reshape(-1) for m in maps])
             if len(maps) else np.zeros(0, np.float32))
-    io.save_npz(path, depth=flat, shapes=shapes)
+    labels = {} if split is None else {"split": np.array(split)}  # a str array: no pickle
+    io.save_npz(path, depth=flat, shapes=shapes, **labels)
+
+
+def gt_split(path: io.PathLike) -> Optional[str]:
+    """The split a gt file was exported for (``save_gt_depths(split=...)``), else None."""
+    with np.load(path, allow_pickle=False) as archive:
+        return str(archive["split"]) if "split" in archive.files else None
+
+
+def check_gt_split(gt_depths: Sequence[np.ndarray], eval_split: str,
+                   stored_split: Optional[str], path: io.PathLike) -> None:
+    """Refuse ground truth of the other split (the protocols differ: eigen crops and caps at
+    80 m, eigen_benchmark uses every annotated pixel), by the file's label or, for unlabelled
+    files (upstream's), by its number of maps.
+
+    Raises:
+        ValueError: naming ``--eval_split`` and ``--gt_path``.
+    """
+    found = stored_split
+    if found is None and len(gt_depths) != SPLIT_SIZES[eval_split]:
+        found = next((name for name, size in SPLIT_SIZES.items() if size == len(gt_depths)),
+                     None)
+    if found is not None and found != eval_split:
+        how = "is labelled" if stored_split else f"holds {len(gt_depths)} maps, the size of"
+        raise ValueError(f"the ground truth {path} {how} {found}, not {eval_split}, "
+                         f"--eval_split / --gt_path, pass --eval_split {found} or the "
+                         f"{eval_split} gt file (scripts/export_gt_depth.py --split {eval_split})")
 
 
 def load_gt_depths(path: io.PathLike, allow_pickle: bool = False) -> List[np.ndarray]:
@@ -267,11 +308,15 @@ def load_gt_depths(path: io.PathLike, allow_pickle: bool = False) -> List[np.nda
     return [np.asarray(m, dtype=np.float32) for m in data]
 
 
-def write_metrics_csv(path: io.PathLike, per_image: Sequence[Dict[str, float]]) -> None:
-    """Per-image metrics as CSV (``index`` then :data:`METRIC_NAMES`), written atomically."""
-    lines = [",".join(("index",) + METRIC_NAMES)]
+def write_metrics_csv(path: io.PathLike, per_image: Sequence[Dict[str, float]],
+                      names: Optional[Sequence[str]] = None) -> None:
+    """Per-image metrics as CSV, written atomically: ``index``, ``image`` (the split line, e.g.
+    ``2011_09_26/2011_09_26_drive_0002_sync 0000000069 l``; empty when unknown), then
+    :data:`METRIC_NAMES`."""
+    lines = [",".join(("index", "image") + METRIC_NAMES)]
     for index, metrics in enumerate(per_image):
-        lines.append(",".join([str(index)] + [f"{metrics[n]:.6f}" for n in METRIC_NAMES]))
+        name = names[index].replace(",", " ") if names else ""
+        lines.append(",".join([str(index), name] + [f"{metrics[n]:.6f}" for n in METRIC_NAMES]))
     io.write_text(path, "\n".join(lines) + "\n")
 
 

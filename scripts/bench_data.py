@@ -42,8 +42,10 @@ def samples_per_second(dataset, items: int) -> float:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scene", help="existing synthetic scene root (default: render one)")
-    parser.add_argument("--native_height", type=int, default=375)
-    parser.add_argument("--native_width", type=int, default=1242)
+    parser.add_argument("--native_height", type=int, default=375,
+                        help="height of the synthetic source frames (KITTI's 375)")
+    parser.add_argument("--native_width", type=int, default=1242,
+                        help="width of the synthetic source frames (KITTI's 1242)")
     parser.add_argument("--height", type=int, default=192, help="training height")
     parser.add_argument("--width", type=int, default=640, help="training width")
     parser.add_argument("--items", type=int, default=32, help="items timed per mode")

@@ -49,15 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(parser, sections=("net",))
     parser.add_argument("--variants", nargs="+", choices=VARIANT_NAMES,
                         help="variants to time (default: --model)")
-    parser.add_argument("--batch_sizes", nargs="+", type=int, default=[1])
+    parser.add_argument("--batch_sizes", nargs="+", type=int, default=[1],
+                        help="batch sizes to time, one row each")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--amp", choices=tuple(AMP_DTYPES), default="off")
+    parser.add_argument("--no_cuda", dest="device", action="store_const", const="cpu",
+                        help="same as --device cpu")
+    parser.add_argument("--amp", choices=tuple(AMP_DTYPES), default="off",
+                        help="autocast dtype for the forward pass")
     parser.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=None,
                         help="NHWC network and batch, ours only (default: on for CPU, off for "
                         "CUDA, as in training)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed runs first")
+    parser.add_argument("--repeats", type=int, default=20, help="timed runs (median reported)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
     parser.add_argument("--upstream_dir",
                         help="checkout of noahzn/Lite-Mono's code: also time its depth network, "

@@ -32,8 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher_dir", help="pseudo-label folder (default: the configs' value)")
     p.add_argument("--log_dir", default="runs/bench_learning", help="runs and tables go here")
     p.add_argument("--num_steps", type=int, default=300, help="optimisation steps per row")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of every row")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--no_cuda", dest="device", action="store_const", const="cpu",
+                   help="same as --device cpu")
     p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="more options for every row")
     return p
 

@@ -57,16 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher_path", help="local DA-V2 weights (default: tiny random model)")
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--no_cuda", dest="device", action="store_const", const="cpu",
+                        help="same as --device cpu")
     parser.add_argument("--frames", type=int, default=8, help="frames through the loop")
-    parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--batch_size", type=int, default=4, help="images per teacher forward")
     parser.add_argument("--input_size", type=int, default=DEFAULT_INPUT_SIZE,
                         help="teacher input short side")
-    parser.add_argument("--image_height", type=int, default=KITTI_SIZE[0])
-    parser.add_argument("--image_width", type=int, default=KITTI_SIZE[1])
+    parser.add_argument("--image_height", type=int, default=KITTI_SIZE[0],
+                        help="source image height (KITTI's)")
+    parser.add_argument("--image_width", type=int, default=KITTI_SIZE[1],
+                        help="source image width (KITTI's)")
     parser.add_argument("--height", type=int, default=192, help="stored map height")
     parser.add_argument("--width", type=int, default=640, help="stored map width")
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs first")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs (median reported)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
     return parser
 

@@ -35,9 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data_path", default="synthetic_kitti", help="synthetic scene root")
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="training YAML")
     p.add_argument("--log_dir", default="runs", help="the run folder is <log_dir>/<model_name>")
-    p.add_argument("--model_name", default="demo")
+    p.add_argument("--model_name", default="demo", help="run name (resumed when it exists)")
     p.add_argument("--num_steps", type=int, default=300, help="training steps (~1 s each on CPU)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--no_cuda", dest="device", action="store_const", const="cpu",
+                   help="same as --device cpu")
     p.add_argument("--teacher_path", help="local Depth Anything V2 folder (config.json + weights)")
     return p
 

@@ -15,7 +15,6 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -23,6 +22,7 @@ from litemono import io  # noqa: E402
 from litemono.config import PROJECT_ROOT  # noqa: E402
 from litemono.data.kitti import KITTIOdomDataset  # noqa: E402
 from litemono.data.splits import read_split_lines  # noqa: E402
+from litemono.device import DEVICE_HELP, resolve_device  # noqa: E402
 from litemono.models.build import load_pose_network  # noqa: E402
 from litemono.pose_eval import (evaluate_ate, predict_relative_poses,  # noqa: E402
                                 read_odometry_poses, relative_poses)
@@ -30,35 +30,44 @@ from litemono.pose_eval import (evaluate_ate, predict_relative_poses,  # noqa: E
 SEQUENCES = {"odom_9": 9, "odom_10": 10}
 
 
+def fail(message: str) -> None:
+    """Bad input: one line ``evaluate_pose.py: error: ...`` and exit status 2, no traceback."""
+    print(f"evaluate_pose.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--load_weights_folder", required=True)
+    parser.add_argument("--load_weights_folder", required=True,
+                        help="folder with pose.pth (+ pose_encoder.pth, or encoder.pth if shared)")
     parser.add_argument("--data_path", required=True, help="KITTI odometry root")
-    parser.add_argument("--eval_split", default="odom_9", choices=sorted(SEQUENCES))
-    parser.add_argument("--splits_dir", default=str(PROJECT_ROOT / "splits"))
+    parser.add_argument("--eval_split", default="odom_9", choices=sorted(SEQUENCES),
+                        help="odometry sequence to evaluate (default: odom_9)")
+    parser.add_argument("--splits_dir", default=str(PROJECT_ROOT / "splits"),
+                        help="folder holding odom/test_files_NN.txt")
     parser.add_argument("--split_file", help="default <splits_dir>/odom/test_files_NN.txt")
-    parser.add_argument("--height", type=int, default=192)
-    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=192, help="network input height")
+    parser.add_argument("--width", type=int, default=640, help="network input width")
     parser.add_argument("--num_layers", type=int, default=18, help="pose ResNet depth")
-    parser.add_argument("--png", action="store_true")
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--num_workers", type=int, default=2)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--png", action="store_true", help="read .png instead of .jpg frames")
+    parser.add_argument("--batch_size", type=int, default=16, help="frame pairs per forward")
+    parser.add_argument("--num_workers", type=int, default=2, help="data loader workers")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--no_cuda", action="store_true", help="same as --device cpu")
     parser.add_argument("--save_pred_poses", help="write the predicted (N, 4, 4) motions (.npy)")
     args = parser.parse_args(argv)
     sequence = SEQUENCES[args.eval_split]
     split = args.split_file or Path(args.splits_dir) / "odom" / f"test_files_{sequence:02d}.txt"
     gt_path = Path(args.data_path) / "poses" / f"{sequence:02d}.txt"
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
-                          if args.device == "auto" else args.device)
     try:
+        device = resolve_device(args.device, args.no_cuda)
         gt_motions = relative_poses(read_odometry_poses(gt_path))
         dataset = KITTIOdomDataset(args.data_path, read_split_lines(split), args.height,
                                    args.width, frame_ids=[0, 1], num_scales=1,
                                    img_ext=".png" if args.png else ".jpg", source=str(split))
         pose_net = load_pose_network(args.load_weights_folder, device, args.num_layers)
     except (OSError, ValueError, RuntimeError) as exc:
-        parser.error(str(exc))
+        fail(str(exc))
     loader = DataLoader(dataset, args.batch_size, shuffle=False, num_workers=args.num_workers)
     pred_motions = predict_relative_poses(pose_net, loader, device)
     if args.save_pred_poses:
@@ -66,7 +75,7 @@ def main(argv=None) -> dict:
     try:
         mean, std, _ = evaluate_ate(pred_motions, gt_motions)
     except ValueError as exc:
-        parser.error(f"{exc} ({gt_path}, {split})")
+        fail(f"{exc} ({gt_path}, {split})")
     print(f"Trajectory error: {mean:.3f}, std: {std:.3f}")
     result = {"ate_mean": mean, "ate_std": std}
     print(json.dumps(result))

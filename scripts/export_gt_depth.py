@@ -48,8 +48,10 @@ def benchmark_gt(data_path: Path, folder: str, frame: int) -> np.ndarray:
 def main(argv=None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_path", required=True, help="KITTI raw root")
-    parser.add_argument("--split", required=True, choices=EVAL_SPLITS)
-    parser.add_argument("--splits_dir", default=str(PROJECT_ROOT / "splits"))
+    parser.add_argument("--split", required=True, choices=EVAL_SPLITS,
+                        help="eigen (velodyne scans) or eigen_benchmark (annotated depth PNGs)")
+    parser.add_argument("--splits_dir", default=str(PROJECT_ROOT / "splits"),
+                        help="folder holding the named splits")
     parser.add_argument("--split_file",
                         help="test list (default <splits_dir>/<split>/test_files.txt, verified)")
     parser.add_argument("--output", help="default <splits_dir>/<split>/gt_depths.npz")
@@ -64,7 +66,7 @@ def main(argv=None) -> Path:
         except FileNotFoundError as exc:
             parser.error(str(exc))
     output = Path(args.output or Path(args.splits_dir) / args.split / "gt_depths.npz")
-    save_gt_depths(output, maps)
+    save_gt_depths(output, maps, split=args.split)
     print(f"wrote {len(maps)} {args.split} ground-truth maps to {output}")
     return output
 

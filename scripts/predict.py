@@ -2,43 +2,64 @@
 
     python scripts/predict.py --load_weights_folder W --image_path street.jpg
     python scripts/predict.py --load_weights_folder W --image_path frames/ --output_dir out/
-    python scripts/predict.py --load_weights_folder W --image_path drive.mp4 --pred depth
+    python scripts/predict.py --load_weights_folder W --image_path drive.mp4 --pred depth \
+        --color_video out/drive_disp.mp4
 
 Each image is resized (LANCZOS) to the network's training size, run in batches on any device,
-and its disparity is resized back to the image's own size. Per image ``<name>_<pred>.npy``
-(float32: the scaled disparity of ``disp_to_depth``, or depth = 1 / that), ``<name>_<pred>.png``
-(uint16, value * 256, KITTI's convention) and ``<name>_disp_color.png`` (magma-like colours of
-the disparity between its minimum and 95th percentile as upstream, or ``--vmin/--vmax``).
-Upstream saved the .npy at network size; here every output has the image's size.
-Outputs never replace an input, and files that look like this tool's outputs are skipped.
-Videos are read with imageio (GIF always; mp4 and others need its pyav plugin: ``pip install av``).
+and its disparity is resized back to the image's own size. Per image:
+
+- ``<name>_<pred>.npy``: float32, the scaled disparity of ``disp_to_depth`` (``--pred disp``)
+  or depth = 1 / that (``--pred depth``), times ``--pred_depth_scale_factor`` for metric depth.
+- ``<name>_<pred>.png``: the same values in a 16-bit PNG, value = pixel * scale, where the
+  scale is stored in the PNG's text chunk ``scale`` (``litemono.depth_png.read_png16``).
+  By default the map's maximum maps to 65535, so even a monocular model's arbitrary-scale
+  depth keeps 65536 levels; with ``--pred_depth_scale_factor`` (metric depth) the scale is
+  KITTI's 1/256 m, which KITTI's tools read as they are.
+- ``<name>_disp_color.png``: magma-like colours of the disparity between its minimum and 95th
+  percentile as upstream, or ``--vmin/--vmax``. ``--color_video`` also writes these frames as
+  one video (.gif always; .mp4 and other formats need pyav).
+
+Upstream saved the .npy at network size; here every output has the image's size. Outputs never
+replace an input, and files that look like this tool's outputs are skipped. 16-bit grayscale
+PNG inputs are scaled to [0, 1] by their full range (not clipped to white). Videos are read with
+imageio (GIF always; mp4 and others need pyav: ``pip install -e ".[video]"``).
 """
 import argparse
+import importlib.util
 import itertools
+import os
 import sys
 from io import BytesIO
 from pathlib import Path
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from litemono import io, load_depth_network  # noqa: E402
-from litemono.geometry import disp_to_depth  # noqa: E402
+from litemono.depth_png import KITTI_SCALE, PNG16_MAX, encode_png16  # noqa: E402
+from litemono.device import DEVICE_HELP, DeviceError, resolve_device  # noqa: E402
 from litemono.evaluation import depth_range  # noqa: E402
+from litemono.geometry import disp_to_depth  # noqa: E402
 
+TOOL = "predict.py"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif"}
 OUTPUT_MARKERS = ("_disp", "_depth", "_disp_color")  # stems ending so are our own outputs
-PNG16_SCALE = 256.0
 UPSTREAM_PERCENTILE = 95
+VIDEO_FPS = 10
 # anchors of matplotlib's magma colormap at 0, 1/4, 1/2, 3/4, 1 (RGB in [0, 1])
 MAGMA_ANCHORS = np.array([[0.001462, 0.000466, 0.013866], [0.316654, 0.071690, 0.485380],
                           [0.716387, 0.214982, 0.474720], [0.986700, 0.535582, 0.382210],
                           [0.987053, 0.991438, 0.749504]])
+PYAV_INSTALL = 'pip install -e ".[video]" (or pip install av)'
+
+
+class ToolError(Exception):
+    """Bad input: reported as the one line ``predict.py: error: <message>``."""
 
 
 def is_own_output(path: Path) -> bool:
@@ -53,21 +74,39 @@ def input_files(source: Path) -> List[Path]:
             if path.suffix.lower() in IMAGE_SUFFIXES and not is_own_output(path)]
 
 
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB; 16- and 32-bit grayscale are scaled by their full range first (PIL's own
+    ``convert("RGB")`` clips them at 255, which turns a 16-bit image white)."""
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        if image.mode == "F":
+            full = 1.0  # float images are taken to be in [0, 1]
+        else:  # mode "I" holds 16-bit PNGs on older Pillow, and 32-bit images
+            full = PNG16_MAX if values.max() <= PNG16_MAX else np.iinfo(np.uint32).max
+        gray = np.clip(np.round(values / full * 255), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    return image.convert("RGB")
+
+
 def read_frames(source: Path) -> Iterator[Tuple[str, Image.Image]]:
     """(name, RGB image) for a file, every image of a folder or every video frame."""
     if source.is_dir():
         for path in input_files(source):
-            yield path.stem, Image.open(path).convert("RGB")
+            yield path.stem, to_rgb(Image.open(path))
     elif source.suffix.lower() in VIDEO_SUFFIXES:
         import imageio.v3 as iio
 
+        if source.suffix.lower() != ".gif" and importlib.util.find_spec("av") is None:
+            raise ToolError(f"reading {source.suffix} video needs pyav, --image_path {source}, "
+                            f"{PYAV_INSTALL}, or give the frames as a folder or a .gif")
         for index, frame in enumerate(iio.imiter(source)):
             yield f"{source.stem}_{index:06d}", Image.fromarray(frame[..., :3])
     elif source.suffix.lower() in IMAGE_SUFFIXES:
-        yield source.stem, Image.open(source).convert("RGB")
+        yield source.stem, to_rgb(Image.open(source))
     else:
-        raise ValueError(f"--image_path {source}: not an image ({sorted(IMAGE_SUFFIXES)}), "
-                         f"a video ({sorted(VIDEO_SUFFIXES)}) or a folder")
+        raise ToolError(f"not an image ({', '.join(sorted(IMAGE_SUFFIXES))}), a video "
+                        f"({', '.join(sorted(VIDEO_SUFFIXES))}) or a folder, --image_path "
+                        f"{source}, pass one of those")
 
 
 def colorize(disp: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
@@ -91,61 +130,125 @@ def predict_batch(net, images: List[Image.Image], device, min_depth: float, max_
             for d, im in zip(scaled, images)]
 
 
-def png16_bytes(values: np.ndarray) -> bytes:
-    encoded = np.clip(np.round(values * PNG16_SCALE), 0, np.iinfo(np.uint16).max)
-    buffer = BytesIO()
-    Image.fromarray(encoded.astype(np.uint16)).save(buffer, format="PNG")
-    return buffer.getvalue()
+class VideoWriter:
+    """Frames to one video file that appears whole on :meth:`close` (GIF through Pillow,
+    anything else streamed through pyav into a temporary file next to it)."""
+
+    def __init__(self, path: Path):
+        if path.suffix.lower() != ".gif" and importlib.util.find_spec("av") is None:
+            raise ToolError(f"writing {path.suffix or 'a suffix-less'} video needs pyav, "
+                            f"--color_video {path}, {PYAV_INSTALL}, or write a .gif")
+        self.path, self.frames, self.stream = path, [], None
+        # pyav picks the container from the suffix, so the temporary name keeps it
+        self.partial = path.with_name(io.TMP_PREFIX + path.name)
+
+    def write(self, frame: np.ndarray) -> None:
+        if self.path.suffix.lower() == ".gif":
+            self.frames.append(frame)  # Pillow writes a GIF in one go
+            return
+        if self.stream is None:
+            import imageio.v3 as iio
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.stream = iio.imopen(self.partial, "w", plugin="pyav")
+            self.stream.init_video_stream("libx264", fps=VIDEO_FPS)
+        even = frame[:frame.shape[0] // 2 * 2, :frame.shape[1] // 2 * 2]  # x264 needs even sizes
+        self.stream.write_frame(even)
+
+    def close(self) -> None:
+        if self.frames:
+            import imageio.v3 as iio
+
+            size = self.frames[0].shape[1::-1]  # GIF frames share one size
+            frames = [f if f.shape[1::-1] == size else np.asarray(Image.fromarray(f).resize(size))
+                      for f in self.frames]
+            io.write_bytes(self.path, iio.imwrite("<bytes>", np.stack(frames), extension=".gif",
+                                                  duration=1000 / VIDEO_FPS, loop=0))
+        elif self.stream is not None:
+            self.stream.close()
+            os.replace(self.partial, self.path)
 
 
-def write_outputs(out_dir: Path, name: str, disp: np.ndarray, args, inputs: set) -> None:
-    values = disp if args.pred == "disp" else 1.0 / disp
+def output_values(disp: np.ndarray, args) -> np.ndarray:
+    if args.pred == "disp":
+        return disp
+    return args.pred_depth_scale_factor / disp if args.pred_depth_scale_factor else 1.0 / disp
+
+
+def write_outputs(out_dir: Path, name: str, disp: np.ndarray, args, inputs: set,
+                  video: Optional[VideoWriter]) -> None:
+    values = output_values(disp, args)
     if args.vmin is not None:
         vmin, vmax = args.vmin, args.vmax
     else:
         vmin, vmax = float(disp.min()), float(np.percentile(disp, UPSTREAM_PERCENTILE))
+    colours = colorize(disp, vmin, vmax)
     color = BytesIO()
-    Image.fromarray(colorize(disp, vmin, vmax)).save(color, format="PNG")
-    files = {f"{name}_{args.pred}.npy": None, f"{name}_{args.pred}.png": png16_bytes(values),
+    Image.fromarray(colours).save(color, format="PNG")
+    png_scale = KITTI_SCALE if args.pred_depth_scale_factor else None
+    files = {f"{name}_{args.pred}.npy": None,
+             f"{name}_{args.pred}.png": encode_png16(values, png_scale),
              f"{name}_disp_color.png": color.getvalue()}
     for filename, data in files.items():
         target = out_dir / filename
         if target.resolve() in inputs:
-            raise SystemExit(f"error: refusing to overwrite the input {target}")
+            raise ToolError(f"refusing to overwrite the input {target}, --output_dir, "
+                            "choose another folder")
         if data is None:
             io.save_npy(target, values.astype(np.float32))
         else:
             io.write_bytes(target, data)
+    if video is not None:
+        video.write(colours)
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--load_weights_folder", required=True)
+    parser.add_argument("--load_weights_folder", required=True,
+                        help="folder with encoder.pth and depth.pth (ours or upstream's)")
     parser.add_argument("--image_path", required=True, help="an image, a folder or a video")
-    parser.add_argument("--output_dir", help="default: the input's folder")
+    parser.add_argument("--output_dir", help="where outputs go (default: the input's folder)")
     parser.add_argument("--pred", default="disp", choices=("disp", "depth"),
-                        help="what the .npy and 16-bit .png hold")
-    parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
-    parser.add_argument("--min_depth", type=float,
-                        help="disp_to_depth range (default: the training run's opt.json, else 0.1)")
-    parser.add_argument("--max_depth", type=float, help="(default: the run's, else 100)")
+                        help="what the .npy and 16-bit .png hold (default: disp)")
+    parser.add_argument("--pred_depth_scale_factor", type=float,
+                        help="with --pred depth: multiply depth by this for metric output "
+                        "(5.4 for stereo-trained models; the .png then uses KITTI's x256)")
+    parser.add_argument("--color_video", help="also write the coloured disparities as one "
+                        "video (.gif; .mp4 and others need pyav)")
+    parser.add_argument("--batch_size", type=int, default=8, help="images per forward pass")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--no_cuda", action="store_true", help="same as --device cpu")
+    parser.add_argument("--min_depth", type=float, help="disp_to_depth range (default: the "
+                        "weights folder's, else its run's opt.json, else 0.1)")
+    parser.add_argument("--max_depth", type=float,
+                        help="disp_to_depth range (default: as --min_depth, else 100)")
     parser.add_argument("--vmin", type=float, help="fixed colour range (with --vmax)")
-    parser.add_argument("--vmax", type=float)
-    args = parser.parse_args(argv)
+    parser.add_argument("--vmax", type=float, help="fixed colour range (with --vmin)")
+    return parser
+
+
+def run(args) -> int:
     if (args.vmin is None) != (args.vmax is None):
-        parser.error("--vmin and --vmax go together (default: min to 95th percentile)")
+        raise ToolError("--vmin and --vmax go together, --vmin/--vmax, give both or neither "
+                        "(default: minimum to 95th percentile)")
+    if args.pred_depth_scale_factor is not None and args.pred != "depth":
+        raise ToolError("a depth scale factor needs depth output, --pred_depth_scale_factor, "
+                        "add --pred depth")
     source = Path(args.image_path)
     if not source.exists():
-        parser.error(f"--image_path {source} does not exist")
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
-                          if args.device == "auto" else args.device)
-    net = load_depth_network(args.load_weights_folder, device)
+        raise ToolError(f"no such file or folder, --image_path {source}, check the path")
+    device = resolve_device(args.device, args.no_cuda)
+    try:
+        net = load_depth_network(args.load_weights_folder, device)
+    except FileNotFoundError as exc:
+        raise ToolError(f"{exc}, --load_weights_folder, pass a folder with encoder.pth and "
+                        "depth.pth (a weights_N folder of a run, or upstream's)") from None
     min_depth, max_depth, note = depth_range(args.load_weights_folder, args.min_depth,
                                              args.max_depth)
     print(f"disp_to_depth range {min_depth:g}..{max_depth:g} m ({note})")
     out_dir = Path(args.output_dir or (source if source.is_dir() else source.parent))
     inputs = {path.resolve() for path in input_files(source)}
+    video = VideoWriter(Path(args.color_video)) if args.color_video else None
     count, pending = 0, []
     for item in itertools.chain(read_frames(source), [None]):  # None flushes the last batch
         if item is not None:
@@ -153,10 +256,23 @@ def main(argv=None) -> int:
         if pending and (item is None or len(pending) == args.batch_size):
             disps = predict_batch(net, [im for _, im in pending], device, min_depth, max_depth)
             for (name, _), disp in zip(pending, disps):
-                write_outputs(out_dir, name, disp, args, inputs)
+                write_outputs(out_dir, name, disp, args, inputs, video)
             count, pending = count + len(pending), []
+    if video is not None:
+        video.close()
+        print(f"wrote {args.color_video}")
     print(f"predicted {count} image(s) into {out_dir}")
     return count
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (ToolError, DeviceError, UnidentifiedImageError, ValueError) as exc:
+        # one line, no traceback (bad input, not a bug)
+        print(f"{TOOL}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def main(argv=None) -> list:
     p.add_argument("--test_split", help="split name or folder with test_files.txt "
                    "(default: the training split's folder)")
     p.add_argument("--eval_split", default="eigen", choices=("eigen", "eigen_benchmark"),
-                   help="eigen: Garg crop, 1e-3..80 m; eigen_benchmark: the improved gt")
+                   help="evaluation protocol of --gt_path (eigen: Garg crop, 1e-3..80 m; eigen_benchmark: the improved gt)")
     p.add_argument("--set", nargs="*", metavar="KEY=VALUE",
                    help="more options for every row, spelt as train.py's flags (lr=0.0001)")
     p.add_argument("--seeds", nargs="+", type=int, metavar="SEED",

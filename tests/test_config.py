@@ -1,4 +1,6 @@
 """Config precedence (defaults < YAML < CLI) and every config error."""
+import os
+
 import pytest
 
 from litemono import config as C
@@ -11,7 +13,7 @@ def test_defaults_match_upstream():
     assert cfg.train.lr == [1e-4, 5e-6, 31.0, 1e-4, 1e-5, 31.0]
     assert cfg.model.scales == [0, 1, 2] and cfg.data.frame_ids == [0, -1, 1]
     assert cfg.loss.disparity_smoothness == 1e-3 and cfg.train.weight_decay == 1e-2
-    assert cfg.model.drop_path == 0.2 and cfg.data.num_workers == 12
+    assert cfg.model.drop_path == 0.2 and cfg.data.num_workers == min(12, os.cpu_count())
     assert cfg.loss.ssim and cfg.loss.automasking and not cfg.loss.avg_reprojection
 
 

@@ -75,7 +75,7 @@ def test_ext_disp_perfect_prediction(tmp_path, capsys):
     assert result["abs_rel"] == pytest.approx(0, abs=1e-6) and result["a1"] == 1.0
     assert any(line.startswith("scaling ratios | median: 3.000") for line in out)
     rows = csv.read_text().splitlines()
-    assert rows[0].startswith("index,abs_rel") and len(rows) == 1 + len(maps)
+    assert rows[0].startswith("index,image,abs_rel") and len(rows) == 1 + len(maps)
 
 
 def test_ext_disp_count_mismatch_is_an_error(tmp_path, capsys):
@@ -277,3 +277,86 @@ def test_evaluate_reads_the_sigmoid_with_the_runs_depth_range(synthetic_kitti, t
     sigmoid = (default - 1 / 100.0) / (1 / 0.1 - 1 / 100.0)
     np.testing.assert_allclose(np.load(weights / "disps_eigen_split.npy"),
                                1 / 100.0 + (1 / 0.01 - 1 / 100.0) * sigmoid, rtol=1e-4)
+
+
+def evaluate_error(capsys, argv):
+    """Run evaluate_depth.py, expect exit 2 with one ``evaluate_depth.py: error:`` line."""
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_depth.main([str(a) for a in argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("evaluate_depth.py: error: ") and "\n" not in err, err
+    return err
+
+
+def test_eval_stereo_is_fixed_scale_without_median_scaling(tmp_path, capsys):
+    maps = make_gt()
+    disps = perfect_disps(maps) * 5.4  # depth = gt / 5.4: a stereo model's units
+    save_gt_depths(tmp_path / "gt.npz", maps)
+    np.save(tmp_path / "disps.npy", disps)
+    common = ["--ext_disp_to_eval", str(tmp_path / "disps.npy"), "--gt_path",
+              str(tmp_path / "gt.npz"), "--eval_split", "eigen_benchmark"]
+    stereo = evaluate_depth.main(common + ["--eval_stereo"])
+    out = capsys.readouterr().out
+    assert stereo["abs_rel"] == pytest.approx(0, abs=1e-6) and "scaling ratios" not in out
+    unscaled = evaluate_depth.main(common + ["--disable_median_scaling", "--eval_mono"])
+    assert unscaled["abs_rel"] == pytest.approx(1 - 1 / 5.4, rel=1e-5)
+    with pytest.raises(SystemExit):
+        evaluate_depth.main(common + ["--eval_stereo", "--eval_mono"])
+    assert "not allowed with" in capsys.readouterr().err
+    err = evaluate_error(capsys, common + ["--eval_stereo", "--pred_depth_scale_factor", "2"])
+    assert "--eval_stereo" in err and "--pred_depth_scale_factor" in err
+
+
+def test_gt_of_the_other_split_is_refused(tmp_path, capsys):
+    maps = make_gt()
+    save_gt_depths(tmp_path / "eigen.npz", maps, split="eigen")
+    np.save(tmp_path / "disps.npy", perfect_disps(maps))
+    args = ["--ext_disp_to_eval", tmp_path / "disps.npy", "--gt_path", tmp_path / "eigen.npz"]
+    evaluate_depth.main([str(a) for a in args])  # --eval_split eigen: accepted
+    err = evaluate_error(capsys, args + ["--eval_split", "eigen_benchmark"])
+    assert "labelled eigen" in err and "--eval_split eigen" in err
+    # upstream's unlabelled file: recognised by its 697 maps (eigen's test split)
+    small = [np.full((2, 3), 10.0, np.float32)] * 697
+    save_gt_depths(tmp_path / "upstream.npz", small)
+    np.save(tmp_path / "small.npy", np.full((697, 2, 3), 0.1, np.float32))
+    err = evaluate_error(capsys, ["--ext_disp_to_eval", tmp_path / "small.npy", "--gt_path",
+                                  tmp_path / "upstream.npz", "--eval_split", "eigen_benchmark"])
+    assert "697 maps" in err and "--gt_path" in err
+
+
+def test_per_image_csv_names_the_images(tmp_path):
+    maps = make_gt()
+    save_gt_depths(tmp_path / "gt.npz", maps)
+    np.save(tmp_path / "disps.npy", perfect_disps(maps))
+    lines = [f"2011_09_26/2011_09_26_drive_0002_sync {i:010d} l" for i in (5, 69, 7)]
+    (tmp_path / "test_files.txt").write_text("\n".join(lines) + "\n")
+    evaluate_depth.main(["--ext_disp_to_eval", str(tmp_path / "disps.npy"), "--gt_path",
+                         str(tmp_path / "gt.npz"), "--split_folder", str(tmp_path),
+                         "--per_image_csv", str(tmp_path / "rows.csv")])
+    rows = [row.split(",") for row in (tmp_path / "rows.csv").read_text().splitlines()]
+    assert rows[0][:2] == ["index", "image"]
+    assert [row[1] for row in rows[1:]] == lines
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_missing_cuda_is_one_line_before_loading(tiny_weights, tmp_path, capsys):
+    save_gt_depths(tmp_path / "gt.npz", make_gt())
+    err = evaluate_error(capsys, ["--load_weights_folder", tiny_weights, "--gt_path",
+                                  tmp_path / "gt.npz", "--device", "cuda"])
+    assert "--device cuda: no CUDA device here; use --device cpu" in err
+
+
+def test_weights_folder_range_wins_over_opt_json(tmp_path):
+    from litemono import io
+    from litemono.config import ModelConfig
+    from litemono.evaluation import depth_range
+    from litemono.models.build import build_depth_network, depth_state_dicts
+
+    net = build_depth_network(ModelConfig(model="lite-mono-tiny", height=32, width=64))
+    weights = tmp_path / "run" / "models" / "weights_0"
+    for name, state in depth_state_dicts(net, 32, 64, depth_range=(0.05, 60.0)).items():
+        io.save_torch(state, weights / f"{name}.pth")
+    (weights.parent / "opt.json").write_text(json.dumps({"min_depth": 0.1, "max_depth": 100.0}))
+    low, high, note = depth_range(str(weights))
+    assert (low, high) == (0.05, 60.0) and "encoder.pth" in note

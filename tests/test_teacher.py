@@ -87,7 +87,8 @@ def test_missing_weights_explain_what_to_download(tmp_path):
     with pytest.raises(TeacherUnavailableError) as info:
         load_teacher("small", local_files_only=True)
     message = str(info.value)
-    assert "huggingface-cli download depth-anything/Depth-Anything-V2-Small-hf" in message
+    assert "hf download depth-anything/Depth-Anything-V2-Small-hf" in message
+    assert "huggingface-cli" not in message  # huggingface_hub 1.x no longer ships it
     assert "--teacher_path" in message and "model.safetensors" in message
 
 

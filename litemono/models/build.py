@@ -4,8 +4,10 @@ Training, evaluation, prediction and the teacher tools all call :func:`build_dep
 :func:`build_pose_network` and :func:`load_depth_network`. Weight folders use upstream Lite-Mono's
 layout (noahzn/Lite-Mono, ``Trainer.save_model``): ``encoder.pth`` = encoder state dict plus
 ``height``, ``width`` and ``use_stereo``; ``depth.pth`` = decoder state dict. Our own folders add
-one entry, ``litemono`` (the :class:`~litemono.config.ModelConfig` as a dict), so a network with
-spatial attention or bins is rebuilt exactly; upstream code ignores that entry.
+one entry, ``litemono``: the :class:`~litemono.config.ModelConfig` as a dict plus the training
+run's ``min_depth`` / ``max_depth``, so a copied folder alone rebuilds the network exactly
+(variant, spatial attention, bins) and reads its sigmoid with the right ``disp_to_depth`` range;
+upstream code ignores that entry, and upstream's folders (without it) load too.
 
 Loading is strict: nothing is filtered silently. A mismatch raises ``ValueError`` naming the
 missing, unexpected and wrongly shaped keys, and for an encoder the variant the file fits.
@@ -72,6 +74,8 @@ class DepthNetwork(nn.Module):
         self.decoder = decoder
         self.config = config
         self.height, self.width = config.height, config.width
+        # (min_depth, max_depth) of the training run; load_depth_network sets it from the folder
+        self.depth_range: Optional[Tuple[float, float]] = None
 
     def forward(self, image: torch.Tensor) -> Dict:
         return self.decoder(self.encoder(image))
@@ -112,11 +116,20 @@ def build_pose_network(cfg: ModelConfig, depth_network: Optional[DepthNetwork] =
 
 
 def depth_state_dicts(depth_net: DepthNetwork, height: int, width: int,
-                      use_stereo: bool = False) -> Dict[str, Dict[str, Any]]:
-    """Contents of ``encoder.pth`` and ``depth.pth`` for a weights folder (upstream layout)."""
+                      use_stereo: bool = False,
+                      depth_range: Optional[Tuple[float, float]] = None
+                      ) -> Dict[str, Dict[str, Any]]:
+    """Contents of ``encoder.pth`` and ``depth.pth`` for a weights folder (upstream layout).
+
+    ``depth_range``: the run's (``--min_depth``, ``--max_depth``), kept in the ``litemono``
+    entry so that the folder can be used without the run's ``opt.json``.
+    """
     encoder_state: Dict[str, Any] = dict(depth_net.encoder.state_dict())
     encoder_state.update(height=int(height), width=int(width), use_stereo=bool(use_stereo))
     encoder_state[CONFIG_ENTRY] = dataclasses.asdict(depth_net.config)
+    if depth_range is not None:
+        encoder_state[CONFIG_ENTRY].update(min_depth=float(depth_range[0]),
+                                           max_depth=float(depth_range[1]))
     return {"encoder": encoder_state, "depth": dict(depth_net.decoder.state_dict())}
 
 
@@ -131,8 +144,9 @@ def load_depth_network(weights_folder, device="cpu", model: Optional[str] = None
         **overrides: other :class:`ModelConfig` fields (e.g. ``dilations``, ``scales``).
 
     Returns:
-        The network, with ``height`` / ``width`` attributes from the file (the training size);
-        on CPU its weights are channels_last (faster inference; any input layout works).
+        The network, with ``height`` / ``width`` attributes from the file (the training size)
+        and ``depth_range`` (min, max) when the folder stores it, else None; on CPU its
+        weights are channels_last (faster inference; any input layout works).
 
     Raises:
         FileNotFoundError: a file is missing. ValueError: the weights do not fit.
@@ -160,6 +174,7 @@ def load_depth_network(weights_folder, device="cpu", model: Optional[str] = None
     options["mypretrain"] = None  # the folder's weights replace any ImageNet initialisation
     cfg = SECTIONS["net"](**{k: coerce(k, v) for k, v in options.items()})
     net = build_depth_network(cfg)
+    net.depth_range = _stored_depth_range(stored)
     load_state_strict(net.encoder, encoder_state, f"{folder / ENCODER_FILE}")
     load_state_strict(net.decoder, states[DEPTH_FILE], f"{folder / DEPTH_FILE}")
     net.to(device)
@@ -169,6 +184,23 @@ def load_depth_network(weights_folder, device="cpu", model: Optional[str] = None
         # 640x192 batch 1 on this project's CPU (docs/performance.md)
         net.to(memory_format=torch.channels_last)
     return net.eval()
+
+
+def _stored_depth_range(entry: Any) -> Optional[Tuple[float, float]]:
+    if isinstance(entry, Mapping) and {"min_depth", "max_depth"} <= set(entry):
+        return float(entry["min_depth"]), float(entry["max_depth"])
+    return None
+
+
+def read_depth_range(weights_folder) -> Optional[Tuple[float, float]]:
+    """The (min_depth, max_depth) a weights folder stores in ``encoder.pth``, else None
+    (upstream's folders, and ours written before the range was stored)."""
+    path = Path(weights_folder) / ENCODER_FILE
+    if not path.is_file():
+        return None
+    # mmap: only the small entry is read, not the encoder's tensors
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return _stored_depth_range(state.get(CONFIG_ENTRY) if isinstance(state, Mapping) else None)
 
 
 def load_pose_network(weights_folder, device="cpu", num_layers: int = 18) -> PoseNetwork:

@@ -90,8 +90,9 @@ def _offline_message(source: str, reason: Exception) -> str:
     return (f"cannot load the Depth Anything V2 teacher {source!r} ({reason.__class__.__name__}): "
             "it is not in the local cache and could not be downloaded (no network access, or no such "
             "hub id). On a machine with internet run\n"
-            f"  huggingface-cli download {source} --local-dir weights/{source.split('/')[-1]}\n"
-            "(the folder must hold config.json and model.safetensors), copy that folder here and "
+            f"  hf download {source} --local-dir weights/{source.split('/')[-1]}\n"
+            "(hf is huggingface_hub's command line, 0.34 or later: pip install -U huggingface_hub; "
+            "the folder must hold config.json and model.safetensors), copy that folder here and "
             f"pass --teacher_path weights/{source.split('/')[-1]}.")
 
 
@@ -161,7 +162,7 @@ def load_teacher(model: str = "small", teacher_path: Optional[str] = None,
 
     Args:
         model: ``small`` / ``base`` / ``large`` or a hub id; ignored with ``teacher_path``.
-        teacher_path: local folder written by ``save_pretrained`` or ``huggingface-cli download``.
+        teacher_path: local folder written by ``save_pretrained`` or ``hf download``.
         input_size: see :class:`DepthAnythingTeacher`.
         device: torch device string.
         local_files_only: never touch the network (fails fast when the cache lacks the model).
