@@ -7,12 +7,14 @@ The last line printed is a JSON object with the seven mean metrics.
 """
 import argparse
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from litemono import io
 from litemono.config import PROJECT_ROOT
+from litemono.errors import UserError, cli
 from litemono.evaluation import (EVAL_SPLITS, depth_range, evaluate_predictions,
                                  format_metrics_table, load_gt_depths, predict_split,
                                  write_metrics_csv)
@@ -75,6 +77,7 @@ def predict_with_model(args, parser):
     return pred_disps, count_parameters(depth_net), macs
 
 
+@cli("evaluate_depth.py")
 def main(argv=None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -83,11 +86,16 @@ def main(argv=None) -> dict:
     gt_path = args.gt_path or Path(args.splits_dir) / args.eval_split / "gt_depths.npz"
     try:
         gt_depths = load_gt_depths(gt_path, allow_pickle=args.allow_pickle)
-    except (OSError, ValueError) as exc:
-        parser.error(str(exc))
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"--gt_path {gt_path}: cannot read it ({exc})", None,
+                        "write it again with scripts/export_gt_depth.py") from exc
     params = macs = None
     if args.ext_disp_to_eval:
-        pred_disps = np.load(args.ext_disp_to_eval, allow_pickle=False)
+        try:
+            pred_disps = np.load(args.ext_disp_to_eval, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise UserError(f"--ext_disp_to_eval {args.ext_disp_to_eval}: cannot read it ({exc})",
+                            None, "give a .npy file of N scaled disparities") from exc
     else:
         pred_disps, params, macs = predict_with_model(args, parser)
     try:

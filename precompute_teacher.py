@@ -11,7 +11,9 @@ import argparse
 import os
 
 from litemono.config import DataConfig, ModelConfig
-from litemono.teacher.depth_anything import DEFAULT_INPUT_SIZE, HUB_IDS, load_teacher
+from litemono.errors import UserError, cli
+from litemono.teacher.depth_anything import (DEFAULT_INPUT_SIZE, HUB_IDS,
+                                             TeacherUnavailableError, load_teacher)
 from litemono.teacher.precompute import ImageTeacher, parse_shard, run_precompute, target_frames
 from litemono.teacher.synthetic import DEFAULT_NOISE, SyntheticTeacher
 
@@ -42,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@cli("precompute_teacher.py")
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     out_size = (args.height, args.width)
@@ -57,8 +60,11 @@ def main(argv=None) -> dict:
         device = args.device
         if device == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun: one GPU per process
             device = f"cuda:{os.environ['LOCAL_RANK']}"
-        teacher = load_teacher(args.teacher, args.teacher_path, args.input_size, device,
-                               local_files_only=args.offline)
+        try:
+            teacher = load_teacher(args.teacher, args.teacher_path, args.input_size, device,
+                                   local_files_only=args.offline)
+        except (ValueError, TeacherUnavailableError) as exc:  # a bad --teacher / no weights
+            raise UserError(str(exc)) from exc
         predictor = ImageTeacher(teacher, args.data_path, args.png, out_size)
         source = args.teacher_path or HUB_IDS.get(args.teacher, args.teacher)
         flags = f"--teacher_path {source}" if args.teacher_path else f"--teacher {args.teacher}"
@@ -71,7 +77,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, OSError, RuntimeError) as exc:  # user-facing: no traceback
-        raise SystemExit(f"precompute_teacher.py: error: {exc}") from None
+    main()

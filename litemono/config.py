@@ -28,6 +28,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import yaml
 
+from litemono.errors import UserError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Lite-Mono's `--lr`: depth peak, depth floor, depth cycle (epochs), pose peak, pose floor, pose cycle.
@@ -36,7 +38,7 @@ VARIANT_NAMES = ("lite-mono", "lite-mono-small", "lite-mono-tiny", "lite-mono-8m
 SPLIT_NAMES = ("eigen_zhou", "eigen_full", "odom", "benchmark")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value or combination is invalid; the message names the flag."""
 
 
@@ -140,6 +142,11 @@ class TrainConfig:
     seed: int = _opt(0, "random seed (CPU runs are repeatable)")
     log_frequency: int = _opt(250, "steps between tensorboard logs")
     save_frequency: int = _opt(1, "epochs between checkpoints")
+    keep_weights: Optional[int] = _opt(None, "keep only the newest K models/weights_N folders")
+    save_optimizer_in_weights: bool = _opt(False, "also put adam.pth / adam_pose.pth in "
+                                           "weights_N (upstream's layout; checkpoints/ has them)")
+    check_data: bool = _opt(False, "first decode every frame and teacher map the run reads")
+    check_data_only: bool = _opt(False, "run --check_data, then exit")
     load_weights_folder: Optional[str] = _opt(None, "start from these weights")
     models_to_load: List[str] = _opt(["encoder", "depth", "pose_encoder", "pose"],
                                      "which networks --load_weights_folder loads")
@@ -356,8 +363,8 @@ def validate(cfg: Config) -> None:
                           f"floor, cycle), got {len(t.lr)}")
     if any(v <= 0 for v in t.lr) or (len(t.lr) == 6 and (t.lr[2] < 1 or t.lr[5] < 1)):
         raise ConfigError(f"--lr values must be positive and cycles >= 1 epoch, got {t.lr}")
-    for name in ("batch_size", "num_epochs", "log_frequency", "save_frequency"):
-        if getattr(t, name) < 1:
+    for name in ("batch_size", "num_epochs", "log_frequency", "save_frequency", "keep_weights"):
+        if getattr(t, name) is not None and getattr(t, name) < 1:
             raise ConfigError(f"--{name} must be >= 1, got {getattr(t, name)}")
     if t.num_steps is not None and t.num_steps < 1:
         raise ConfigError(f"--num_steps must be >= 1, got {t.num_steps}")

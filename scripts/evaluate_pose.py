@@ -23,6 +23,7 @@ from litemono import io  # noqa: E402
 from litemono.config import PROJECT_ROOT  # noqa: E402
 from litemono.data.kitti import KITTIOdomDataset  # noqa: E402
 from litemono.data.splits import read_split_lines  # noqa: E402
+from litemono.errors import cli  # noqa: E402
 from litemono.models.build import load_pose_network  # noqa: E402
 from litemono.pose_eval import (evaluate_ate, predict_relative_poses,  # noqa: E402
                                 read_odometry_poses, relative_poses)
@@ -30,6 +31,7 @@ from litemono.pose_eval import (evaluate_ate, predict_relative_poses,  # noqa: E
 SEQUENCES = {"odom_9": 9, "odom_10": 10}
 
 
+@cli("evaluate_pose.py")
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--load_weights_folder", required=True)

@@ -24,6 +24,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from litemono import io  # noqa: E402
 from litemono.config import ConfigError, add_config_arguments, config_from_namespace  # noqa: E402
+from litemono.errors import cli  # noqa: E402
 from litemono.models.build import build_depth_network, load_depth_network  # noqa: E402
 
 EXPORT_BATCH, CHECK_BATCH = 1, 2  # different sizes, so the check exercises the dynamic axis
@@ -77,6 +78,7 @@ def max_difference(wrapper: TensorOutputs, path: Path) -> float:
     return max(float(np.abs(g - w.numpy()).max()) for g, w in zip(got, want))
 
 
+@cli("export_onnx.py")
 def main(argv=None) -> float:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--load_weights_folder", help="weights to export (default: random init "

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from litemono import io, load_depth_network  # noqa: E402
 from litemono.geometry import disp_to_depth  # noqa: E402
 from litemono.evaluation import depth_range  # noqa: E402
+from litemono.errors import cli  # noqa: E402
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif"}
@@ -118,6 +119,7 @@ def write_outputs(out_dir: Path, name: str, disp: np.ndarray, args, inputs: set)
             io.write_bytes(target, data)
 
 
+@cli("predict.py")
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--load_weights_folder", required=True)

@@ -17,8 +17,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from litemono import ablation  # noqa: E402
 from litemono.config import ConfigError  # noqa: E402
+from litemono.errors import cli  # noqa: E402
 
 
+@cli("run_ablation.py")
 def main(argv=None) -> list:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--configs", nargs="+", required=True, help="row YAML folder(s) or file(s)")

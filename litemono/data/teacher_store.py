@@ -20,6 +20,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 
+from ..errors import DataError
 from .kitti import SIDE_TO_CAMERA
 from .splits import parse_split_line
 
@@ -41,16 +42,28 @@ def teacher_path(root: Union[str, Path], folder: str, frame_index: int,
 
 
 def read_teacher_file(path: Union[str, Path]) -> np.ndarray:
-    """The float16 (H, W) map stored in ``path`` (raises on a missing or corrupt file)."""
-    with np.load(path, allow_pickle=False) as data:
-        return data[ARRAY_KEY]
+    """The float16 (H, W) map stored in ``path``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        DataError: the file is truncated or not a teacher map (the message names it).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return data[ARRAY_KEY]
+    except FileNotFoundError:
+        raise
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"unreadable teacher map ({type(exc).__name__}: {exc})", str(path),
+                        "delete it and rerun precompute_teacher.py (it recomputes missing "
+                        "maps)") from exc
 
 
 def is_valid_file(path: Union[str, Path], height: int, width: int) -> bool:
     """True when ``path`` holds a finite float16 (height, width) map; False if absent or broken."""
     try:
         disp = read_teacher_file(path)
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError):
+    except (OSError, DataError):
         return False
     return (disp.dtype == np.float16 and disp.shape == (height, width)
             and bool(np.isfinite(disp).all()))
@@ -72,7 +85,7 @@ class TeacherStore:
 
     Raises:
         FileNotFoundError: ``root`` has no ``manifest.json``.
-        ValueError: the manifest has another format version.
+        DataError: the manifest has another format version.
     """
 
     def __init__(self, root: Union[str, Path]):
@@ -84,7 +97,7 @@ class TeacherStore:
         self.manifest: Dict[str, Any] = json.loads(manifest_path.read_text())
         version = self.manifest.get("version")
         if version != FORMAT_VERSION:
-            raise ValueError(f"--teacher_dir {self.root}: manifest version {version}, this code "
+            raise DataError(f"--teacher_dir {self.root}: manifest version {version}, this code "
                              f"reads version {FORMAT_VERSION}; rerun precompute_teacher.py")
 
     def path_for(self, folder: str, frame_index: int, side: Optional[str]) -> Path:
@@ -113,7 +126,7 @@ class TeacherStore:
             split: the run's ``--split``; compared with the manifest when given.
 
         Raises:
-            ValueError: naming the mismatching manifest field, or the first missing frames,
+            DataError: naming the mismatching manifest field, or the first missing frames,
                 with the command that fixes the folder.
         """
         manifest = self.manifest
@@ -121,11 +134,11 @@ class TeacherStore:
                                       "split": split or manifest.get("split")})
         stored_size = list(manifest.get("output_size", []))
         if stored_size != [height, width]:
-            raise ValueError(f"--teacher_dir {self.root} holds {stored_size[0]}x{stored_size[1]} "
+            raise DataError(f"--teacher_dir {self.root} holds {stored_size[0]}x{stored_size[1]} "
                              f"maps but the run uses --height {height} --width {width}; "
                              f"precompute a folder for this size: {fix}")
         if split is not None and manifest.get("split") != split:
-            raise ValueError(f"--teacher_dir {self.root} was computed for --split "
+            raise DataError(f"--teacher_dir {self.root} was computed for --split "
                              f"{manifest.get('split')!r}, the run uses --split {split!r}: {fix}")
         missing = []
         for line in split_lines:
@@ -136,6 +149,6 @@ class TeacherStore:
             shown = "; ".join(missing[:_MISSING_SHOWN])
             extra = len(missing) - _MISSING_SHOWN
             more = f" and {extra} more" if extra > 0 else ""
-            raise ValueError(f"--teacher_dir {self.root} lacks {len(missing)} of "
+            raise DataError(f"--teacher_dir {self.root} lacks {len(missing)} of "
                              f"{len(split_lines)} frames ({shown}{more}); complete it (the "
                              f"command resumes): {fix}")

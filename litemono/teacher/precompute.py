@@ -20,8 +20,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.splits import SplitLine, parse_split_line, read_split_lines, split_file
 from ..data.kitti import SIDE_TO_CAMERA, raw_image_path
+from ..data.transforms import read_rgb
 from ..data.teacher_store import (ARRAY_KEY, FORMAT_VERSION, MANIFEST_NAME,
                                   STATISTICS_NAME, is_valid_file, read_teacher_file, teacher_path)
+from ..config import ConfigError
+from ..errors import DataError
 from ..io import save_npz, write_json
 from .depth_anything import DepthAnythingTeacher
 
@@ -57,16 +60,16 @@ def parse_shard(text: Optional[str]) -> Tuple[int, int]:
     try:
         index, count = (int(part) for part in text.split("/"))
     except ValueError:
-        raise ValueError(f"--shard expects K/N with integers, got {text!r}") from None
+        raise ConfigError(f"--shard expects K/N with integers, got {text!r}") from None
     if not 0 <= index < count:
-        raise ValueError(f"--shard {text}: need 0 <= K < N (K counts from 0)")
+        raise ConfigError(f"--shard {text}: need 0 <= K < N (K counts from 0)")
     return index, count
 
 
 def kitti_image_path(data_path: Union[str, Path], frame: SplitLine, png: bool) -> Path:
     """KITTI raw ``<data_path>/<folder>/image_0{2|3}/data/<frame:010d>.jpg|png``."""
     if frame.side not in SIDE_TO_CAMERA:
-        raise ValueError(f"split line {frame.folder} {frame.frame_index} has no side l/r")
+        raise DataError(f"split line {frame.folder} {frame.frame_index} has no side l/r")
     return Path(raw_image_path(str(data_path), frame.folder, frame.frame_index, frame.side,
                                ".png" if png else ".jpg"))
 
@@ -90,9 +93,9 @@ class ImageTeacher:
 
         path = kitti_image_path(self.data_path, frame, self.png)
         if not path.is_file():
-            raise FileNotFoundError(f"image {path} not found: check --data_path and --png")
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+            raise FileNotFoundError(f"image {path} not found, --data_path, check --data_path "
+                                    "and --png")
+        array = np.asarray(read_rgb(str(path)), dtype=np.float32) / 255.0
         return torch.from_numpy(array).permute(2, 0, 1)
 
     def predict(self, loaded: List[torch.Tensor]) -> List[torch.Tensor]:
@@ -118,8 +121,8 @@ def ensure_manifest(root: Union[str, Path], manifest: Dict[str, Any]) -> None:
         diff = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
         if diff:
             details = ", ".join(f"{k}: {old.get(k)!r} -> {manifest.get(k)!r}" for k in diff)
-            raise ValueError(f"--teacher_dir {root} was made with other settings ({details}); "
-                             "use a new --teacher_dir or delete the old one")
+            raise DataError(f"--teacher_dir {root} was made with other settings ({details}); "
+                            "use a new --teacher_dir or delete the old one")
         return
     write_json(path, manifest)
 
