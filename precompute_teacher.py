@@ -10,7 +10,8 @@ CC-BY-NC-4.0 (non-commercial).
 import argparse
 import os
 
-from litemono.config import DataConfig, ModelConfig
+from litemono.config import ConfigError, DataConfig, ModelConfig
+from litemono.data.splits import split_identity
 from litemono.errors import UserError, cli
 from litemono.teacher.depth_anything import (DEFAULT_INPUT_SIZE, HUB_IDS,
                                              TeacherUnavailableError, load_teacher)
@@ -47,10 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
 @cli("precompute_teacher.py")
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
+    for name in ("height", "width"):  # as train.py, before any map is computed
+        if getattr(args, name) <= 0 or getattr(args, name) % 32:
+            raise ConfigError(f"--{name} must be a positive multiple of 32 (as train.py "
+                              f"needs), got {getattr(args, name)}")
     out_size = (args.height, args.width)
     shard = parse_shard(args.shard)
     frames = target_frames(args.split, args.splits_dir)
-    manifest = {"output_size": list(out_size), "split": args.split, "source": ["train", "val"]}
+    manifest = {"output_size": list(out_size), "split": split_identity(args.split, args.splits_dir),
+                "source": ["train", "val"]}
     if args.teacher == "synthetic":
         predictor = SyntheticTeacher(args.data_path, out_size, args.seed, args.noise)
         manifest.update(teacher="synthetic (true depth, random affine + noise)", input_size=None,

@@ -71,7 +71,7 @@ def main(argv=None) -> Path:
             raise DataError(f"{exc}, {source} line {number}, fix that line") from None
         maps.append(read_gt(Path(args.data_path), entry.folder, entry.frame_index))
     output = Path(args.output or Path(args.splits_dir) / args.split / "gt_depths.npz")
-    remove_leftovers(output.parent, output.name)  # temporary files of an earlier, killed run
+    remove_leftovers(output.parent, [output.name])  # temporary files of an earlier, killed run
     save_gt_depths(output, maps)
     print(f"wrote {len(maps)} {args.split} ground-truth maps to {output}")
     return output

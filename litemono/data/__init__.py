@@ -60,7 +60,8 @@ def build_dataset(cfg: "Config", part: str, is_train: bool, teacher_store=None,
 
         teacher_store = TeacherStore(data.teacher_dir)
     if teacher_store is not None:
-        teacher_store.check(cfg.model.height, cfg.model.width, lines, split=data.split)
+        teacher_store.check(cfg.model.height, cfg.model.width, lines, split=data.split,
+                            splits_dir=data.splits_dir)
     options = dict(frame_ids=frame_ids, is_train=is_train, img_ext=".png" if data.png else ".jpg",
                    jitter=data.jitter, teacher_store=teacher_store, cache_dir=cache_dir,
                    source=str(path), augmented_scales=augmented_scales,

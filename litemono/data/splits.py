@@ -91,6 +91,16 @@ def split_folder(split: str, splits_dir: Union[str, Path]) -> Path:
     return folder
 
 
+def split_identity(split: str, splits_dir: Union[str, Path]) -> str:
+    """One spelling per split folder: its absolute path (``./splits/x``, ``splits/x``, an
+    absolute path and the name ``x`` under ``splits_dir`` are the same split); the text itself
+    when no such folder exists."""
+    try:
+        return str(split_folder(split, splits_dir).resolve())
+    except SplitError:
+        return str(split)
+
+
 def split_file(split: str, splits_dir: Union[str, Path], part: str) -> Path:
     """Path of ``<part>_files.txt`` (part = train, val or test) of ``split``; checked when the
     split is a published one, so a truncated or edited file is never used silently."""

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import DataError
 from .kitti import SIDE_TO_CAMERA
-from .splits import parse_split_line
+from .splits import parse_split_line, split_identity
 
 MANIFEST_NAME = "manifest.json"
 STATISTICS_NAME = "statistics.json"
@@ -77,6 +77,12 @@ def fix_command(root: Union[str, Path], manifest: Dict[str, Any]) -> str:
             f"--teacher_dir {root}")
 
 
+def sibling_folder(root: Union[str, Path], height: int, width: int) -> Path:
+    """A new teacher folder beside ``root`` for another size (precompute refuses to mix)."""
+    root = Path(root)
+    return root.with_name(f"{root.name}_{height}x{width}")
+
+
 class TeacherStore:
     """A teacher folder: its manifest, per-frame paths and maps, and a consistency check.
 
@@ -117,29 +123,36 @@ class TeacherStore:
         return read_teacher_file(path).astype(np.float32)
 
     def check(self, height: int, width: int, split_lines: Sequence[str],
-              split: Optional[str] = None) -> None:
+              split: Optional[str] = None, splits_dir: Union[str, Path] = ".") -> None:
         """Refuse a folder made for another run, or one that lacks frames of ``split_lines``.
 
         Args:
             height, width: the training resolution (``--height``, ``--width``).
             split_lines: the split lines the run reads (their frame 0 needs a map).
-            split: the run's ``--split``; compared with the manifest when given.
+            split: the run's ``--split``; compared with the manifest's as a folder (any
+                spelling of the same folder matches) when given.
+            splits_dir: the run's ``--splits_dir`` (for named splits).
 
         Raises:
             DataError: naming the mismatching manifest field, or the first missing frames,
-                with the command that fixes the folder.
+                with a precompute command that works: for another size or split it writes a
+                new folder beside this one (this folder is never mixed).
         """
         manifest = self.manifest
-        fix = fix_command(self.root, {**manifest, "output_size": [height, width],
-                                      "split": split or manifest.get("split")})
         stored_size = list(manifest.get("output_size", []))
-        if stored_size != [height, width]:
-            raise DataError(f"--teacher_dir {self.root} holds {stored_size[0]}x{stored_size[1]} "
-                             f"maps but the run uses --height {height} --width {width}; "
-                             f"precompute a folder for this size: {fix}")
-        if split is not None and manifest.get("split") != split:
-            raise DataError(f"--teacher_dir {self.root} was computed for --split "
-                             f"{manifest.get('split')!r}, the run uses --split {split!r}: {fix}")
+        same_split = split is None or (split_identity(str(manifest.get("split")), splits_dir)
+                                       == split_identity(split, splits_dir))
+        if stored_size != [height, width] or not same_split:
+            target = sibling_folder(self.root, height, width)
+            fix = fix_command(target, {**manifest, "output_size": [height, width],
+                                       "split": split_identity(split or manifest.get("split"),
+                                                               splits_dir)})
+            what = (f"holds {stored_size[0]}x{stored_size[1]} maps but the run uses --height "
+                    f"{height} --width {width}" if stored_size != [height, width] else
+                    f"was computed for --split {manifest.get('split')!r}, the run uses "
+                    f"--split {split!r}")
+            raise DataError(f"--teacher_dir {self.root} {what}; precompute a new folder with: "
+                            f"{fix}, then train with --teacher_dir {target}")
         missing = []
         for line in split_lines:
             entry = parse_split_line(line)
@@ -150,5 +163,5 @@ class TeacherStore:
             extra = len(missing) - _MISSING_SHOWN
             more = f" and {extra} more" if extra > 0 else ""
             raise DataError(f"--teacher_dir {self.root} lacks {len(missing)} of "
-                             f"{len(split_lines)} frames ({shown}{more}); complete it (the "
-                             f"command resumes): {fix}")
+                            f"{len(split_lines)} frames ({shown}{more}); complete it (the "
+                            f"command resumes): {fix_command(self.root, manifest)}")

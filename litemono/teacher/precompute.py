@@ -25,7 +25,7 @@ from ..data.teacher_store import (ARRAY_KEY, FORMAT_VERSION, MANIFEST_NAME,
                                   STATISTICS_NAME, is_valid_file, read_teacher_file, teacher_path)
 from ..config import ConfigError
 from ..errors import DataError
-from ..io import save_npz, write_json
+from ..io import remove_leftovers, save_npz, write_json
 from .depth_anything import DepthAnythingTeacher
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -113,18 +113,28 @@ class _FrameLoader(Dataset):
         return self.frames[i], self.predictor.load(self.frames[i])
 
 
+def check_manifest(root: Union[str, Path], manifest: Dict[str, Any]) -> bool:
+    """True when ``root`` already has this ``manifest.json``; refuse one that differs.
+
+    Raises:
+        DataError: naming the differing settings.
+    """
+    path = Path(root) / MANIFEST_NAME
+    if not path.is_file():
+        return False
+    old = json.loads(path.read_text())
+    diff = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
+    if diff:
+        details = ", ".join(f"{k}: {old.get(k)!r} -> {manifest.get(k)!r}" for k in diff)
+        raise DataError(f"--teacher_dir {root} was made with other settings ({details}); "
+                        "use a new --teacher_dir or delete the old one")
+    return True
+
+
 def ensure_manifest(root: Union[str, Path], manifest: Dict[str, Any]) -> None:
     """Write ``manifest.json``, or refuse a folder whose existing manifest differs."""
-    path = Path(root) / MANIFEST_NAME
-    if path.is_file():
-        old = json.loads(path.read_text())
-        diff = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
-        if diff:
-            details = ", ".join(f"{k}: {old.get(k)!r} -> {manifest.get(k)!r}" for k in diff)
-            raise DataError(f"--teacher_dir {root} was made with other settings ({details}); "
-                            "use a new --teacher_dir or delete the old one")
-        return
-    write_json(path, manifest)
+    if not check_manifest(root, manifest):
+        write_json(Path(root) / MANIFEST_NAME, manifest)
 
 
 def run_precompute(predictor: Predictor, frames: Sequence[SplitLine], root: Union[str, Path],
@@ -146,10 +156,12 @@ def run_precompute(predictor: Predictor, frames: Sequence[SplitLine], root: Unio
         (re)written once every frame of ``frames`` has a map.
     """
     height, width = manifest["output_size"]
-    ensure_manifest(root, {**manifest, "version": FORMAT_VERSION, "num_frames": len(frames),
-                           "key": ARRAY_KEY, "dtype": "float16"})
+    manifest = {**manifest, "version": FORMAT_VERSION, "num_frames": len(frames),
+                "key": ARRAY_KEY, "dtype": "float16"}
+    has_manifest = check_manifest(root, manifest)  # refuse another run's folder up front
     index, count = shard
     mine = list(frames)[index::count]
+    remove_own_leftovers(root, mine, whole_root=count == 1)
     todo = [f for f in mine if not is_valid_file(teacher_path(root, *f), height, width)]
     loader = DataLoader(_FrameLoader(todo, predictor), batch_size=batch_size,
                         num_workers=num_workers, collate_fn=list)
@@ -166,10 +178,30 @@ def run_precompute(predictor: Predictor, frames: Sequence[SplitLine], root: Unio
                                        f"expected {(height, width)}")
                 disp = np.clip(disp, 0.0, FLOAT16_MAX).astype(np.float16)
                 save_npz(teacher_path(root, *frame), **{ARRAY_KEY: disp})
+            if not has_manifest:  # only once a map exists: a failed run leaves no manifest
+                ensure_manifest(root, manifest)
+                has_manifest = True
             bar.update(len(batch))
+    if not has_manifest and mine and not todo:  # every map was there already (older folder)
+        ensure_manifest(root, manifest)
     if all(teacher_path(root, *f).is_file() for f in frames):
         write_json(Path(root) / STATISTICS_NAME, compute_statistics(root, frames))
     return {"computed": len(todo), "skipped": len(mine) - len(todo), "shard_frames": len(mine)}
+
+
+def remove_own_leftovers(root: Union[str, Path], frames: Sequence[SplitLine],
+                         whole_root: bool) -> None:
+    """Delete the temporary files a killed run left for ``frames`` (the ones this shard writes:
+    shards running at the same time never touch each other's), and with ``whole_root`` those of
+    the manifest and statistics too."""
+    by_folder: Dict[Path, List[str]] = {}
+    for frame in frames:
+        path = teacher_path(root, *frame)
+        by_folder.setdefault(path.parent, []).append(path.name)
+    for folder, names in by_folder.items():
+        remove_leftovers(folder, names)
+    if whole_root:
+        remove_leftovers(root, [MANIFEST_NAME, STATISTICS_NAME])
 
 
 def compute_statistics(root: Union[str, Path], frames: Sequence[SplitLine]) -> Dict[str, Any]:
