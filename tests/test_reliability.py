@@ -608,3 +608,14 @@ def test_diverged_message_says_whether_a_checkpoint_exists(tmp_path, monkeypatch
     monkeypatch.setattr(engine, "train_step", nan_step)
     with pytest.raises(engine.TrainingDiverged, match="no checkpoint was saved yet"):
         engine.train(tiny_config(tmp_path, "nan", batch_size=1))
+
+
+def test_scene_rerun_removes_leftovers_of_a_killed_render(tmp_path):
+    scene = synthetic.make_synthetic_kitti(tmp_path / "s", **TINY_SCENE)
+    frame = scene.image_path(scene.drives[0], 2, "l")
+    stale = frame.parent / f".tmp-{frame.name}.killed"
+    stale.write_bytes(b"half a jpeg")
+    manifest = scene.root / synthetic.MANIFEST
+    manifest.rename(scene.root / synthetic.PENDING)  # as if killed mid-render
+    synthetic.make_synthetic_kitti(tmp_path / "s", **TINY_SCENE)
+    assert not stale.exists() and frame.is_file()
