@@ -51,7 +51,8 @@ FORMAT_VERSION = 1
 # (--mypretrain and --load_weights_folder are not applied when resuming)
 RESUME_FREE_OPTIONS = ("resume", "num_steps", "num_epochs", "log_frequency", "save_frequency",
                        "num_workers", "device", "mypretrain", "load_weights_folder", "log_dir",
-                       "model_name")
+                       "model_name", "keep_weights", "save_optimizer_in_weights", "check_data",
+                       "check_data_only")
 
 
 class CheckpointError(UserError, RuntimeError):

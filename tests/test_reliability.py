@@ -619,3 +619,11 @@ def test_scene_rerun_removes_leftovers_of_a_killed_render(tmp_path):
     manifest.rename(scene.root / synthetic.PENDING)  # as if killed mid-render
     synthetic.make_synthetic_kitti(tmp_path / "s", **TINY_SCENE)
     assert not stale.exists() and frame.is_file()
+
+
+def test_new_run_control_options_do_not_count_as_changed_on_resume(tmp_path):
+    cfg = tiny_config(tmp_path)
+    later = cfg.replace(keep_weights=2, save_optimizer_in_weights=True, check_data=True,
+                        check_data_only=True)
+    assert ckpt.changed_options(cfg.to_dict(), later) == []
+    assert ckpt.changed_options(cfg.to_dict(), later.replace(seed=9)) == ["--seed: 3 -> 9"]

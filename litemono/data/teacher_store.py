@@ -30,6 +30,7 @@ FORMAT_VERSION = 1
 ARRAY_KEY = "disp"
 CAMERA_FOLDERS = {side: f"image_0{cam}" for side, cam in SIDE_TO_CAMERA.items()}
 _MISSING_SHOWN = 5  # how many missing frames an error message lists
+DEFAULT_SPLITS = Path(__file__).resolve().parents[2] / "splits"  # --splits_dir's default
 
 
 def teacher_path(root: Union[str, Path], folder: str, frame_index: int,
@@ -123,7 +124,7 @@ class TeacherStore:
         return read_teacher_file(path).astype(np.float32)
 
     def check(self, height: int, width: int, split_lines: Sequence[str],
-              split: Optional[str] = None, splits_dir: Union[str, Path] = ".") -> None:
+              split: Optional[str] = None, splits_dir: Union[str, Path] = DEFAULT_SPLITS) -> None:
         """Refuse a folder made for another run, or one that lacks frames of ``split_lines``.
 
         Args:
@@ -131,7 +132,7 @@ class TeacherStore:
             split_lines: the split lines the run reads (their frame 0 needs a map).
             split: the run's ``--split``; compared with the manifest's as a folder (any
                 spelling of the same folder matches) when given.
-            splits_dir: the run's ``--splits_dir`` (for named splits).
+            splits_dir: where named splits live (``--splits_dir``).
 
         Raises:
             DataError: naming the mismatching manifest field, or the first missing frames,
