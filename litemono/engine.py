@@ -17,10 +17,12 @@ networks only: poses, warping, SSIM and the losses run in float32.
 
 Run control: the learning rate is set at the start of every epoch (:mod:`litemono.schedule`).
 After every epoch the val files are scored (loss terms; depth metrics where ``depth_gt`` exists)
-and ``checkpoints/last.pt`` is written, ``best.pt`` when abs_rel (or the val loss without ground
-truth) improved, and ``models/weights_<epoch>`` every ``--save_frequency`` epochs. ``--num_steps``
-may stop mid-epoch: ``last.pt`` and the epoch's weight folder are written then, and ``--resume``
-continues from that exact batch (:mod:`litemono.checkpoint`).
+and written, in this order: ``models/weights_<epoch>`` every ``--save_frequency`` epochs,
+``checkpoints/best.pt`` when abs_rel (or the val loss without ground truth) improved, and
+``checkpoints/last.pt`` last, so whatever the training state says is done is on disk
+(docs/reliability.md). ``--num_steps`` may stop mid-epoch: the epoch's weight folder and
+``last.pt`` are written then, and ``--resume`` continues from that exact batch
+(:mod:`litemono.checkpoint`).
 """
 from __future__ import annotations
 
