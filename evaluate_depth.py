@@ -9,23 +9,18 @@ split (by its label, or upstream's by its 697 / 652 maps) is refused.
 """
 import argparse
 import json
-import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from litemono import io
 from litemono.config import PROJECT_ROOT
-from litemono.device import DEVICE_HELP, DeviceError, resolve_device
+from litemono.device import DEVICE_HELP, resolve_device
+from litemono.errors import UserError, cli
 from litemono.evaluation import (EVAL_SPLITS, STEREO_SCALE_FACTOR, check_gt_split, depth_range,
                                  evaluate_predictions, format_metrics_table, gt_split,
                                  load_gt_depths, predict_split, write_metrics_csv)
-
-TOOL = "evaluate_depth.py"
-
-
-class ToolError(Exception):
-    """Bad input: reported as the one line ``evaluate_depth.py: error: <message>``."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,10 +75,13 @@ def predict_with_model(args):
     min_depth, max_depth, note = depth_range(args.load_weights_folder, args.min_depth,
                                              args.max_depth)
     print(f"disp_to_depth range {min_depth:g}..{max_depth:g} m ({note})")
-    pred_disps, depth_net = predict_split(
-        args.load_weights_folder, args.data_path, args.split_folder or args.eval_split,
-        args.splits_dir, device, args.batch_size, args.num_workers, args.post_process,
-        args.png, min_depth, max_depth)
+    try:
+        pred_disps, depth_net = predict_split(
+            args.load_weights_folder, args.data_path, args.split_folder or args.eval_split,
+            args.splits_dir, device, args.batch_size, args.num_workers, args.post_process,
+            args.png, min_depth, max_depth)
+    except ValueError as exc:  # weights or split that do not fit: the message names them
+        raise UserError(str(exc)) from exc
     if args.save_pred_disps:
         out = Path(args.load_weights_folder) / f"disps_{args.eval_split}_split.npy"
         io.save_npy(out, pred_disps)
@@ -106,7 +104,7 @@ def scaling(args):
     if not args.eval_stereo:
         return not args.disable_median_scaling, args.pred_depth_scale_factor or 1.0
     if args.pred_depth_scale_factor not in (None, STEREO_SCALE_FACTOR):
-        raise ToolError(f"--eval_stereo scales depth by {STEREO_SCALE_FACTOR}, "
+        raise UserError(f"--eval_stereo scales depth by {STEREO_SCALE_FACTOR}, "
                         f"--pred_depth_scale_factor {args.pred_depth_scale_factor}, drop one")
     print(f"stereo evaluation: median scaling off, depth x {STEREO_SCALE_FACTOR}")
     return False, STEREO_SCALE_FACTOR
@@ -114,19 +112,30 @@ def scaling(args):
 
 def run(args) -> dict:
     if (args.ext_disp_to_eval is None) == (args.load_weights_folder is None):
-        raise ToolError("nothing or two things to evaluate, --load_weights_folder / "
+        raise UserError("nothing or two things to evaluate, --load_weights_folder / "
                         "--ext_disp_to_eval, give exactly one")
     median_scaling, scale_factor = scaling(args)
     gt_path = args.gt_path or Path(args.splits_dir) / args.eval_split / "gt_depths.npz"
-    gt_depths = load_gt_depths(gt_path, allow_pickle=args.allow_pickle)
+    try:
+        gt_depths = load_gt_depths(gt_path, allow_pickle=args.allow_pickle)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"--gt_path {gt_path}: cannot read it ({exc})", None,
+                        "write it again with scripts/export_gt_depth.py") from exc
     check_gt_split(gt_depths, args.eval_split, gt_split(gt_path), gt_path)
     params = macs = None
     if args.ext_disp_to_eval:
-        pred_disps = np.load(args.ext_disp_to_eval, allow_pickle=False)
+        try:
+            pred_disps = np.load(args.ext_disp_to_eval, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise UserError(f"--ext_disp_to_eval {args.ext_disp_to_eval}: cannot read it ({exc})",
+                            None, "give a .npy file of N scaled disparities") from exc
     else:
         pred_disps, params, macs = predict_with_model(args)
-    result = evaluate_predictions(pred_disps, gt_depths, args.eval_split,
-                                  median_scaling=median_scaling, scale_factor=scale_factor)
+    try:
+        result = evaluate_predictions(pred_disps, gt_depths, args.eval_split,
+                                      median_scaling=median_scaling, scale_factor=scale_factor)
+    except ValueError as exc:  # predictions and ground truth that do not match
+        raise UserError(str(exc)) from exc
     if result.ratios is not None:
         med = float(np.median(result.ratios))
         print(f"scaling ratios | median: {med:.3f} | std: {np.std(result.ratios / med):.3f}")
@@ -138,13 +147,9 @@ def run(args) -> dict:
     return result.mean
 
 
+@cli("evaluate_depth.py")
 def main(argv=None) -> dict:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except (ToolError, DeviceError, OSError, ValueError) as exc:
-        print(f"{TOOL}: error: {exc}", file=sys.stderr)  # one line, no traceback
-        raise SystemExit(2) from None
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -10,9 +10,12 @@ CC-BY-NC-4.0 (non-commercial).
 import argparse
 import os
 
-from litemono.config import DataConfig, ModelConfig
+from litemono.config import ConfigError, DataConfig, ModelConfig
+from litemono.data.splits import split_identity
 from litemono.device import resolve_device
-from litemono.teacher.depth_anything import DEFAULT_INPUT_SIZE, HUB_IDS, load_teacher
+from litemono.errors import UserError, cli
+from litemono.teacher.depth_anything import (DEFAULT_INPUT_SIZE, HUB_IDS,
+                                             TeacherUnavailableError, load_teacher)
 from litemono.teacher.precompute import ImageTeacher, parse_shard, run_precompute, target_frames
 from litemono.teacher.synthetic import DEFAULT_NOISE, SyntheticTeacher
 
@@ -50,12 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@cli("precompute_teacher.py")
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
+    for name in ("height", "width"):  # as train.py, before any map is computed
+        if getattr(args, name) <= 0 or getattr(args, name) % 32:
+            raise ConfigError(f"--{name} must be a positive multiple of 32 (as train.py "
+                              f"needs), got {getattr(args, name)}")
     out_size = (args.height, args.width)
     shard = parse_shard(args.shard)
     frames = target_frames(args.split, args.splits_dir)
-    manifest = {"output_size": list(out_size), "split": args.split, "source": ["train", "val"]}
+    manifest = {"output_size": list(out_size), "split": split_identity(args.split, args.splits_dir),
+                "source": ["train", "val"]}
     if args.teacher == "synthetic":
         predictor = SyntheticTeacher(args.data_path, out_size, args.seed, args.noise)
         manifest.update(teacher="synthetic (true depth, random affine + noise)", input_size=None,
@@ -65,8 +74,11 @@ def main(argv=None) -> dict:
         device = str(resolve_device(args.device))  # one clear line when CUDA is missing
         if device == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun: one GPU per process
             device = f"cuda:{os.environ['LOCAL_RANK']}"
-        teacher = load_teacher(args.teacher, args.teacher_path, args.input_size, device,
-                               local_files_only=args.offline)
+        try:
+            teacher = load_teacher(args.teacher, args.teacher_path, args.input_size, device,
+                                   local_files_only=args.offline)
+        except (ValueError, TeacherUnavailableError) as exc:  # a bad --teacher / no weights
+            raise UserError(str(exc)) from exc
         predictor = ImageTeacher(teacher, args.data_path, args.png, out_size)
         source = args.teacher_path or HUB_IDS.get(args.teacher, args.teacher)
         flags = f"--teacher_path {source}" if args.teacher_path else f"--teacher {args.teacher}"
@@ -79,7 +91,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, OSError, RuntimeError) as exc:  # user-facing: no traceback
-        raise SystemExit(f"precompute_teacher.py: error: {exc}") from None
+    main()

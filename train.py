@@ -8,29 +8,27 @@ in ``litemono/config.py``. Examples::
     python train.py --model_name run1 --resume auto          # continue run1 where it stopped
     torchrun --nproc_per_node 4 train.py --batch_size 4 ...  # 4 GPUs, global batch 16
 
-Under torchrun ``--batch_size`` is per process. Exit codes: 0 done, 2 bad options,
-3 the loss became NaN/inf (the last good checkpoint is kept).
+Under torchrun ``--batch_size`` is per process. Exit codes: 0 done, 2 bad options or input
+(one line ``train.py: error: ...``; ``--debug`` shows the traceback), 3 the loss became NaN/inf.
 """
 import os
 import sys
 
 import torch.distributed as dist
 
-from litemono.checkpoint import CheckpointError
-from litemono.config import ConfigError, parse_config
+from litemono.config import parse_config
 from litemono.engine import TrainingDiverged, train
+from litemono.errors import EXIT_USER_ERROR, cli
 
-EXIT_BAD_OPTIONS = 2
+EXIT_BAD_OPTIONS = EXIT_USER_ERROR
 EXIT_DIVERGED = 3
 
 
+@cli("train.py")
 def main(argv=None) -> int:
     cfg = parse_config(argv, description=__doc__.splitlines()[0])
     try:
         result = train(cfg)
-    except (ConfigError, CheckpointError) as exc:
-        print(f"train.py: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_OPTIONS
     except TrainingDiverged as exc:
         print(f"train.py: {exc}", file=sys.stderr)
         return EXIT_DIVERGED

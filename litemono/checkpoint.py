@@ -6,8 +6,8 @@ section 9, plus our training state)::
     config.yaml                    the resolved configuration
     models/opt.json                every option, flat (upstream's options dump)
     models/weights_<epoch>/        encoder.pth (+ height, width, use_stereo), depth.pth,
-                                   pose_encoder.pth, pose.pth, adam.pth, adam_pose.pth:
-                                   loadable by upstream's code
+                                   pose_encoder.pth, pose.pth (adam.pth, adam_pose.pth with
+                                   --save_optimizer_in_weights): loadable by upstream's code
     checkpoints/last.pt            the complete training state (:func:`training_state`)
     checkpoints/best.pt            the same at the best validation metric so far
     train/, val/                   tensorboard events
@@ -17,8 +17,10 @@ section 9, plus our training state)::
 :func:`restore_state` to and from ``last.pt``.
 
 Every file goes through :mod:`litemono.io` (temporary file + rename); a weight folder is built
-under a temporary name and renamed into place as a whole. A save killed half-way therefore
-leaves the previous ``last.pt`` and the previous weight folders intact. The training state holds
+under a temporary name and renamed into place as a whole. The engine writes the weight folder,
+then ``best.pt``, then ``last.pt``: the training state is committed last, so whatever it says is
+done is on disk, and a save killed half-way is redone by ``--resume auto``
+(docs/reliability.md). The training state holds
 only tensors, numbers, strings and containers, so it loads with ``weights_only=True``.
 
 Exact resume also needs the data order: :class:`ResumableSampler` draws each epoch's permutation
@@ -29,9 +31,9 @@ number of loader workers or on where a run was interrupted.
 from __future__ import annotations
 
 import math
+import pickle
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
@@ -42,17 +44,18 @@ from litemono import io
 from litemono.config import Config, ConfigError, from_dict
 from litemono.models.build import (CONFIG_ENTRY, NO_PRETRAIN, UPSTREAM_EXTRAS, depth_state_dicts,
                                    imagenet_file, load_imagenet_encoder, load_state_strict)
+from litemono.errors import UserError
 
 FORMAT_VERSION = 1
 # options that may differ between a run and its resumption without changing the numbers
 # (--mypretrain and --load_weights_folder are not applied when resuming)
 RESUME_FREE_OPTIONS = ("resume", "num_steps", "num_epochs", "log_frequency", "save_frequency",
                        "num_workers", "device", "mypretrain", "load_weights_folder", "log_dir",
-                       "model_name", "mypretrain_required", "allow_pickle",
-                       "overwrite")
+                       "model_name", "mypretrain_required", "allow_pickle", "overwrite",
+                       "keep_weights", "save_optimizer_in_weights", "check_data", "check_data_only")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint is missing or does not fit; the message names the flag and the file."""
 
 
@@ -77,18 +80,22 @@ def write_run_config(cfg: Config) -> None:
 def save_weights_folder(folder: Path, files: Mapping[str, Mapping[str, Any]]) -> None:
     """Write ``<name>.pth`` for every entry of ``files`` into ``folder`` as one atomic unit.
 
+    The files are written into ``.tmp-<name>.<random>`` beside ``folder``, which is then renamed
+    to ``folder``. An existing ``folder`` is first moved into ``.tmp-old.<random>`` (a rename
+    cannot replace a non-empty folder), so a kill between the two renames leaves no folder of
+    that name, never a stale one; :func:`litemono.io.remove_leftovers` clears the temporaries.
+
     Args:
         folder: e.g. ``<run>/models/weights_3``; replaced whole if it exists.
         files: file stem -> object to ``torch.save`` (state dicts, optimiser states).
     """
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=io.TMP_PREFIX + folder.name + ".", dir=folder.parent))
+    staging = io.make_temp_dir(folder.parent, folder.name)
     try:
         for name, obj in files.items():
             io.save_torch(dict(obj), staging / f"{name}.pth")
         if folder.exists():
-            retired = Path(tempfile.mkdtemp(prefix=io.TMP_PREFIX + "old.", dir=folder.parent))
+            retired = io.make_temp_dir(folder.parent, "old")
             folder.rename(retired / folder.name)
             staging.rename(folder)
             shutil.rmtree(retired)
@@ -97,6 +104,23 @@ def save_weights_folder(folder: Path, files: Mapping[str, Mapping[str, Any]]) ->
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def weights_folders(models_dir: Path) -> List[Path]:
+    """The ``weights_<epoch>`` folders of a run's ``models/``, oldest epoch first."""
+    found = [p for p in Path(models_dir).glob("weights_*")
+             if p.is_dir() and p.name.split("_", 1)[1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("_", 1)[1]))
+
+
+def prune_weights_folders(models_dir: Path, keep: Optional[int]) -> List[Path]:
+    """Delete all but the newest ``keep`` weight folders (``--keep_weights``; None keeps all)."""
+    if keep is None:
+        return []
+    stale = weights_folders(models_dir)[:-keep]
+    for folder in stale:
+        shutil.rmtree(folder)
+    return stale
 
 
 def load_weights_folder(folder: str, names: Sequence[str]) -> Dict[str, Dict[str, Any]]:
@@ -111,8 +135,30 @@ def load_weights_folder(folder: str, names: Sequence[str]) -> Dict[str, Dict[str
         if not path.is_file():
             raise CheckpointError(f"--load_weights_folder {folder}: no {name}.pth "
                                   "(see --models_to_load)")
-        out[name] = torch.load(path, map_location="cpu", weights_only=True)
+        out[name] = read_torch_file(path, "--load_weights_folder")
     return out
+
+
+def read_torch_file(path: Path, flag: str) -> Any:
+    """``torch.load(weights_only=True)`` on the CPU; a truncated or foreign file raises
+    :class:`CheckpointError` naming ``flag`` and the file (torch's own message names neither)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        raise CheckpointError(f"{flag}: cannot read {path} ({' '.join(str(exc).split())[:200]}), "
+                              "the file is truncated or not a torch file: use an intact copy "
+                              "or delete it") from exc
+
+
+def load_strict(module: torch.nn.Module, state: Mapping[str, Any], what: str) -> None:
+    """:func:`load_state_strict`, raising :class:`CheckpointError` (weights of another variant
+    or network are the user's file, not a bug)."""
+    try:
+        load_state_strict(module, state, what)
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from exc
 
 
 # ----------------------------------------------------------------------------- training state
@@ -154,7 +200,7 @@ def save_training_state(path: Path, state: Mapping[str, Any]) -> None:
 
 def load_training_state(path: Path) -> Dict[str, Any]:
     """Read a training state on the CPU; raises naming ``--resume`` on a foreign file."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_torch_file(path, "--resume")
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"--resume {path}: not a litemono training state "
                               f"(format {FORMAT_VERSION})")
@@ -214,15 +260,20 @@ def check_fresh_start(cfg: Config) -> None:
 
 # ----------------------------------------------------------------------------- networks <-> files
 
-def upstream_files(cfg: Config, parts: Any) -> Dict[str, Mapping[str, Any]]:
+def upstream_files(cfg: Config, parts: Any,
+                   with_optimizers: bool = True) -> Dict[str, Mapping[str, Any]]:
     """Contents of a ``weights_<epoch>`` folder in upstream's layout; ``encoder.pth`` also
-    carries the model config and the depth range, so the folder is usable on its own."""
+    carries the model config and the depth range, so the folder is usable on its own;
+    ``adam.pth`` and ``adam_pose.pth`` (~60% of its size, and also in
+    ``checkpoints/last.pt``) only when ``with_optimizers``."""
     files: Dict[str, Mapping[str, Any]] = depth_state_dicts(
         parts.depth, cfg.model.height, cfg.model.width, cfg.data.use_stereo,
         depth_range=(cfg.loss.min_depth, cfg.loss.max_depth))
     if not parts.pose.shared:
         files["pose_encoder"] = parts.pose.encoder.state_dict()
     files["pose"] = parts.pose.decoder.state_dict()
+    if not with_optimizers:
+        return files
     files["adam"] = parts.optimizers["depth"].state_dict()
     files["adam_pose"] = parts.optimizers["pose"].state_dict()
     return files
@@ -245,7 +296,7 @@ def load_initial_weights(cfg: Config, parts: Any, report: Callable[[str], None])
         names = [n for n in cfg.train.models_to_load if modules[n] is not None]
         for name, state in load_weights_folder(folder, names).items():
             state = {k: v for k, v in state.items() if k not in (*UPSTREAM_EXTRAS, CONFIG_ENTRY)}
-            load_state_strict(modules[name], state, f"--load_weights_folder {folder}/{name}.pth")
+            load_strict(modules[name], state, f"--load_weights_folder {folder}/{name}.pth")
         if (Path(folder) / "adam.pth").is_file():  # upstream: optimiser states when present
             states = load_weights_folder(folder, ["adam", "adam_pose"])
             load_optimizer_state(parts.optimizers["depth"], states["adam"])
@@ -290,7 +341,7 @@ def training_state(cfg: Config, parts: Any, epoch: int, step: int, position: int
                    best: Optional[float]) -> Dict[str, Any]:
     """Everything :func:`restore_state` needs to continue bit-identically."""
     return {"config": cfg.to_dict(), "epoch": epoch, "step": step, "position": position,
-            "best": best, "rng": capture_rng(),
+            "best": best, "rng": capture_rng(), "threads": torch.get_num_threads(),
             "models": {"depth": parts.depth.state_dict(), "pose": parts.pose.state_dict()},
             "optimizers": {k: o.state_dict() for k, o in parts.optimizers.items()},
             "schedules": {k: s.state_dict() for k, s in parts.schedules.items()},
@@ -299,8 +350,8 @@ def training_state(cfg: Config, parts: Any, epoch: int, step: int, position: int
 
 def restore_state(state: Mapping[str, Any], parts: Any, what: str) -> None:
     """Load networks (strictly), optimisers, schedules and the AMP scaler from a training state."""
-    load_state_strict(parts.depth, state["models"]["depth"], f"{what} (depth network)")
-    load_state_strict(parts.pose, state["models"]["pose"], f"{what} (pose network)")
+    load_strict(parts.depth, state["models"]["depth"], f"{what} (depth network)")
+    load_strict(parts.pose, state["models"]["pose"], f"{what} (pose network)")
     for name, optimizer in parts.optimizers.items():
         load_optimizer_state(optimizer, state["optimizers"][name])
         parts.schedules[name].load_state_dict(state["schedules"][name])

@@ -27,13 +27,15 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
+from litemono.errors import UserError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Lite-Mono's `--lr`: depth peak, depth floor, depth cycle (epochs), pose peak, pose floor, pose cycle.
 UPSTREAM_LR = (1e-4, 5e-6, 31.0, 1e-4, 1e-5, 31.0)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value or combination is invalid; the message names the flag."""
 
 
@@ -174,6 +176,12 @@ class TrainConfig:
     seed: int = option(0, "random seed (CPU runs are repeatable)")
     log_frequency: int = option(250, "steps between tensorboard logs", valid=_at_least(1))
     save_frequency: int = option(1, "epochs between checkpoints", valid=_at_least(1))
+    keep_weights: Optional[int] = option(None, "keep only the newest K models/weights_N folders",
+                                         valid=_at_least(1))
+    save_optimizer_in_weights: bool = option(False, "also put adam.pth / adam_pose.pth in "
+                                             "weights_N (upstream's layout; checkpoints/ has them)")
+    check_data: bool = option(False, "first decode every frame and teacher map the run reads")
+    check_data_only: bool = option(False, "run --check_data, then exit")
     load_weights_folder: Optional[str] = option(None, "start from these weights")
     models_to_load: List[str] = option(["encoder", "depth", "pose_encoder", "pose"],
                                        "which networks --load_weights_folder loads", valid=(

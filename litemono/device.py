@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import torch
 
+from .errors import UserError
+
 DEVICE_HELP = "auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps"
 
 
-class DeviceError(ValueError):
+class DeviceError(UserError, ValueError):
     """The requested device does not exist here; the message names ``--device``."""
 
 

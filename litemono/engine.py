@@ -17,10 +17,12 @@ networks only: poses, warping, SSIM and the losses run in float32.
 
 Run control: the learning rate is set at the start of every epoch (:mod:`litemono.schedule`).
 After every epoch the val files are scored (loss terms; depth metrics where ``depth_gt`` exists)
-and ``checkpoints/last.pt`` is written, ``best.pt`` when abs_rel (or the val loss without ground
-truth) improved, and ``models/weights_<epoch>`` every ``--save_frequency`` epochs. ``--num_steps``
-may stop mid-epoch: ``last.pt`` and the epoch's weight folder are written then, and ``--resume``
-continues from that exact batch (:mod:`litemono.checkpoint`).
+and written, in this order: ``models/weights_<epoch>`` every ``--save_frequency`` epochs,
+``checkpoints/best.pt`` when abs_rel (or the val loss without ground truth) improved, and
+``checkpoints/last.pt`` last, so whatever the training state says is done is on disk
+(docs/reliability.md). ``--num_steps`` may stop mid-epoch: the epoch's weight folder and
+``last.pt`` are written then, and ``--resume`` continues from that exact batch
+(:mod:`litemono.checkpoint`).
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoint as ckpt
-from . import host_memory
+from . import host_memory, io
 from .config import Config, ConfigError, lr_schedule_params
 from .data import build_dataset
 from .geometry import transformation_from_parameters
@@ -162,7 +164,7 @@ def train_step(parts: Parts, criterion: nn.Module, inputs: Dict, step: int,
     if finite.item() < 1:
         listing = ", ".join(f"{k}={float(v):.6g}" for k, v in terms.items())
         raise TrainingDiverged(f"step {step}: non-finite loss {float(total.detach()):.6g} "
-                               f"({listing}); stopping, the last saved checkpoint is kept")
+                               f"({listing}); stopping")
     for optimizer in parts.optimizers.values():
         optimizer.zero_grad(set_to_none=True)
     parts.scaler.scale(total).backward()
@@ -280,25 +282,44 @@ def train(cfg: Config) -> TrainResult:
     root = ckpt.run_dir(cfg)
     resume_path = ckpt.resolve_resume(cfg)  # fail fast on a wrong --resume
     ckpt.check_fresh_start(cfg)
-    logger = RunLogger(root, enabled=rank == 0)
+    state = ckpt.load_training_state(resume_path) if resume_path is not None else None
+    if rank == 0:  # temporaries of an earlier, killed run of this folder
+        for folder in (root / "checkpoints", root / "models"):
+            io.remove_leftovers(folder)
+    # a resumed run replays nothing that was logged: drop the events after the resumed step
+    logger = RunLogger(root, enabled=rank == 0,
+                       purge_step=state["step"] + 1 if state is not None else None)
     logger.print(host_memory.retain_freed_memory()[1])
     ckpt.seed_everything(t.seed)
     parts = build_parts(cfg, device, world)
     criterion = build_criterion(cfg)
     train_set = build_dataset(cfg, "train", is_train=True, **TRAIN_ITEMS)
+    val_set = build_dataset(cfg, "val", is_train=False)
+    if t.check_data or t.check_data_only:
+        from .data.check import check_datasets
+
+        check_datasets([train_set, val_set], cfg.data.num_workers, progress=rank == 0,
+                       report=logger.print)
+        if t.check_data_only:
+            logger.close()
+            return TrainResult(root, 0, 0, [], None)
     steps_per_epoch = len(train_set) // world // t.batch_size
+    if len(train_set) == 0:
+        raise ConfigError(f"--split {cfg.data.split}: the train list has no lines "
+                          f"({train_set.source}); add training frames to it")
     if steps_per_epoch == 0:
         raise ConfigError(f"--batch_size {t.batch_size} is larger than the {len(train_set)} "
                           f"training samples per process of --split {cfg.data.split}")
+    if len(val_set) == 0:
+        logger.print(f"note: the val list of --split {cfg.data.split} is empty "
+                     f"({val_set.source}): no validation and no best.pt")
     sampler = ckpt.ResumableSampler(len(train_set), t.seed, True, rank, world)
     train_loader = _loader(train_set, sampler, cfg, device, rank, drop_last=True)
-    val_set = build_dataset(cfg, "val", is_train=False)
     val_loader = _loader(val_set, ckpt.ResumableSampler(len(val_set), t.seed, False, rank, world),
                          cfg, device, rank, drop_last=False)
 
-    epoch, step, position, best, state = 0, 0, 0, None, None
-    if resume_path is not None:
-        state = ckpt.load_training_state(resume_path)
+    epoch, step, position, best = 0, 0, 0, None
+    if state is not None:
         ckpt.restore_state(state, parts, f"--resume {resume_path}")
         epoch, step, position = state["epoch"], state["step"], state["position"]
         best = state["best"]
@@ -308,6 +329,11 @@ def train(cfg: Config) -> TrainResult:
         if changes:
             logger.print("warning: resuming with changed options, so the run will not match an "
                          "uninterrupted one: " + "; ".join(changes))
+        threads = state.get("threads")
+        if threads is not None and threads != torch.get_num_threads():
+            logger.print(f"warning: the run started with {threads} CPU threads and resumes with "
+                         f"{torch.get_num_threads()}: CPU results will not be bit-identical to "
+                         f"an uninterrupted run (set OMP_NUM_THREADS={threads})")
     else:
         ckpt.load_initial_weights(cfg, parts, logger.print)
     wrap_for_training(parts, cfg, device, world)
@@ -317,14 +343,17 @@ def train(cfg: Config) -> TrainResult:
         ckpt.restore_rng(state["rng"])  # last: building and loading must not shift the streams
 
     def save(next_epoch: int, next_position: int, weights_epoch: int, improved: bool) -> None:
+        # the training state is committed last: whatever last.pt says is done is on disk, and
+        # a kill anywhere in here makes --resume auto redo this save (docs/reliability.md)
         if rank == 0:
             snapshot = ckpt.training_state(cfg, parts, next_epoch, step, next_position, best)
+            if weights_epoch >= 0:
+                files = ckpt.upstream_files(cfg, parts, t.save_optimizer_in_weights)
+                ckpt.save_weights_folder(root / "models" / f"weights_{weights_epoch}", files)
             if improved:
                 ckpt.save_training_state(root / "checkpoints" / "best.pt", snapshot)
             ckpt.save_training_state(root / "checkpoints" / "last.pt", snapshot)
-            if weights_epoch >= 0:
-                ckpt.save_weights_folder(root / "models" / f"weights_{weights_epoch}",
-                                         ckpt.upstream_files(cfg, parts))
+            ckpt.prune_weights_folders(root / "models", t.keep_weights)
         if world > 1:
             dist.barrier()
 
@@ -340,7 +369,14 @@ def train(cfg: Config) -> TrainResult:
         bar = logger.progress(train_loader, len(train_loader), f"epoch {epoch}")
         for inputs in bar:
             inputs = to_device(inputs, device, channels_last)
-            loss, terms, outputs = train_step(parts, criterion, inputs, step + 1, amp_dtype, world)
+            try:
+                loss, terms, outputs = train_step(parts, criterion, inputs, step + 1, amp_dtype,
+                                                  world)
+            except TrainingDiverged as exc:
+                last = root / "checkpoints" / "last.pt"
+                kept = (f"the last saved checkpoint {last} is kept" if last.is_file()
+                        else "no checkpoint was saved yet")
+                raise TrainingDiverged(f"{exc}; {kept}") from None
             step, position = step + 1, position + t.batch_size
             losses.append(loss)
             epoch_losses.append(loss)

@@ -5,6 +5,15 @@ synthetic scene) goes through :func:`atomic_write`: the bytes land in a temporar
 same folder, are flushed and fsync'ed, and only then renamed over the target with
 ``os.replace``. A run killed half-way therefore leaves either the previous file or no file,
 never a truncated one that a later run would trust.
+
+``tempfile`` creates private files (0600) and folders (0700) and a rename keeps the mode, so
+:func:`atomic_write` and :func:`make_temp_dir` set the mode a plain ``open()`` / ``mkdir()``
+would give (0666 / 0777 minus the umask): other users of a shared machine can read the results
+exactly when they could read any other file the user writes.
+
+A kill leaves a temporary file or folder behind (``.tmp-<name>.<random>``);
+:func:`remove_leftovers` deletes those of earlier runs, and each tool calls it on the folders it
+owns (docs/reliability.md).
 """
 from __future__ import annotations
 
@@ -13,9 +22,10 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator, Union
+from typing import IO, Any, Iterable, Iterator, List, Optional, Union
 
 import numpy as np
 
@@ -23,6 +33,59 @@ PathLike = Union[str, os.PathLike]
 
 # Prefix of the temporary files; a leftover one (from a kill) is never read as a result.
 TMP_PREFIX = ".tmp-"
+
+
+def current_umask() -> int:
+    """The process umask (read from /proc where possible: setting it to probe is not atomic)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def make_temp_dir(parent: PathLike, name: str) -> Path:
+    """A new folder ``<parent>/.tmp-<name>.<random>`` with the mode ``mkdir`` would give."""
+    Path(parent).mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + name + ".", dir=parent))
+    os.chmod(folder, 0o777 & ~current_umask())
+    return folder
+
+
+def remove_leftovers(folder: PathLike, names: Optional[Iterable[str]] = None) -> List[Path]:
+    """Delete the temporary files / folders a killed run left in ``folder``.
+
+    Args:
+        folder: a folder the calling tool owns (missing: nothing to do).
+        names: only the leftovers of these final names (``.tmp-<name>.*``); None: every
+            ``.tmp-*`` entry. Tools whose folder is shared by concurrent processes (teacher
+            shards) pass the names only they write.
+
+    Returns:
+        The removed paths.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    wanted = None if names is None else {TMP_PREFIX + n + "." for n in names}
+    removed = []
+    for entry in folder.iterdir():
+        if not entry.name.startswith(TMP_PREFIX):
+            continue
+        if wanted is not None and not any(entry.name.startswith(w) for w in wanted):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+        removed.append(entry)
+    return removed
 
 
 @contextlib.contextmanager
@@ -41,15 +104,19 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would survive the rename
         kwargs = {"encoding": "utf-8"} if mode == "w" else {}
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            # a full disk surfaces as a bare "[Errno 28] No space left on device": name the file
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
 
 

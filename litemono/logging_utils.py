@@ -47,15 +47,17 @@ class RunLogger:
     Args:
         root: the run folder; events go to ``root/train`` and ``root/val``.
         enabled: create writers and print.
+        purge_step: on a resumed run, the first step it will log: tensorboard drops the events
+            the interrupted run wrote from there on, so replayed steps are not shown twice.
     """
 
-    def __init__(self, root: Path, enabled: bool = True) -> None:
+    def __init__(self, root: Path, enabled: bool = True, purge_step: Optional[int] = None) -> None:
         self.enabled = enabled
         self.writers: Dict[str, Any] = {}
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writers = {part: SummaryWriter(str(Path(root) / part))
+            self.writers = {part: SummaryWriter(str(Path(root) / part), purge_step=purge_step)
                             for part in ("train", "val")}
 
     def scalars(self, part: str, values: Mapping[str, float], step: int) -> None:

@@ -23,6 +23,7 @@ from litemono.config import PROJECT_ROOT  # noqa: E402
 from litemono.data.kitti import KITTIOdomDataset  # noqa: E402
 from litemono.data.splits import read_split_lines  # noqa: E402
 from litemono.device import DEVICE_HELP, resolve_device  # noqa: E402
+from litemono.errors import UserError, cli  # noqa: E402
 from litemono.models.build import load_pose_network  # noqa: E402
 from litemono.pose_eval import (evaluate_ate, predict_relative_poses,  # noqa: E402
                                 read_odometry_poses, relative_poses)
@@ -30,12 +31,7 @@ from litemono.pose_eval import (evaluate_ate, predict_relative_poses,  # noqa: E
 SEQUENCES = {"odom_9": 9, "odom_10": 10}
 
 
-def fail(message: str) -> None:
-    """Bad input: one line ``evaluate_pose.py: error: ...`` and exit status 2, no traceback."""
-    print(f"evaluate_pose.py: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
+@cli("evaluate_pose.py")
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--load_weights_folder", required=True,
@@ -67,7 +63,7 @@ def main(argv=None) -> dict:
                                    img_ext=".png" if args.png else ".jpg", source=str(split))
         pose_net = load_pose_network(args.load_weights_folder, device, args.num_layers)
     except (OSError, ValueError, RuntimeError) as exc:
-        fail(str(exc))
+        raise UserError(str(exc)) from exc
     loader = DataLoader(dataset, args.batch_size, shuffle=False, num_workers=args.num_workers)
     pred_motions = predict_relative_poses(pose_net, loader, device)
     if args.save_pred_poses:
@@ -75,7 +71,7 @@ def main(argv=None) -> dict:
     try:
         mean, std, _ = evaluate_ate(pred_motions, gt_motions)
     except ValueError as exc:
-        fail(f"{exc} ({gt_path}, {split})")
+        raise UserError(f"{exc} ({gt_path}, {split})") from exc
     print(f"Trajectory error: {mean:.3f}, std: {std:.3f}")
     result = {"ate_mean": mean, "ate_std": std}
     print(json.dumps(result))

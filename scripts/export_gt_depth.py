@@ -18,7 +18,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from litemono.config import PROJECT_ROOT  # noqa: E402
 from litemono.data.splits import parse_split_line, read_split_lines, split_file  # noqa: E402
+from litemono.errors import DataError, cli  # noqa: E402
 from litemono.evaluation import EVAL_SPLITS, save_gt_depths  # noqa: E402
+from litemono.io import remove_leftovers  # noqa: E402
 
 # KITTI depth-benchmark PNGs store depth in metres times this factor (0 = no measurement)
 BENCHMARK_PNG_SCALE = 256.0
@@ -45,6 +47,7 @@ def benchmark_gt(data_path: Path, folder: str, frame: int) -> np.ndarray:
         return np.asarray(image, dtype=np.float32) / BENCHMARK_PNG_SCALE
 
 
+@cli("export_gt_depth.py")
 def main(argv=None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_path", required=True, help="KITTI raw root")
@@ -56,16 +59,21 @@ def main(argv=None) -> Path:
                         help="test list (default <splits_dir>/<split>/test_files.txt, verified)")
     parser.add_argument("--output", help="default <splits_dir>/<split>/gt_depths.npz")
     args = parser.parse_args(argv)
-    lines = read_split_lines(args.split_file or split_file(args.split, args.splits_dir, "test"))
+    source = args.split_file or split_file(args.split, args.splits_dir, "test")
+    lines = read_split_lines(source)
+    if not lines:
+        raise DataError(f"the test split has no lines, {source}, list the test frames there "
+                        "(or pass another --split_file)")
     read_gt = velodyne_gt if args.split == "eigen" else benchmark_gt
     maps = []
-    for line in lines:
-        entry = parse_split_line(line)
+    for number, line in enumerate(lines, start=1):
         try:
-            maps.append(read_gt(Path(args.data_path), entry.folder, entry.frame_index))
-        except FileNotFoundError as exc:
-            parser.error(str(exc))
+            entry = parse_split_line(line)
+        except DataError as exc:
+            raise DataError(f"{exc}, {source} line {number}, fix that line") from None
+        maps.append(read_gt(Path(args.data_path), entry.folder, entry.frame_index))
     output = Path(args.output or Path(args.splits_dir) / args.split / "gt_depths.npz")
+    remove_leftovers(output.parent, [output.name])  # temporary files of an earlier, killed run
     save_gt_depths(output, maps, split=args.split)
     print(f"wrote {len(maps)} {args.split} ground-truth maps to {output}")
     return output

@@ -30,9 +30,9 @@ from litemono import io  # noqa: E402
 from litemono.config import (FIELDS, ConfigError, ModelConfig, add_config_arguments,  # noqa: E402
                              coerce, config_from_namespace)
 from litemono.evaluation import depth_range  # noqa: E402
+from litemono.errors import UserError, cli  # noqa: E402
 from litemono.models.build import build_depth_network, load_depth_network  # noqa: E402
 
-TOOL = "export_onnx.py"
 
 EXPORT_BATCH, CHECK_BATCH = 1, 2  # different sizes, so the check exercises the dynamic axis
 
@@ -160,13 +160,13 @@ def run(args) -> float:
     return difference
 
 
+@cli("export_onnx.py")
 def main(argv=None) -> float:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except (ConfigError, ValueError) as exc:
-        print(f"{TOOL}: error: {exc}", file=sys.stderr)  # one line, no traceback
-        raise SystemExit(2) from None
+    except ValueError as exc:  # weights that do not fit the network: the message names them
+        raise UserError(str(exc)) from exc
 
 
 if __name__ == "__main__":

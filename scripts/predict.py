@@ -41,11 +41,11 @@ from PIL import Image, UnidentifiedImageError
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from litemono import io, load_depth_network  # noqa: E402
 from litemono.depth_png import KITTI_SCALE, PNG16_MAX, encode_png16  # noqa: E402
-from litemono.device import DEVICE_HELP, DeviceError, resolve_device  # noqa: E402
+from litemono.device import DEVICE_HELP, resolve_device  # noqa: E402
 from litemono.evaluation import depth_range  # noqa: E402
+from litemono.errors import UserError, cli  # noqa: E402
 from litemono.geometry import disp_to_depth  # noqa: E402
 
-TOOL = "predict.py"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif"}
 OUTPUT_MARKERS = ("_disp", "_depth", "_disp_color")  # stems ending so are our own outputs
@@ -58,8 +58,8 @@ MAGMA_ANCHORS = np.array([[0.001462, 0.000466, 0.013866], [0.316654, 0.071690, 0
 PYAV_INSTALL = 'pip install -e ".[video]" (or pip install av)'
 
 
-class ToolError(Exception):
-    """Bad input: reported as the one line ``predict.py: error: <message>``."""
+class ToolError(UserError):
+    """Bad input to this tool (one error line through :func:`litemono.errors.cli`)."""
 
 
 def is_own_output(path: Path) -> bool:
@@ -265,14 +265,13 @@ def run(args) -> int:
     return count
 
 
+@cli("predict.py")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except (ToolError, DeviceError, UnidentifiedImageError, ValueError) as exc:
-        # one line, no traceback (bad input, not a bug)
-        print(f"{TOOL}: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except (UnidentifiedImageError, ValueError) as exc:  # an unreadable image, weights that
+        raise UserError(str(exc)) from exc               # do not fit: the message names them
 
 
 if __name__ == "__main__":

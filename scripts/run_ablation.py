@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from litemono import ablation  # noqa: E402
 from litemono.checkpoint import CheckpointError  # noqa: E402
 from litemono.config import ConfigError  # noqa: E402
+from litemono.errors import cli  # noqa: E402
 
 TOOL = "run_ablation.py"
 
@@ -33,6 +34,7 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
+@cli("run_ablation.py")
 def main(argv=None) -> list:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--configs", nargs="+", required=True, help="row YAML folder(s) or file(s)")

@@ -12,6 +12,7 @@ from PIL import Image
 from litemono.config import from_dict
 from litemono.data import build_dataset, kitti
 from litemono.data.kitti import KITTIOdomDataset, KITTIRawDataset
+from litemono.errors import DataError
 from litemono.data.transforms import CorruptImageError, adjust_hue, to_tensor
 
 DRIVE = "2011_09_26/2011_09_26_drive_0001_sync"
@@ -319,8 +320,9 @@ def test_corrupt_image_names_the_file(tmp_path, payload):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2] if payload == "truncated" else payload)
     ds = raw(tmp_path, [f"{DRIVE} 2 l"])
-    with pytest.raises(CorruptImageError, match=str(path)):
+    with pytest.raises(DataError, match=f"{path}.*split line 1") as info:  # file and line
         ds[0]
+    assert isinstance(info.value.__cause__, CorruptImageError)
 
 
 def test_odometry_layout(tmp_path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional, Sequence
 
-from .splits import read_split_lines, split_file
+from .splits import read_split_lines, split_file, split_identity
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -60,7 +60,9 @@ def build_dataset(cfg: "Config", part: str, is_train: bool, teacher_store=None,
 
         teacher_store = TeacherStore(data.teacher_dir)
     if teacher_store is not None:
-        teacher_store.check(cfg.model.height, cfg.model.width, lines, split=data.split)
+        # the split as its folder's absolute path: any spelling of one folder is one split
+        teacher_store.check(cfg.model.height, cfg.model.width, lines,
+                            split=split_identity(data.split, data.splits_dir))
     options = dict(frame_ids=frame_ids, is_train=is_train, img_ext=".png" if data.png else ".jpg",
                    jitter=data.jitter, teacher_store=teacher_store, cache_dir=cache_dir,
                    source=str(path), augmented_scales=augmented_scales,

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import DataError
 from .cache import ResizedFrameCache
 from .splits import SplitLine, parse_split_line
 from .transforms import (JITTER_MODES, ColorAugmenter, flip_image, prepare_hue_tables, read_rgb,
@@ -170,9 +171,9 @@ class MonoDataset(Dataset):
         try:
             line = parse_split_line(text)
         except ValueError as exc:
-            raise ValueError(f"{self.source} line {line_number}: {exc}") from None
+            raise DataError(f"{self.source} line {line_number}: {exc}") from None
         if self.needs_side and line.side is None:
-            raise ValueError(f"{self.source} line {line_number}: {text!r} has no side (l or r), "
+            raise DataError(f"{self.source} line {line_number}: {text!r} has no side (l or r), "
                              f"which --dataset {self.layout_name} needs")
         return _Entry(line_number, text, line)
 
@@ -241,6 +242,15 @@ class MonoDataset(Dataset):
         return [flip_image(level) for level in levels] if do_flip else levels
 
     def __getitem__(self, index: int) -> Dict:
+        try:
+            return self._load_item(index)
+        except (OSError, ValueError) as exc:  # a frame / map / scan that cannot be read
+            entry = self.entries[index]
+            raise DataError(f"{' '.join(str(exc).split())}, while loading {self.source} line "
+                            f"{entry.line_number} ({entry.text!r}), fix or replace that file "
+                            "(train.py --check_data lists every bad file)") from exc
+
+    def _load_item(self, index: int) -> Dict:
         line = self.entries[index].line
         # same order of coin tosses as upstream: colour first, then flip
         do_color_aug = self.is_train and random.random() > 0.5
@@ -277,7 +287,7 @@ class MonoDataset(Dataset):
             disp = np.asarray(self.teacher_store.load(line.folder, line.frame_index, line.side),
                               dtype=np.float32)
             if disp.shape != (self.height, self.width):
-                raise ValueError(f"teacher map of {self.entries[index].text!r} has shape "
+                raise DataError(f"teacher map of {self.entries[index].text!r} has shape "
                                  f"{disp.shape}, expected ({self.height}, {self.width}): "
                                  f"recompute --teacher_dir at this --height/--width")
             sample["teacher_disp"] = _flipped_map(disp, do_flip)

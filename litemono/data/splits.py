@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Dict, Iterable, List, NamedTuple, Optional, Union
 
+from ..errors import DataError
 from ..io import sha256_file, write_bytes
 
 MONODEPTH2_REPO = "nianticlabs/monodepth2"
@@ -60,10 +61,12 @@ def parse_split_line(line: str) -> SplitLine:
     """``"2011_09_26/..._sync 0000000069 l"`` -> ``SplitLine(folder, 69, "l")``."""
     parts = line.split()
     if len(parts) not in (2, 3):
-        raise ValueError(f"split line must be '<folder> <frame> [l|r]', got {line!r}")
+        raise DataError(f"split line must be '<folder> <frame> [l|r]', got {line!r}")
     side = parts[2] if len(parts) == 3 else None
     if side not in (None, "l", "r"):
-        raise ValueError(f"split line side must be 'l' or 'r', got {line!r}")
+        raise DataError(f"split line side must be 'l' or 'r', got {line!r}")
+    if not parts[1].lstrip("-").isdigit():
+        raise DataError(f"split line frame index must be an integer, got {line!r}")
     return SplitLine(parts[0], int(parts[1]), side)
 
 
@@ -86,6 +89,16 @@ def split_folder(split: str, splits_dir: Union[str, Path]) -> Path:
         raise SplitError(f"--split {split!r}: no folder {folder} (named splits: {known}); "
                          f"{HOW_TO_GET}")
     return folder
+
+
+def split_identity(split: str, splits_dir: Union[str, Path]) -> str:
+    """One spelling per split folder: its absolute path (``./splits/x``, ``splits/x``, an
+    absolute path and the name ``x`` under ``splits_dir`` are the same split); the text itself
+    when no such folder exists."""
+    try:
+        return str(split_folder(split, splits_dir).resolve())
+    except SplitError:
+        return str(split)
 
 
 def split_file(split: str, splits_dir: Union[str, Path], part: str) -> Path:

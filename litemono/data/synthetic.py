@@ -278,6 +278,11 @@ def make_synthetic_kitti(root, *, drives: int = 2, frames_per_drive: int = 150, 
                              f"another renderer version); delete it or choose another root")
     if (root / MANIFEST).is_file():
         return info
+    # temporaries of an earlier, killed render of this scene (one render per root at a time)
+    folders = {root, info.split_dir, *(p.parent for d in names
+                                       for p in _frame_files(info, d, 0))}
+    for folder in folders:
+        atomic.remove_leftovers(folder)
     atomic.write_json(root / PENDING, {"settings": settings})
     write_calibration(info.calib_dir, height, width)
     tasks = []

@@ -20,8 +20,9 @@ from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 
+from ..errors import DataError
 from .kitti import SIDE_TO_CAMERA
-from .splits import parse_split_line
+from .splits import parse_split_line, split_identity
 
 MANIFEST_NAME = "manifest.json"
 STATISTICS_NAME = "statistics.json"
@@ -29,6 +30,7 @@ FORMAT_VERSION = 1
 ARRAY_KEY = "disp"
 CAMERA_FOLDERS = {side: f"image_0{cam}" for side, cam in SIDE_TO_CAMERA.items()}
 _MISSING_SHOWN = 5  # how many missing frames an error message lists
+DEFAULT_SPLITS = Path(__file__).resolve().parents[2] / "splits"  # --splits_dir's default
 
 
 def teacher_path(root: Union[str, Path], folder: str, frame_index: int,
@@ -41,16 +43,28 @@ def teacher_path(root: Union[str, Path], folder: str, frame_index: int,
 
 
 def read_teacher_file(path: Union[str, Path]) -> np.ndarray:
-    """The float16 (H, W) map stored in ``path`` (raises on a missing or corrupt file)."""
-    with np.load(path, allow_pickle=False) as data:
-        return data[ARRAY_KEY]
+    """The float16 (H, W) map stored in ``path``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        DataError: the file is truncated or not a teacher map (the message names it).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return data[ARRAY_KEY]
+    except FileNotFoundError:
+        raise
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"unreadable teacher map ({type(exc).__name__}: {exc})", str(path),
+                        "delete it and rerun precompute_teacher.py (it recomputes missing "
+                        "maps)") from exc
 
 
 def is_valid_file(path: Union[str, Path], height: int, width: int) -> bool:
     """True when ``path`` holds a finite float16 (height, width) map; False if absent or broken."""
     try:
         disp = read_teacher_file(path)
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError):
+    except (OSError, DataError):
         return False
     return (disp.dtype == np.float16 and disp.shape == (height, width)
             and bool(np.isfinite(disp).all()))
@@ -64,6 +78,12 @@ def fix_command(root: Union[str, Path], manifest: Dict[str, Any]) -> str:
             f"--teacher_dir {root}")
 
 
+def sibling_folder(root: Union[str, Path], height: int, width: int) -> Path:
+    """A new teacher folder beside ``root`` for another size (precompute refuses to mix)."""
+    root = Path(root)
+    return root.with_name(f"{root.name}_{height}x{width}")
+
+
 class TeacherStore:
     """A teacher folder: its manifest, per-frame paths and maps, and a consistency check.
 
@@ -72,7 +92,7 @@ class TeacherStore:
 
     Raises:
         FileNotFoundError: ``root`` has no ``manifest.json``.
-        ValueError: the manifest has another format version.
+        DataError: the manifest has another format version.
     """
 
     def __init__(self, root: Union[str, Path]):
@@ -84,7 +104,7 @@ class TeacherStore:
         self.manifest: Dict[str, Any] = json.loads(manifest_path.read_text())
         version = self.manifest.get("version")
         if version != FORMAT_VERSION:
-            raise ValueError(f"--teacher_dir {self.root}: manifest version {version}, this code "
+            raise DataError(f"--teacher_dir {self.root}: manifest version {version}, this code "
                              f"reads version {FORMAT_VERSION}; rerun precompute_teacher.py")
 
     def path_for(self, folder: str, frame_index: int, side: Optional[str]) -> Path:
@@ -104,29 +124,36 @@ class TeacherStore:
         return read_teacher_file(path).astype(np.float32)
 
     def check(self, height: int, width: int, split_lines: Sequence[str],
-              split: Optional[str] = None) -> None:
+              split: Optional[str] = None, splits_dir: Union[str, Path] = DEFAULT_SPLITS) -> None:
         """Refuse a folder made for another run, or one that lacks frames of ``split_lines``.
 
         Args:
             height, width: the training resolution (``--height``, ``--width``).
             split_lines: the split lines the run reads (their frame 0 needs a map).
-            split: the run's ``--split``; compared with the manifest when given.
+            split: the run's ``--split``; compared with the manifest's as a folder (any
+                spelling of the same folder matches) when given.
+            splits_dir: where named splits live (``--splits_dir``).
 
         Raises:
-            ValueError: naming the mismatching manifest field, or the first missing frames,
-                with the command that fixes the folder.
+            DataError: naming the mismatching manifest field, or the first missing frames,
+                with a precompute command that works: for another size or split it writes a
+                new folder beside this one (this folder is never mixed).
         """
         manifest = self.manifest
-        fix = fix_command(self.root, {**manifest, "output_size": [height, width],
-                                      "split": split or manifest.get("split")})
         stored_size = list(manifest.get("output_size", []))
-        if stored_size != [height, width]:
-            raise ValueError(f"--teacher_dir {self.root} holds {stored_size[0]}x{stored_size[1]} "
-                             f"maps but the run uses --height {height} --width {width}; "
-                             f"precompute a folder for this size: {fix}")
-        if split is not None and manifest.get("split") != split:
-            raise ValueError(f"--teacher_dir {self.root} was computed for --split "
-                             f"{manifest.get('split')!r}, the run uses --split {split!r}: {fix}")
+        same_split = split is None or (split_identity(str(manifest.get("split")), splits_dir)
+                                       == split_identity(split, splits_dir))
+        if stored_size != [height, width] or not same_split:
+            target = sibling_folder(self.root, height, width)
+            fix = fix_command(target, {**manifest, "output_size": [height, width],
+                                       "split": split_identity(split or manifest.get("split"),
+                                                               splits_dir)})
+            what = (f"holds {stored_size[0]}x{stored_size[1]} maps but the run uses --height "
+                    f"{height} --width {width}" if stored_size != [height, width] else
+                    f"was computed for --split {manifest.get('split')!r}, the run uses "
+                    f"--split {split!r}")
+            raise DataError(f"--teacher_dir {self.root} {what}; precompute a new folder with: "
+                            f"{fix}, then train with --teacher_dir {target}")
         missing = []
         for line in split_lines:
             entry = parse_split_line(line)
@@ -136,6 +163,6 @@ class TeacherStore:
             shown = "; ".join(missing[:_MISSING_SHOWN])
             extra = len(missing) - _MISSING_SHOWN
             more = f" and {extra} more" if extra > 0 else ""
-            raise ValueError(f"--teacher_dir {self.root} lacks {len(missing)} of "
-                             f"{len(split_lines)} frames ({shown}{more}); complete it (the "
-                             f"command resumes): {fix}")
+            raise DataError(f"--teacher_dir {self.root} lacks {len(missing)} of "
+                            f"{len(split_lines)} frames ({shown}{more}); complete it (the "
+                            f"command resumes): {fix_command(self.root, manifest)}")

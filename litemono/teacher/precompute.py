@@ -20,9 +20,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.splits import SplitLine, parse_split_line, read_split_lines, split_file
 from ..data.kitti import SIDE_TO_CAMERA, raw_image_path
+from ..data.transforms import read_rgb
 from ..data.teacher_store import (ARRAY_KEY, FORMAT_VERSION, MANIFEST_NAME,
                                   STATISTICS_NAME, is_valid_file, read_teacher_file, teacher_path)
-from ..io import save_npz, write_json
+from ..config import ConfigError
+from ..errors import DataError
+from ..io import remove_leftovers, save_npz, write_json
 from .depth_anything import DepthAnythingTeacher
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -57,16 +60,16 @@ def parse_shard(text: Optional[str]) -> Tuple[int, int]:
     try:
         index, count = (int(part) for part in text.split("/"))
     except ValueError:
-        raise ValueError(f"--shard expects K/N with integers, got {text!r}") from None
+        raise ConfigError(f"--shard expects K/N with integers, got {text!r}") from None
     if not 0 <= index < count:
-        raise ValueError(f"--shard {text}: need 0 <= K < N (K counts from 0)")
+        raise ConfigError(f"--shard {text}: need 0 <= K < N (K counts from 0)")
     return index, count
 
 
 def kitti_image_path(data_path: Union[str, Path], frame: SplitLine, png: bool) -> Path:
     """KITTI raw ``<data_path>/<folder>/image_0{2|3}/data/<frame:010d>.jpg|png``."""
     if frame.side not in SIDE_TO_CAMERA:
-        raise ValueError(f"split line {frame.folder} {frame.frame_index} has no side l/r")
+        raise DataError(f"split line {frame.folder} {frame.frame_index} has no side l/r")
     return Path(raw_image_path(str(data_path), frame.folder, frame.frame_index, frame.side,
                                ".png" if png else ".jpg"))
 
@@ -90,9 +93,9 @@ class ImageTeacher:
 
         path = kitti_image_path(self.data_path, frame, self.png)
         if not path.is_file():
-            raise FileNotFoundError(f"image {path} not found: check --data_path and --png")
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+            raise FileNotFoundError(f"image {path} not found, --data_path, check --data_path "
+                                    "and --png")
+        array = np.asarray(read_rgb(str(path)), dtype=np.float32) / 255.0
         return torch.from_numpy(array).permute(2, 0, 1)
 
     def predict(self, loaded: List[torch.Tensor]) -> List[torch.Tensor]:
@@ -110,18 +113,28 @@ class _FrameLoader(Dataset):
         return self.frames[i], self.predictor.load(self.frames[i])
 
 
+def check_manifest(root: Union[str, Path], manifest: Dict[str, Any]) -> bool:
+    """True when ``root`` already has this ``manifest.json``; refuse one that differs.
+
+    Raises:
+        DataError: naming the differing settings.
+    """
+    path = Path(root) / MANIFEST_NAME
+    if not path.is_file():
+        return False
+    old = json.loads(path.read_text())
+    diff = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
+    if diff:
+        details = ", ".join(f"{k}: {old.get(k)!r} -> {manifest.get(k)!r}" for k in diff)
+        raise DataError(f"--teacher_dir {root} was made with other settings ({details}); "
+                        "use a new --teacher_dir or delete the old one")
+    return True
+
+
 def ensure_manifest(root: Union[str, Path], manifest: Dict[str, Any]) -> None:
     """Write ``manifest.json``, or refuse a folder whose existing manifest differs."""
-    path = Path(root) / MANIFEST_NAME
-    if path.is_file():
-        old = json.loads(path.read_text())
-        diff = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
-        if diff:
-            details = ", ".join(f"{k}: {old.get(k)!r} -> {manifest.get(k)!r}" for k in diff)
-            raise ValueError(f"--teacher_dir {root} was made with other settings ({details}); "
-                             "use a new --teacher_dir or delete the old one")
-        return
-    write_json(path, manifest)
+    if not check_manifest(root, manifest):
+        write_json(Path(root) / MANIFEST_NAME, manifest)
 
 
 def run_precompute(predictor: Predictor, frames: Sequence[SplitLine], root: Union[str, Path],
@@ -143,10 +156,12 @@ def run_precompute(predictor: Predictor, frames: Sequence[SplitLine], root: Unio
         (re)written once every frame of ``frames`` has a map.
     """
     height, width = manifest["output_size"]
-    ensure_manifest(root, {**manifest, "version": FORMAT_VERSION, "num_frames": len(frames),
-                           "key": ARRAY_KEY, "dtype": "float16"})
+    manifest = {**manifest, "version": FORMAT_VERSION, "num_frames": len(frames),
+                "key": ARRAY_KEY, "dtype": "float16"}
+    has_manifest = check_manifest(root, manifest)  # refuse another run's folder up front
     index, count = shard
     mine = list(frames)[index::count]
+    remove_own_leftovers(root, mine, whole_root=count == 1)
     todo = [f for f in mine if not is_valid_file(teacher_path(root, *f), height, width)]
     loader = DataLoader(_FrameLoader(todo, predictor), batch_size=batch_size,
                         num_workers=num_workers, collate_fn=list)
@@ -163,10 +178,30 @@ def run_precompute(predictor: Predictor, frames: Sequence[SplitLine], root: Unio
                                        f"expected {(height, width)}")
                 disp = np.clip(disp, 0.0, FLOAT16_MAX).astype(np.float16)
                 save_npz(teacher_path(root, *frame), **{ARRAY_KEY: disp})
+            if not has_manifest:  # only once a map exists: a failed run leaves no manifest
+                ensure_manifest(root, manifest)
+                has_manifest = True
             bar.update(len(batch))
+    if not has_manifest and mine and not todo:  # every map was there already (older folder)
+        ensure_manifest(root, manifest)
     if all(teacher_path(root, *f).is_file() for f in frames):
         write_json(Path(root) / STATISTICS_NAME, compute_statistics(root, frames))
     return {"computed": len(todo), "skipped": len(mine) - len(todo), "shard_frames": len(mine)}
+
+
+def remove_own_leftovers(root: Union[str, Path], frames: Sequence[SplitLine],
+                         whole_root: bool) -> None:
+    """Delete the temporary files a killed run left for ``frames`` (the ones this shard writes:
+    shards running at the same time never touch each other's), and with ``whole_root`` those of
+    the manifest and statistics too."""
+    by_folder: Dict[Path, List[str]] = {}
+    for frame in frames:
+        path = teacher_path(root, *frame)
+        by_folder.setdefault(path.parent, []).append(path.name)
+    for folder, names in by_folder.items():
+        remove_leftovers(folder, names)
+    if whole_root:
+        remove_leftovers(root, [MANIFEST_NAME, STATISTICS_NAME])
 
 
 def compute_statistics(root: Union[str, Path], frames: Sequence[SplitLine]) -> Dict[str, Any]:

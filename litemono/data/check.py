@@ -1,0 +1,96 @@
+"""``train.py --check_data``: decode every file a run will read before the first step.
+
+A corrupt frame or teacher map is otherwise found only when its item is loaded, possibly hours
+into training, and then one file at a time. This pass decodes every frame (all frame ids and
+the stereo partner) and every teacher map of the given datasets in a thread pool (PIL and
+zlib release the GIL while decoding), with a progress bar, and reports every bad file at once.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import DataError
+from .teacher_store import read_teacher_file
+from .transforms import read_rgb
+
+SHOWN_IN_ERROR = 3  # bad files named in the error line (all of them are printed before it)
+
+
+def files_to_check(datasets: Sequence) -> Dict[str, Tuple[str, str]]:
+    """Every file the datasets read: path -> (kind ``"image"`` / ``"teacher"``, split line).
+
+    Args:
+        datasets: :class:`litemono.data.kitti.MonoDataset` objects (train, val).
+    """
+    found: Dict[str, Tuple[str, str]] = {}
+    for dataset in datasets:
+        for entry in dataset.entries:
+            where = f"{dataset.source} line {entry.line_number}"
+            for _, frame_index, side in dataset._frame_keys(entry.line):
+                found.setdefault(dataset.image_path(entry.line.folder, frame_index, side),
+                                 ("image", where))
+            store = dataset.teacher_store
+            if store is not None and hasattr(store, "path_for"):
+                path = store.path_for(entry.line.folder, entry.line.frame_index, entry.line.side)
+                found.setdefault(str(path), ("teacher", where))
+    return found
+
+
+def check_file(path: str, kind: str, size: Tuple[int, int]) -> Optional[str]:
+    """None if ``path`` decodes (a teacher map: a finite (H, W) array), else the reason."""
+    try:
+        if kind == "image":
+            read_rgb(path)
+            return None
+        disp = read_teacher_file(path)
+    except (OSError, ValueError) as exc:
+        return " ".join(str(exc).split())
+    if disp.shape != tuple(size):
+        return f"teacher map of shape {disp.shape}, the run needs {tuple(size)}"
+    if not np.isfinite(disp).all():
+        return "teacher map holds NaN or inf values"
+    return None
+
+
+def check_datasets(datasets: Sequence, workers: int, progress: bool = True,
+                   report: Callable[[str], None] = print) -> int:
+    """Decode every file of ``datasets``; print each bad one, then raise if any.
+
+    Args:
+        datasets: the run's train and val datasets (same training size).
+        workers: decoding threads (``--num_workers``; at least 1).
+        progress: show a tqdm bar.
+        report: where the per-file lines and the summary go.
+
+    Returns:
+        The number of files checked.
+
+    Raises:
+        DataError: naming how many files are bad and the first ones.
+    """
+    from tqdm import tqdm
+
+    files = files_to_check(datasets)
+    size = (datasets[0].height, datasets[0].width)
+    bad: List[Tuple[str, str, str]] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
+            tqdm(total=len(files), unit="file", desc="check_data", disable=not progress,
+                 leave=False) as bar:
+        results = pool.map(lambda item: (item, check_file(item[0], item[1][0], size)),
+                           files.items())
+        for (path, (_, where)), reason in results:
+            if reason is not None:
+                bad.append((path, where, reason))
+            bar.update(1)
+    for path, where, reason in bad:
+        report(f"bad file {path} ({where}): {reason}")
+    if bad:
+        shown = "; ".join(path for path, _, _ in bad[:SHOWN_IN_ERROR])
+        more = f" and {len(bad) - SHOWN_IN_ERROR} more" if len(bad) > SHOWN_IN_ERROR else ""
+        raise DataError(f"--check_data found {len(bad)} bad file(s) of {len(files)}",
+                        f"{shown}{more}", "replace them (each is listed above with its split line)")
+    report(f"--check_data: {len(files)} files decode")
+    return len(files)
