@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from . import io
+from .errors import DataError
 from .geometry import disp_to_depth
 from .metrics import METRIC_NAMES, evaluate_depth_map
 
@@ -258,7 +259,7 @@ def check_gt_split(gt_depths: Sequence[np.ndarray], eval_split: str,
     files (upstream's), by its number of maps.
 
     Raises:
-        ValueError: naming ``--eval_split`` and ``--gt_path``.
+        DataError: naming ``--eval_split`` and ``--gt_path``.
     """
     found = stored_split
     if found is None and len(gt_depths) != SPLIT_SIZES[eval_split]:
@@ -266,9 +267,9 @@ def check_gt_split(gt_depths: Sequence[np.ndarray], eval_split: str,
                      None)
     if found is not None and found != eval_split:
         how = "is labelled" if stored_split else f"holds {len(gt_depths)} maps, the size of"
-        raise ValueError(f"the ground truth {path} {how} {found}, not {eval_split}, "
-                         f"--eval_split / --gt_path, pass --eval_split {found} or the "
-                         f"{eval_split} gt file (scripts/export_gt_depth.py --split {eval_split})")
+        raise DataError(f"the ground truth {path} {how} {found}, not {eval_split}, "
+                        f"--eval_split / --gt_path, pass --eval_split {found} or the "
+                        f"{eval_split} gt file (scripts/export_gt_depth.py --split {eval_split})")
 
 
 def load_gt_depths(path: io.PathLike, allow_pickle: bool = False) -> List[np.ndarray]:

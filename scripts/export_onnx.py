@@ -33,7 +33,6 @@ from litemono.evaluation import depth_range  # noqa: E402
 from litemono.errors import UserError, cli  # noqa: E402
 from litemono.models.build import build_depth_network, load_depth_network  # noqa: E402
 
-
 EXPORT_BATCH, CHECK_BATCH = 1, 2  # different sizes, so the check exercises the dynamic axis
 
 

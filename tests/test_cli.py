@@ -91,7 +91,9 @@ def test_train_refuses_to_restart_a_run_folder(tmp_path, monkeypatch, capsys):
     copied = shutil.copytree(run / "models" / "weights_0", tmp_path / "copied")
     assert read_depth_range(copied) == (0.05, 60.0)
     capsys.readouterr()
-    assert train.main(argv + ["--seed", "5"]) == 2
+    with pytest.raises(SystemExit) as stopped:
+        train.main(argv + ["--seed", "5"])
+    assert stopped.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("train.py: error: ") and "\n" not in err
     assert "--resume auto" in err and "--model_name" in err and "--overwrite" in err

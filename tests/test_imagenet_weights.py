@@ -155,7 +155,9 @@ def kitti_row_argv(synthetic_kitti, tmp_path):
 
 def test_kitti_row_refuses_to_train_without_imagenet_weights(kitti_row_argv, tmp_path, capsys):
     train = _train_script()
-    assert train.main(kitti_row_argv + ["--model_name", "refused"]) == 2
+    with pytest.raises(SystemExit) as stopped:
+        train.main(kitti_row_argv + ["--model_name", "refused"])
+    assert stopped.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("train.py: error: ")
     assert "lite-mono-tiny-pretrain.pth" in err and "scripts/imagenet_weights.py" in err
@@ -164,7 +166,9 @@ def test_kitti_row_refuses_to_train_without_imagenet_weights(kitti_row_argv, tmp
 
     path = tmp_path / "pickled.pth"
     torch.save(upstream_checkpoint("lite-mono-tiny", extra=RunsCode(tmp_path / "ran")), path)
-    assert train.main(kitti_row_argv + ["--model_name", "p", "--mypretrain", str(path)]) == 2
+    with pytest.raises(SystemExit) as stopped:
+        train.main(kitti_row_argv + ["--model_name", "p", "--mypretrain", str(path)])
+    assert stopped.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--allow_pickle" in err
     assert not (tmp_path / "ran").exists()
