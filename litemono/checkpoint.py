@@ -217,31 +217,13 @@ def load_initial_weights(cfg: Config, parts: Any, report: Callable[[str], None])
             load_state_strict(modules[name], state, f"--load_weights_folder {folder}/{name}.pth")
         if (Path(folder) / "adam.pth").is_file():  # upstream: optimiser states when present
             states = load_weights_folder(folder, ["adam", "adam_pose"])
-            load_optimizer_state(parts.optimizers["depth"], states["adam"])
-            load_optimizer_state(parts.optimizers["pose"], states["adam_pose"])
+            parts.optimizers["depth"].load_state_dict(states["adam"])
+            parts.optimizers["pose"].load_state_dict(states["adam_pose"])
             names += ["adam", "adam_pose"]
         report(f"loaded {', '.join(names)} from {folder}")
     if cfg.model.mypretrain:
         load_imagenet_encoder(parts.depth.encoder, cfg.model.mypretrain)
         report(f"--mypretrain: encoder initialised from {cfg.model.mypretrain}")
-
-
-def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
-    """``optimizer.load_state_dict``, then each moment tensor laid out like its parameter.
-
-    A state saved from a network in another memory format (upstream's NCHW ``adam.pth`` into a
-    channels_last network) keeps its strides through ``load_state_dict``; the fused AdamW
-    kernel walks parameter, gradient and moments in memory order, so mismatched strides would
-    silently mix up elements. Copying each moment into its parameter's layout rules that out.
-    Hyper-parameters come from the saved groups (as upstream), so an ``adam.pth`` saved
-    without ``fused`` makes this optimiser use the per-tensor loop.
-    """
-    optimizer.load_state_dict(state)
-    for param, moments in optimizer.state.items():
-        for key, value in moments.items():
-            if (torch.is_tensor(value) and value.shape == param.shape
-                    and value.stride() != param.stride()):
-                moments[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def training_state(cfg: Config, parts: Any, epoch: int, step: int, position: int,
@@ -260,7 +242,7 @@ def restore_state(state: Mapping[str, Any], parts: Any, what: str) -> None:
     load_state_strict(parts.depth, state["models"]["depth"], f"{what} (depth network)")
     load_state_strict(parts.pose, state["models"]["pose"], f"{what} (pose network)")
     for name, optimizer in parts.optimizers.items():
-        load_optimizer_state(optimizer, state["optimizers"][name])
+        optimizer.load_state_dict(state["optimizers"][name])
         parts.schedules[name].load_state_dict(state["schedules"][name])
     if state["scaler"]:
         parts.scaler.load_state_dict(state["scaler"])

@@ -146,8 +146,8 @@ class TrainConfig:
     resume: Optional[str] = _opt(None, "training state to resume: a path, or 'auto'")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
     amp: str = _opt("off", "mixed precision for the networks", ("off", "bf16", "fp16"))
-    channels_last: Optional[bool] = _opt(None, "channels_last memory format for the networks and "
-                                         "images; unset: on for CPU, off for CUDA")
+    channels_last: bool = _opt(False, "channels_last memory format for the networks and their "
+                                      "inputs")
     compile: bool = _opt(False, "torch.compile the networks")
     sync_bn: bool = _opt(False, "SyncBatchNorm under torchrun (CUDA devices only)")
 

@@ -108,8 +108,7 @@ def load_depth_network(weights_folder, device="cpu", model: Optional[str] = None
         **overrides: other :class:`ModelConfig` fields (e.g. ``dilations``, ``scales``).
 
     Returns:
-        The network, with ``height`` / ``width`` attributes from the file (the training size);
-        on CPU its weights are channels_last (faster inference; any input layout works).
+        The network, with ``height`` / ``width`` attributes from the file (the training size).
 
     Raises:
         FileNotFoundError: a file is missing. ValueError: the weights do not fit.
@@ -139,13 +138,7 @@ def load_depth_network(weights_folder, device="cpu", model: Optional[str] = None
     net = build_depth_network(cfg)
     load_state_strict(net.encoder, encoder_state, f"{folder / ENCODER_FILE}")
     load_state_strict(net.decoder, states[DEPTH_FILE], f"{folder / DEPTH_FILE}")
-    net.to(device)
-    if torch.device(device).type == "cpu":
-        # oneDNN runs every convolution on NHWC activations then (the NCHW input is converted
-        # by the first one): the same disparities to float rounding, 1.15-1.47x faster at
-        # 640x192 batch 1 on this project's CPU (docs/performance.md)
-        net.to(memory_format=torch.channels_last)
-    return net.eval()
+    return net.to(device).eval()
 
 
 def load_pose_network(weights_folder, device="cpu", num_layers: int = 18) -> PoseNetwork:
