@@ -217,13 +217,30 @@ def load_initial_weights(cfg: Config, parts: Any, report: Callable[[str], None])
             load_state_strict(modules[name], state, f"--load_weights_folder {folder}/{name}.pth")
         if (Path(folder) / "adam.pth").is_file():  # upstream: optimiser states when present
             states = load_weights_folder(folder, ["adam", "adam_pose"])
-            parts.optimizers["depth"].load_state_dict(states["adam"])
-            parts.optimizers["pose"].load_state_dict(states["adam_pose"])
+            load_optimizer_state(parts.optimizers["depth"], states["adam"])
+            load_optimizer_state(parts.optimizers["pose"], states["adam_pose"])
             names += ["adam", "adam_pose"]
         report(f"loaded {', '.join(names)} from {folder}")
     if cfg.model.mypretrain:
         load_imagenet_encoder(parts.depth.encoder, cfg.model.mypretrain)
         report(f"--mypretrain: encoder initialised from {cfg.model.mypretrain}")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
+    """``optimizer.load_state_dict``, then each moment tensor laid out like its parameter.
+
+    A state saved from a network in another memory format (upstream's NCHW ``adam.pth`` into a
+    ``--channels_last`` network) keeps its strides through ``load_state_dict``, and torch's
+    fused AdamW pairs parameter, gradient and moment elements in memory order: mismatched
+    strides would silently mix elements up (tests/test_train.py shows it). Hyper-parameters
+    come from the saved groups, as upstream.
+    """
+    optimizer.load_state_dict(state)
+    for param, moments in optimizer.state.items():
+        for key, value in moments.items():
+            if (torch.is_tensor(value) and value.shape == param.shape
+                    and value.stride() != param.stride()):
+                moments[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def training_state(cfg: Config, parts: Any, epoch: int, step: int, position: int,
@@ -242,7 +259,7 @@ def restore_state(state: Mapping[str, Any], parts: Any, what: str) -> None:
     load_state_strict(parts.depth, state["models"]["depth"], f"{what} (depth network)")
     load_state_strict(parts.pose, state["models"]["pose"], f"{what} (pose network)")
     for name, optimizer in parts.optimizers.items():
-        optimizer.load_state_dict(state["optimizers"][name])
+        load_optimizer_state(optimizer, state["optimizers"][name])
         parts.schedules[name].load_state_dict(state["schedules"][name])
     if state["scaler"]:
         parts.scaler.load_state_dict(state["scaler"])

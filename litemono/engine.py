@@ -132,8 +132,7 @@ def predict(depth_net: nn.Module, pose_net: nn.Module, inputs: Mapping[Any, Any]
 def to_device(batch: Mapping[Any, Any], device: torch.device, channels_last: bool) -> Dict:
     """The tensors of a batch on ``device``; the networks' inputs (``("color_aug", f, s)``)
     channels_last when asked. The images the loss reads stay NCHW: its 3-channel element-wise
-    work (warping, SSIM windows) runs faster on them (1-2.5% of the CPU step, A/B in
-    docs/performance.md)."""
+    work (warping, SSIM windows) gains nothing from NHWC memory (docs/performance.md)."""
     out = {}
     for key, value in batch.items():
         if torch.is_tensor(value):

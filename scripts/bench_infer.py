@@ -4,7 +4,7 @@
     python scripts/bench_infer.py --variants lite-mono lite-mono-tiny --batch_sizes 1 8 --device cuda --amp bf16
 
 The protocol of ``shared/spec/measurements.md`` section 5 (upstream lite-mono at 640x192,
-batch 1, CPU: 0.096-0.162 s): the network is in eval mode under ``torch.inference_mode``, a
+batch 1, CPU): the network is in eval mode under ``torch.inference_mode``, a
 random batch is built once, ``--warmup`` untimed forwards, then the median of ``--repeats``
 timed forwards (CUDA events on GPU). ``latency_s`` is the time of one batch; ``fps`` is images
 per second (batch / latency). The other network options (``--spatial_attention``, ``--bins``,

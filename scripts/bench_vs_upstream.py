@@ -33,8 +33,8 @@ Timing is interleaved: ``--warmup`` untimed pairs, then ``--repeats`` times one 
 followed by one of ours, so both see the same machine state. Reported: medians, min and max per
 side, the ratio upstream / ours, the first losses, ``same_step`` and the environment. The last
 stdout line is a JSON object. ``--amp`` and ``--channels_last`` (off unless given, as in
-training) are choices of our side only (upstream's step runs in float32 NCHW, as its code does; ``same_step`` stays float32 on both
-sides). Options that change the objective or that upstream cannot express (bins, spatial
+training) are choices of our side only (upstream's step runs in float32 NCHW, as its code does;
+``same_step`` stays float32 on both sides). Options that change the objective or that upstream cannot express (bins, spatial
 attention, distillation, Chamfer, other pose models) and ``--compile`` are refused.
 """
 import importlib
