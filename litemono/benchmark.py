@@ -125,12 +125,8 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def environment(device: torch.device) -> Dict[str, Any]:
-    """What the numbers were measured on: torch version, device name, CPU threads, and whether
-    freed host memory is kept in the process (:mod:`litemono.host_memory`)."""
-    from . import host_memory
-
-    info = {"torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads(),
-            "host_memory_retained": host_memory.applied()}
+    """What the numbers were measured on: torch version, device name, CPU threads."""
+    info = {"torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads()}
     if device.type == "cuda":
         info["device_name"] = torch.cuda.get_device_name(device)
     return info

@@ -323,11 +323,10 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, A
     """``optimizer.load_state_dict``, then each moment tensor laid out like its parameter.
 
     A state saved from a network in another memory format (upstream's NCHW ``adam.pth`` into a
-    channels_last network) keeps its strides through ``load_state_dict``; the fused AdamW
-    kernel walks parameter, gradient and moments in memory order, so mismatched strides would
-    silently mix up elements. Copying each moment into its parameter's layout rules that out.
-    Hyper-parameters come from the saved groups (as upstream), so an ``adam.pth`` saved
-    without ``fused`` makes this optimiser use the per-tensor loop.
+    ``--channels_last`` network) keeps its strides through ``load_state_dict``, and torch's
+    fused AdamW pairs parameter, gradient and moment elements in memory order: mismatched
+    strides would silently mix elements up (tests/test_train.py shows it). Hyper-parameters
+    come from the saved groups, as upstream.
     """
     optimizer.load_state_dict(state)
     for param, moments in optimizer.state.items():

@@ -193,8 +193,8 @@ class TrainConfig:
         lambda v: v in ("auto", "cpu", "cuda") or v.startswith("cuda:"),
         "be auto, cpu, cuda or cuda:N"))
     amp: str = option("off", "mixed precision for the networks", ("off", "bf16", "fp16"))
-    channels_last: Optional[bool] = option(None, "channels_last memory format for the networks "
-                                           "and images; unset: on for CPU, off for CUDA")
+    channels_last: bool = option(False, "channels_last memory format for the networks and their "
+                                        "inputs")
     compile: bool = option(False, "torch.compile the networks")
     sync_bn: bool = option(False, "SyncBatchNorm under torchrun (CUDA devices only)")
 

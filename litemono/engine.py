@@ -4,8 +4,8 @@ Networks come from :mod:`litemono.models.build`, the loss from
 :func:`litemono.losses.criterion.build_criterion` and the data from
 :func:`litemono.data.build_dataset`; this module only runs them. One step (upstream's
 ``process_batch``, ``../shared/spec/upstream.md`` section 8): depth on ``("color_aug", 0, 0)``;
-every temporal source frame paired with the target in temporal order, the pairs through the pose
-network in one call (train-mode BatchNorm statistics per pair, as upstream's separate calls);
+every temporal source frame paired with the target in temporal order, each pair through the pose
+network on its own (train-mode BatchNorm statistics per pair, as upstream);
 ``("cam_T_cam", 0, f)`` from the pose (inverted for f < 0) and ``stereo_T`` for ``"s"``; the
 criterion; zero_grad, backward, step the depth then the pose AdamW (section 5).
 
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoint as ckpt
-from . import host_memory, io
+from . import io
 from .config import Config, ConfigError, lr_schedule_params
 from .data import build_dataset
 from .geometry import transformation_from_parameters
@@ -45,7 +45,6 @@ from .logging_utils import RunLogger, Timer, epoch_summary
 from .losses.criterion import build_criterion
 from .metrics import evaluate_depth_map
 from .models.build import build_depth_network, build_pose_network
-from .optim import ChannelsLastAdamW
 from .schedule import build_schedules
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -119,7 +118,7 @@ def predict(depth_net: nn.Module, pose_net: nn.Module, inputs: Mapping[Any, Any]
             pairs = [torch.cat([inputs[(NETWORK_INPUT, f, 0)], target] if f < 0
                                else [target, inputs[(NETWORK_INPUT, f, 0)]], dim=1)
                      for f in temporal]
-            motion = pose_net(pairs)  # 2 x (len(temporal) * B, 2, 1, 3), per-pair statistics
+            motion = pose_net(pairs)  # pair by pair: 2 x (len(temporal) * B, 2, 1, 3)
     outputs = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
                for k, v in outputs.items()}
     if temporal:
@@ -136,8 +135,7 @@ def predict(depth_net: nn.Module, pose_net: nn.Module, inputs: Mapping[Any, Any]
 def to_device(batch: Mapping[Any, Any], device: torch.device, channels_last: bool) -> Dict:
     """The tensors of a batch on ``device``; the networks' inputs (``("color_aug", f, s)``)
     channels_last when asked. The images the loss reads stay NCHW: its 3-channel element-wise
-    work (warping, SSIM windows) runs faster on them (1-2.5% of the CPU step, A/B in
-    docs/performance.md)."""
+    work (warping, SSIM windows) gains nothing from NHWC memory (docs/performance.md)."""
     out = {}
     for key, value in batch.items():
         if torch.is_tensor(value):
@@ -210,27 +208,12 @@ def validate(parts: Parts, criterion: nn.Module, loader, device: torch.device, c
     return {k: float(totals[i] / max(float(totals[-1]), 1.0)) for i, k in enumerate(keys)}
 
 
-def use_channels_last(cfg: Config, device: torch.device) -> bool:
-    """``--channels_last`` of ``cfg`` resolved with :func:`resolve_channels_last`."""
-    return resolve_channels_last(cfg.train.channels_last, device)
-
-
-def resolve_channels_last(value: Optional[bool], device: torch.device) -> bool:
-    """``--channels_last`` when given (``value`` not None); otherwise on for CPU, off for CUDA.
-
-    On CPU the oneDNN convolutions, above all their backward, are faster on NHWC tensors (the
-    whole step: docs/performance.md); on CUDA the gain depends on ``--amp`` and the variant, so
-    there it is asked for explicitly.
-    """
-    return device.type == "cpu" if value is None else value
-
-
 def build_parts(cfg: Config, device: torch.device, world: int) -> Parts:
     """Networks on ``device``, optimisers (AdamW, weight decay on every parameter), schedules."""
     model_cfg = dataclasses.replace(cfg.model, mypretrain=None)  # applied by load_initial_weights
     depth = build_depth_network(model_cfg)
     pose = build_pose_network(model_cfg, depth)
-    memory = torch.channels_last if use_channels_last(cfg, device) else torch.preserve_format
+    memory = torch.channels_last if cfg.train.channels_last else torch.preserve_format
     depth.to(device, memory_format=memory)
     pose.to(device, memory_format=memory)
     if world > 1 and cfg.train.sync_bn:
@@ -240,13 +223,11 @@ def build_parts(cfg: Config, device: torch.device, world: int) -> Parts:
         pose = nn.SyncBatchNorm.convert_sync_batchnorm(pose)
     lr = lr_schedule_params(cfg.train.lr)
     decay = cfg.train.weight_decay
-    # the fused kernel: the same AdamW update in one pass over all tensors (2-4x faster than
-    # the per-tensor loop that is torch's default on CPU), stepping channels_last weights in
-    # place (ChannelsLastAdamW: no copies in and out of contiguous memory)
-    fused = {"fused": True} if device.type in ("cpu", "cuda") else {}
+    # fused: the same AdamW update in one kernel over all tensors, where torch has one
+    fused = device.type in ("cpu", "cuda")
     optimizers = {
-        "depth": ChannelsLastAdamW(depth.parameters(), lr[0], weight_decay=decay, **fused),
-        "pose": ChannelsLastAdamW(pose.parameters(), lr[3], weight_decay=decay, **fused)}
+        "depth": torch.optim.AdamW(depth.parameters(), lr[0], weight_decay=decay, fused=fused),
+        "pose": torch.optim.AdamW(pose.parameters(), lr[3], weight_decay=decay, fused=fused)}
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.amp == "fp16")
     return Parts(depth, pose, depth, pose, optimizers,
                  build_schedules(optimizers["depth"], optimizers["pose"], lr), scaler)
@@ -289,7 +270,6 @@ def train(cfg: Config) -> TrainResult:
     # a resumed run replays nothing that was logged: drop the events after the resumed step
     logger = RunLogger(root, enabled=rank == 0,
                        purge_step=state["step"] + 1 if state is not None else None)
-    logger.print(host_memory.retain_freed_memory()[1])
     ckpt.seed_everything(t.seed)
     parts = build_parts(cfg, device, world)
     criterion = build_criterion(cfg)
@@ -359,7 +339,7 @@ def train(cfg: Config) -> TrainResult:
 
     losses: List[float] = []
     amp_dtype = AMP_DTYPES[t.amp]
-    channels_last = use_channels_last(cfg, device)
+    channels_last = cfg.train.channels_last
     parts.depth.train()
     parts.pose.train()
     while epoch < t.num_epochs and (t.num_steps is None or step < t.num_steps):

@@ -2,8 +2,7 @@
 # The GPU numbers of the README's performance section, in one go:
 #   bash scripts/bench_gpu.sh OUTDIR          (COMPILE=1 adds torch.compile rows)
 # Training step per ablation row at 640x192 batch 12 (fp32 eager vs bf16 + channels_last, and
-# + torch.compile for the first and last rows), inference latency per variant, the two forms of
-# the encoder's linear layers (bench_pointwise.py), and the teacher
+# + torch.compile for the first and last rows), inference latency per variant, and the teacher
 # precompute with a randomly initialised network of DA-V2 Small's size (the published weights
 # give the same speed; they cannot be downloaded on the benchmark machine).
 set -uo pipefail
@@ -25,9 +24,6 @@ for row in $([ "${COMPILE:-0}" = 1 ] && echo configs/kitti/01_baseline.yaml conf
 done
 python3 scripts/bench_infer.py --device cuda --height 192 --width 640 --batch_sizes 1 12 \
   | tail -n 1 > "$out/infer.json"
-# ChannelLinear on CUDA is F.linear; this says whether its 1x1-convolution form would be faster
-python3 scripts/bench_pointwise.py --model lite-mono "${common[@]}" --amp bf16 --channels_last \
-  | tail -n 1 > "$out/pointwise_bf16_cl.json"
 python3 -c "import sys; sys.path.insert(0, '.')
 from litemono.teacher.depth_anything import random_depth_anything
 random_depth_anything('small').save_pretrained('$out/da2_small_random')"

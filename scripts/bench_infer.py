@@ -4,13 +4,13 @@
     python scripts/bench_infer.py --variants lite-mono lite-mono-tiny --batch_sizes 1 8 --device cuda --amp bf16
 
 The protocol of ``shared/spec/measurements.md`` section 5 (upstream lite-mono at 640x192,
-batch 1, CPU: 0.096-0.162 s): the network is in eval mode under ``torch.inference_mode``, a
+batch 1, CPU): the network is in eval mode under ``torch.inference_mode``, a
 random batch is built once, ``--warmup`` untimed forwards, then the median of ``--repeats``
 timed forwards (CUDA events on GPU). ``latency_s`` is the time of one batch; ``fps`` is images
 per second (batch / latency). The other network options (``--spatial_attention``, ``--bins``,
-``--scales`` ...) apply to every variant. ``--channels_last`` is resolved as in training: unset,
-it is on for CPU and off for CUDA (``--no-channels_last`` / ``--channels_last`` force it); the
-JSON reports the resolved value. The last stdout line is a JSON object.
+``--scales`` ...) apply to every variant. ``--channels_last`` (off unless given, as in training)
+puts the network and the batch in NHWC memory; the JSON reports it. The last stdout line is a
+JSON object.
 
 ``--upstream_dir PATH`` (a checkout of noahzn/Lite-Mono's code, imported through
 ``scripts/bench_vs_upstream.py``'s helpers, never copied) also times upstream's
@@ -23,8 +23,7 @@ timed pairs run interleaved (one upstream forward, then one of ours). Each row g
 ``upstream_latency_s`` (median), ``upstream_latency_min_s``, ``upstream_latency_max_s``,
 ``ratio_upstream_over_ours`` and ``max_abs_disp_diff``. Upstream has no AMP, compile, bins or
 spatial attention: those flags are refused with ``--upstream_dir``. ``--channels_last`` is a
-choice of our side only (upstream runs NCHW, as its code does), resolved as above, so the
-default comparison is our default against upstream's.
+choice of our side only (upstream runs NCHW, as its code does).
 """
 import argparse
 import sys
@@ -39,7 +38,7 @@ import bench_vs_upstream as upstream_bench  # noqa: E402  (upstream import and l
 from litemono import benchmark as bench  # noqa: E402
 from litemono.config import (VARIANT_NAMES, ConfigError, add_config_arguments,  # noqa: E402
                              config_from_namespace)
-from litemono.engine import AMP_DTYPES, resolve_channels_last  # noqa: E402
+from litemono.engine import AMP_DTYPES  # noqa: E402
 from litemono.models.build import build_depth_network  # noqa: E402
 
 
@@ -56,9 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="same as --device cpu")
     parser.add_argument("--amp", choices=tuple(AMP_DTYPES), default="off",
                         help="autocast dtype for the forward pass")
-    parser.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=None,
-                        help="NHWC network and batch, ours only (default: on for CPU, off for "
-                        "CUDA, as in training)")
+    parser.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=False,
+                        help="NHWC network and batch, ours only")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs first")
     parser.add_argument("--repeats", type=int, default=20, help="timed runs (median reported)")
@@ -165,7 +163,7 @@ def main(argv=None) -> dict:
             up = upstream_bench.import_upstream(args.upstream_dir)
     except (ConfigError, ValueError, upstream_bench.UpstreamError) as exc:
         parser.error(str(exc))
-    channels_last = resolve_channels_last(args.channels_last, device)  # as in training
+    channels_last = args.channels_last
     if args.threads:
         torch.set_num_threads(args.threads)
     results = []

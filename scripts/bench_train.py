@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from litemono import benchmark as bench  # noqa: E402
-from litemono import engine, host_memory  # noqa: E402
+from litemono import engine  # noqa: E402
 from litemono.config import ConfigError, add_config_arguments, config_from_namespace  # noqa: E402
 from litemono.losses.criterion import build_criterion  # noqa: E402
 
@@ -63,11 +63,9 @@ def resolve_config(args: argparse.Namespace):
 
 def build_training(cfg, device: torch.device, threads=None):
     """Networks (train mode, seeded by ``--seed``), optimisers and criterion of one process, as
-    :func:`litemono.engine.train` builds them (its host memory setting included);
-    ``threads``: ``torch.set_num_threads`` first."""
+    :func:`litemono.engine.train` builds them; ``threads``: ``torch.set_num_threads`` first."""
     if threads:
         torch.set_num_threads(threads)
-    host_memory.retain_freed_memory()  # as engine.train does
     torch.manual_seed(cfg.train.seed)
     parts = engine.build_parts(cfg, device, world=1)
     engine.wrap_for_training(parts, cfg, device, world=1)
@@ -120,7 +118,7 @@ def prepare(parser: argparse.ArgumentParser, argv=None):
     batch = bench.synthetic_batch(cfg.model.height, cfg.model.width, cfg.train.batch_size,
                                   frame_ids, device, teacher=cfg.data.teacher_dir is not None,
                                   seed=cfg.train.seed)
-    channels_last = engine.use_channels_last(cfg, device)
+    channels_last = cfg.train.channels_last
     batch = engine.to_device(batch, device, channels_last)
     return args, cfg, device, parts, criterion, frame_ids, channels_last, batch
 

@@ -21,28 +21,20 @@ Both start from the *same* weights (upstream's initial state dicts are loaded in
 layouts are equal) and see the same synthetic batch (``litemono.benchmark.synthetic_batch``; for
 upstream without ``"index"``, which its dataset does not emit). The first step of each is seeded
 identically (drop-path masks, tie-breaking noise), so the first training losses
-(``first_loss_rel_diff``) agree to float rounding: upstream runs the pose pairs one by one, ours
-as one batch whose BatchNorm layers keep the train-mode statistics per pair. ``same_step`` also
-reports one loss evaluation of each
-with the pose networks in eval mode. One thing differs by design:
+(``first_loss_rel_diff``) agree to float rounding: both run the pose pairs one by one.
+``same_step`` also reports one loss evaluation of each with the pose networks in eval mode. One
+thing differs by design:
 
 * upstream's encoder defines dilation rates for 640x192 and 1024x320 only (any other size
   raises); at other sizes its encoder is built with the size whose rates our dilation rule picks
   (``upstream_encoder_size``), and the rates of both encoders are checked to be equal.
 
-Our training process keeps the host memory it frees (:mod:`litemono.host_memory`, as
-``engine.train`` does). The setting is per process, so upstream's step here runs with it too:
-the ratio compares the two codes under one allocator (on the CI machine upstream's step took the
-same time with and without it, 1.08-1.10 s at 640x192 batch 2; ours alone in a fresh process
-gains 3-10% on ``bench_train.py``'s median step). ``environment.host_memory_retained`` says
-whether it was on.
-
 Timing is interleaved: ``--warmup`` untimed pairs, then ``--repeats`` times one upstream step
 followed by one of ours, so both see the same machine state. Reported: medians, min and max per
 side, the ratio upstream / ours, the first losses, ``same_step`` and the environment. The last
-stdout line is a JSON object. ``--amp`` and ``--channels_last`` are choices of our side only
-(upstream's step runs in float32 NCHW, as its code does; ``same_step`` stays float32 on both
-sides). Options that change the objective or that upstream cannot express (bins, spatial
+stdout line is a JSON object. ``--amp`` and ``--channels_last`` (off unless given, as in
+training) are choices of our side only (upstream's step runs in float32 NCHW, as its code does;
+``same_step`` stays float32 on both sides). Options that change the objective or that upstream cannot express (bins, spatial
 attention, distillation, Chamfer, other pose models) and ``--compile`` are refused.
 """
 import importlib
@@ -296,7 +288,7 @@ def main(argv=None) -> dict:
     batch = bench.synthetic_batch(m.height, m.width, cfg.train.batch_size, frame_ids, device,
                                   seed=cfg.train.seed)
     up_batch = {k: v for k, v in batch.items() if k != "index"}  # upstream's dataset keys
-    channels_last = engine.use_channels_last(cfg, device)
+    channels_last = cfg.train.channels_last
     batch = engine.to_device(batch, device, channels_last)
     same_step = same_step_losses(trainer, up_batch, parts, criterion, batch, cfg.train.seed)
 

@@ -100,14 +100,7 @@ def test_bench_infer_reports_every_variant_and_batch_size(capsys):
     assert rows == [("lite-mono-tiny", 1), ("lite-mono-tiny", 2), ("lite-mono", 1), ("lite-mono", 2)]
     for row in result["results"]:
         assert row["fps"] == pytest.approx(row["batch_size"] / row["latency_s"])
-    assert result["channels_last"] is True  # unset: on for CPU, as in training
-
-
-def test_bench_infer_channels_last_flag_overrides_the_device_default(capsys):
-    result, _ = run_script("bench_infer", [
-        "--model", "lite-mono-tiny", *TINY, "--device", "cpu", "--no-channels_last",
-        "--warmup", "0", "--repeats", "1"], capsys)
-    assert result["channels_last"] is False
+    assert result["channels_last"] is False  # off unless asked for, as in training
 
 
 def _recording_layouts(module, monkeypatch):
@@ -125,7 +118,7 @@ def _recording_layouts(module, monkeypatch):
     return layouts
 
 
-@pytest.mark.parametrize("flag, expected", [([], True), (["--no-channels_last"], False)])
+@pytest.mark.parametrize("flag, expected", [([], False), (["--channels_last"], True)])
 def test_bench_infer_runs_our_network_in_the_reported_layout(flag, expected, capsys, monkeypatch):
     module = load_script("bench_infer")
     layouts = _recording_layouts(module, monkeypatch)
@@ -139,14 +132,15 @@ def test_bench_infer_runs_our_network_in_the_reported_layout(flag, expected, cap
 def test_bench_infer_times_upstream_beside_ours_from_the_same_weights(capsys, monkeypatch):
     result, _ = run_script("bench_infer", [
         "--upstream_dir", UPSTREAM_DIR, "--model", "lite-mono", "--height", "64", "--width", "192",
-        "--batch_sizes", "1", "--device", "cpu", "--warmup", "0", "--repeats", "1"], capsys)
-    assert result["channels_last"] is True  # ours as by default on CPU; upstream's is NCHW
+        "--batch_sizes", "1", "--device", "cpu", "--warmup", "0", "--repeats", "1",
+        "--channels_last"], capsys)
+    assert result["channels_last"] is True  # ours as asked; upstream's is NCHW
     assert result["upstream_encoder_size"] == [192, 640] and result["weights_shared"]
     module = load_script("bench_infer")
     layouts = _recording_layouts(module, monkeypatch)
     module.main(["--upstream_dir", UPSTREAM_DIR, "--model", "lite-mono", "--height", "64",
                  "--width", "192", "--batch_sizes", "1", "--device", "cpu", "--warmup", "0",
-                 "--repeats", "1"])
+                 "--repeats", "1", "--channels_last"])
     assert layouts and all(layouts)  # ours really ran channels_last (upstream: NCHW)
     (row,) = result["results"]
     assert row["model"] == "lite-mono" and row["batch_size"] == 1 and row["runs"] == 1
@@ -210,8 +204,8 @@ def test_bench_vs_upstream_times_both_steps_from_the_same_weights(capsys):
     # in eval mode) ...
     same = result["same_step"]
     assert same["ours"] == pytest.approx(same["upstream"], rel=1e-4) and same["rel_diff"] < 1e-4
-    # ... and so do the first training steps (BatchNorm statistics per pose pair on both sides:
-    # upstream's separate calls, our one batch of chunked BatchNorm)
+    # ... and so do the first training steps (both run the pose pairs one by one, so train-mode
+    # BatchNorm statistics are per pair on both sides)
     assert result["first_loss_rel_diff"] < 1e-4
     assert set(result["environment"]) >= {"torch", "device", "threads"}
 
@@ -245,31 +239,3 @@ def test_bench_cpu_script_parses_and_asks_for_the_checkout():
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     done = subprocess.run(["bash", str(script)], capture_output=True, text=True)
     assert done.returncode == 2 and "UPSTREAM_DIR" in done.stderr
-
-
-def test_bench_pointwise_times_both_forms_and_restores_the_library_choice(capsys):
-    from litemono.models import blocks
-
-    choice = blocks._runs_as_convolution
-    result, module = run_script("bench_pointwise", [
-        "--model", "lite-mono-tiny", *TINY, "--batch_size", "1", "--device", "cpu",
-        "--warmup", "1", "--repeats", "1"], capsys)
-    assert blocks._runs_as_convolution is choice  # the benchmark leaves the library as it was
-    assert result["benchmark"] == "pointwise_forms" and result["channels_last"] is True
-    assert [row["stage"] for row in result["mlp"]] == [0, 1, 2]
-    assert result["mlp"][0]["shape"] == [1, 32, 8, 16]  # lite-mono-tiny stage 0 at 32x64 / 4
-    for row in result["mlp"] + [result["step"]]:
-        assert row["conv1x1"] > 0 and row["linear"] > 0
-        assert row["linear_over_conv1x1"] == pytest.approx(row["linear"] / row["conv1x1"])
-    # each form really is taken: the patch decides what ChannelLinear runs
-    layer = blocks.ChannelLinear(4, 6)
-    x = torch.randn(1, 4, 2, 3)
-    module.use_form("linear")
-    try:
-        assert not blocks._runs_as_convolution(x)
-        module.use_form("conv1x1")
-        assert blocks._runs_as_convolution(x)
-        torch.testing.assert_close(layer(x), torch.einsum("oc,bchw->bohw", layer.weight, x)
-                                   + layer.bias[:, None, None])
-    finally:
-        module.use_form(None)

@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 import litemono
 from litemono.config import ModelConfig, from_dict
 from litemono.losses.criterion import build_criterion
 from litemono.io import save_torch
 from litemono.models.attention import SpatialAttention
-from litemono.models.blocks import XCA, ChannelLinear, FourierPositionalEncoding
+from litemono.models.blocks import XCA, FourierPositionalEncoding
 from litemono.models.build import (build_depth_network, build_pose_network, depth_state_dicts,
                                    load_depth_network, load_state_strict)
 from litemono.models.encoder import VARIANTS, LiteMono, infer_variant, select_dilations
@@ -181,51 +180,6 @@ def test_positional_encoding_matches_formula_and_is_cached_outside_the_state_dic
     torch.testing.assert_close(encoding(height, width, torch.zeros(1)), first)
 
 
-@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
-def test_channel_linear_is_upstreams_linear_on_tokens(memory_format):
-    torch.manual_seed(3)
-    layer = ChannelLinear(5, 7)
-    x = torch.randn(2, 5, 3, 4).contiguous(memory_format=memory_format).requires_grad_()
-    out = layer(x)
-    # upstream: nn.Linear on (B, H, W, C) tokens, back to (B, C, H, W)
-    tokens = x.detach().clone().requires_grad_()
-    ref = F.linear(tokens.permute(0, 2, 3, 1), layer.weight, layer.bias).permute(0, 3, 1, 2)
-    torch.testing.assert_close(out, ref)
-    assert out.is_contiguous(memory_format=memory_format)
-    grad = torch.randn_like(ref)
-    got = torch.autograd.grad(out, (x, layer.weight, layer.bias), grad)
-    want = torch.autograd.grad(ref, (tokens, layer.weight, layer.bias), grad)
-    for g, w in zip(got, want):
-        torch.testing.assert_close(g, w)
-    assert list(layer.state_dict()) == list(nn.Linear(5, 7).state_dict())
-    with pytest.raises(ValueError, match=r"expected \(B, 5, H, W\), got \(2, 3, 5\)"):
-        layer(torch.randn(2, 3, 5))
-
-
-def test_encoder_equal_with_the_linear_form_of_channel_linear(monkeypatch):
-    """The F.linear branch of ChannelLinear (CUDA's) through the whole encoder, run on CPU:
-    the same features and gradients as the 1x1-convolution branch."""
-    from litemono.models import blocks
-
-    torch.manual_seed(4)
-    encoder = LiteMono("lite-mono-tiny", width=64, drop_path=0.0, layer_scale_init=0.5)
-    image = torch.rand(2, 3, 32, 64)
-
-    def run():
-        encoder.zero_grad()
-        features = encoder(image)
-        sum(f.square().mean() for f in features).backward()
-        grads = [p.grad.clone() for p in encoder.parameters() if p.grad is not None]
-        return [f.detach() for f in features], grads
-
-    conv_features, conv_grads = run()
-    monkeypatch.setattr(blocks, "_runs_as_convolution", lambda x: False)
-    linear_features, linear_grads = run()
-    assert len(conv_grads) == len(linear_grads) > 0
-    for a, b in zip(conv_features + conv_grads, linear_features + linear_grads):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-
-
 def test_xca_matches_a_per_head_loop():
     torch.manual_seed(1)
     xca = XCA(12, num_heads=3)
@@ -274,11 +228,6 @@ def test_round_trip_and_variant_inference(tmp_path):
     _save(net, tmp_path)
     loaded = litemono.load_depth_network(tmp_path)
     assert not loaded.training and loaded.config == net.config
-    # on CPU the loaded weights are channels_last (faster inference), the results the same
-    weights = [m.weight for m in loaded.modules() if isinstance(m, nn.Conv2d)]
-    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
-    assert not all(m.weight.is_contiguous(memory_format=torch.channels_last)
-                   for m in net.modules() if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1))
     image = torch.rand(1, 3, 32, 64)
     with torch.no_grad():
         for key, value in net(image).items():
@@ -326,42 +275,25 @@ def test_pose_network_shapes_scale_and_split():
     torch.testing.assert_close(translation[1], expected[..., 3:])
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_pose_pairs_as_one_batch_keep_per_pair_batchnorm(channels_last):
-    """The separate ResNet runs a sequence of pairs as one batch; its BatchNorm layers still
-    normalise each pair with that pair's statistics and update the running statistics once per
-    pair, so outputs, gradients and buffers are those of upstream's pair-by-pair calls (a plain
+def test_pose_sequence_runs_pair_by_pair_as_upstream():
+    """A sequence of pairs gives upstream's pair-by-pair results: each pair normalised with its
+    own train-mode BatchNorm statistics and the running statistics updated once per pair (one
     BatchNorm over both pairs fails this test)."""
-    from litemono.models.pose import ChunkedBatchNorm2d, chunked_statistics
-
     torch.manual_seed(0)
-    batched = build_pose_network(ModelConfig(weights_init="scratch")).train()
-    one_by_one = copy.deepcopy(batched)
-    layout = torch.channels_last if channels_last else torch.contiguous_format
-    for net in (batched, one_by_one):
-        net.to(memory_format=layout)
+    pose = build_pose_network(ModelConfig(weights_init="scratch")).train()
+    one_by_one = copy.deepcopy(pose)
     # different statistics per pair, so pooling them would show
-    pairs = [(torch.rand(2, 6, 64, 96) * scale + shift).contiguous(memory_format=layout)
-             for scale, shift in ((1.0, 0.0), (0.3, 0.5))]
-    rot, shift = batched(pairs)
-    motions = [one_by_one(p) for p in pairs]  # a tensor each: the pair-by-pair path
-    torch.testing.assert_close(rot, torch.cat([m[0] for m in motions]), rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(shift, torch.cat([m[1] for m in motions]), rtol=1e-5, atol=1e-7)
-    (rot.square().sum() + shift.sum()).backward()
-    sum(m[0].square().sum() + m[1].sum() for m in motions).backward()
-    for (name, a), b in zip(batched.named_parameters(), one_by_one.parameters()):
-        if b.grad is not None:
-            torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-7, msg=name)
-    for (name, a), b in zip(batched.named_buffers(), one_by_one.buffers()):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7, msg=name)
-    bn = batched.encoder.encoder.bn1
-    assert isinstance(bn, ChunkedBatchNorm2d) and bn.num_batches_tracked.item() == 2
-    assert bn.chunks == 1  # restored after the call
-    with pytest.raises(ValueError, match="divisible"), chunked_statistics(batched.encoder, 3):
-        batched.encoder(pairs[0])
-    batched.eval()  # eval: running statistics, batching changes nothing
-    with torch.no_grad():
-        torch.testing.assert_close(batched(pairs)[1], torch.cat([batched(p)[1] for p in pairs]))
+    pairs = [torch.rand(2, 6, 64, 96) * scale + shift for scale, shift in ((1.0, 0.0), (0.3, 0.5))]
+    rot, shift = pose(pairs)
+    motions = [one_by_one(p) for p in pairs]
+    torch.testing.assert_close(rot, torch.cat([m[0] for m in motions]))
+    torch.testing.assert_close(shift, torch.cat([m[1] for m in motions]))
+    for (name, a), b in zip(pose.named_buffers(), one_by_one.buffers()):
+        torch.testing.assert_close(a, b, msg=name)
+    assert pose.encoder.encoder.bn1.num_batches_tracked.item() == 2
+    pooled = copy.deepcopy(one_by_one)
+    joint_rot, _ = pooled(torch.cat(pairs))
+    assert not torch.allclose(joint_rot, rot, atol=1e-6)
 
 
 def test_pose_pretrained_init_and_clear_failure(monkeypatch):
@@ -386,10 +318,13 @@ def test_pose_pretrained_init_and_clear_failure(monkeypatch):
 def test_shared_pose_uses_the_depth_encoder():
     depth = _net()
     pose = build_pose_network(ModelConfig(**TINY, pose_model_type="shared"), depth)
-    assert pose.encoder is depth.encoder
     own = {f"decoder.net.{i}.{p}" for i in range(4) for p in ("weight", "bias")}
     assert set(pose.state_dict()) == own
-    axisangle, translation = pose(torch.rand(2, 6, 32, 64))
+    pair = torch.rand(2, 6, 32, 64)
+    axisangle, translation = pose(pair)
+    # the decoder on the depth encoder's features of each frame
+    expected = pose.decoder([depth.encoder(pair[:, :3]), depth.encoder(pair[:, 3:])])
+    torch.testing.assert_close(axisangle, expected[0])
     assert axisangle.shape == translation.shape == (2, 1, 1, 3)
     translation.sum().backward()
     assert depth.encoder.stem2[0].conv.weight.grad is not None
@@ -421,24 +356,6 @@ def test_pose_network_round_trip_through_a_weights_folder(tmp_path):
     (tmp_path / "pose.pth").unlink()
     with pytest.raises(FileNotFoundError, match="no pose.pth"):
         load_pose_network(tmp_path)
-
-
-def test_pose_pairs_run_one_by_one_with_their_own_batchnorm_statistics():
-    # upstream runs each source frame's pair through the pose ResNet separately; in train mode
-    # one concatenated batch would normalise with the statistics of both pairs
-    from litemono.models.build import build_depth_network, build_pose_network
-
-    torch.manual_seed(0)
-    cfg = from_dict({"model": "lite-mono-tiny", "height": 64, "width": 96, "weights_init": "scratch"})
-    pose = build_pose_network(cfg.model, build_depth_network(cfg.model)).train()
-    first, second = torch.rand(2, 6, 64, 96), torch.rand(2, 6, 64, 96) * 0.5
-    rot, shift = pose([first, second])
-    separate = [pose(first), pose(second)]
-    assert rot.shape == (4, 2, 1, 3) and shift.shape == (4, 2, 1, 3)
-    torch.testing.assert_close(rot, torch.cat([separate[0][0], separate[1][0]]))
-    torch.testing.assert_close(shift, torch.cat([separate[0][1], separate[1][1]]))
-    batched_rot, _ = pose(torch.cat([first, second]))
-    assert not torch.allclose(batched_rot, rot, atol=1e-6)
 
 
 @pytest.mark.parametrize("bins", [0, 8])
@@ -491,25 +408,3 @@ def test_cpu_autocast_dilated_depthwise_grad(dilation):
         assert block.ddwconv(x).dtype == torch.bfloat16
 
 
-def test_cpu_autocast_channel_linear_grads_follow_float32():
-    """The 1x1-convolution form of the encoder's linear layers under CPU bfloat16 autocast (as
-    ``--amp bf16`` trains, channels_last): bf16 outputs, weight and input gradients close to
-    float32's (oneDNN's bf16 weight gradients are wrong for some convolutions, see above)."""
-    torch.manual_seed(5)
-    layer = ChannelLinear(48, 288)
-    x = torch.randn(4, 48, 12, 40).contiguous(memory_format=torch.channels_last)
-    grad_out = torch.randn(4, 288, 12, 40).contiguous(memory_format=torch.channels_last)
-
-    def grads(autocast: bool):
-        layer.zero_grad()
-        inp = x.clone().requires_grad_()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            out = layer(inp)
-        assert out.dtype == (torch.bfloat16 if autocast else torch.float32)
-        out.float().backward(grad_out)
-        return layer.weight.grad.clone(), layer.bias.grad.clone(), inp.grad.clone()
-
-    for reference, mixed in zip(grads(False), grads(True)):
-        assert torch.isfinite(mixed).all()
-        error = (mixed.float() - reference).abs().max() / reference.abs().max()
-        assert error < 0.02, f"bf16 ChannelLinear gradient off by {error:.3g} (relative)"

@@ -113,14 +113,6 @@ def test_resume_continues_bit_identically(tmp_path, monkeypatch):
     assert_same_weights(final_weights(tmp_path / "edge"), final_weights(tmp_path / "whole"))
 
 
-def test_train_says_how_host_memory_is_handled(tmp_path, monkeypatch, capsys):
-    from litemono import host_memory
-
-    use_tiny_scene(monkeypatch, train_size=2)
-    engine.train(tiny_config(tmp_path, num_steps=1))
-    assert host_memory.retain_freed_memory()[1] in capsys.readouterr().out.splitlines()
-
-
 def events_value(folder, tag):
     events = EventAccumulator(str(folder))
     events.Reload()
@@ -382,19 +374,19 @@ def test_train_step_reaches_every_depth_parameter(tmp_path, options, frames):
     assert sorted(set(missing) - unused) == [], f"no gradient for {missing[:5]}"
 
 
-def test_channels_last_defaults_to_the_device():
+def test_channels_last_is_off_unless_asked_for(tmp_path):
+    # as upstream: NCHW networks by default on every device; --channels_last is explicit
     from litemono.config import from_dict
-    from litemono.engine import use_channels_last
 
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    unset = from_dict({})
-    assert unset.train.channels_last is None
-    assert use_channels_last(unset, cpu) is True
-    assert use_channels_last(unset, cuda) is False
-    for value in (True, False):
-        chosen = from_dict({"channels_last": value})
-        assert use_channels_last(chosen, cpu) is value
-        assert use_channels_last(chosen, cuda) is value
+    assert from_dict({}).train.channels_last is False
+    for asked in (False, True):
+        cfg = tiny_config(tmp_path, channels_last=asked)
+        parts = engine.build_parts(cfg, torch.device("cpu"), 1)
+        # 3x3+ kernels over several input channels: the weights whose two layouts differ
+        convs = [m.weight for net in (parts.depth, parts.pose) for m in net.modules()
+                 if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1)
+                 and m.weight.shape[1] > 1]
+        assert all(w.is_contiguous(memory_format=torch.channels_last) is asked for w in convs)
 
 
 def test_to_device_makes_only_the_network_inputs_channels_last():
@@ -417,7 +409,9 @@ def test_to_device_makes_only_the_network_inputs_channels_last():
 
 def test_optimisers_make_upstreams_adamw_update(tmp_path):
     # the fused kernel must give the update of torch's plain AdamW with upstream's settings
-    cfg = tiny_config(tmp_path)
+    # (channels_last parameters, and gradients laid out like them as autograd does: torch's
+    # fused CPU kernel pairs elements in memory order)
+    cfg = tiny_config(tmp_path, channels_last=True)
     parts = engine.build_parts(cfg, torch.device("cpu"), 1)
     generator = torch.Generator().manual_seed(5)
     for name, module in (("depth", parts.depth), ("pose", parts.pose)):

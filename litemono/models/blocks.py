@@ -73,49 +73,6 @@ class _DepthwiseDilated(nn.Module):
         return self.conv(x)
 
 
-class ChannelLinear(nn.Linear):
-    """``nn.Linear`` over dimension 1 (the channels) of a (B, C, H, W) tensor.
-
-    The same parameters and state-dict keys as ``nn.Linear`` (upstream's ``pwconv1``, ``qkv``
-    ...); the input is channels-first, the output (B, out_features, H, W). On CPU it runs as a
-    1x1 convolution with the linear weight (oneDNN): on a channels_last tensor that is the same
-    product as upstream's ``Linear`` on (B, H, W, C) tokens, equal to float rounding, and its
-    forward + backward is 2-2.7x faster than torch's sgemm (MKL) for the encoder's shapes on
-    this project's AMD CPU (docs/performance.md). Elsewhere it is ``F.linear`` on the
-    channels-last view, as upstream.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        if x.dim() != 4 or x.shape[1] != self.in_features:
-            raise ValueError(f"ChannelLinear({self.in_features}, {self.out_features}): expected "
-                             f"(B, {self.in_features}, H, W), got {tuple(x.shape)}")
-        if _runs_as_convolution(x):
-            return F.conv2d(x, self.weight[:, :, None, None], self.bias)
-        return F.linear(x.permute(0, 2, 3, 1), self.weight, self.bias).permute(0, 3, 1, 2)
-
-
-def _runs_as_convolution(x: torch.Tensor) -> bool:
-    """Whether :class:`ChannelLinear` takes the 1x1-convolution form for ``x`` (on CPU)."""
-    return x.device.type == "cpu"
-
-
-def _tokens_as_grid(tokens: torch.Tensor) -> torch.Tensor:
-    """(B, N, C) tokens -> (B, C, 1, N), a view (channels_last memory when ``tokens`` is
-    contiguous)."""
-    return tokens.transpose(1, 2).unsqueeze(2)
-
-
-def _grid_as_tokens(grid: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`_tokens_as_grid`: (B, C, 1, N) -> (B, N, C), a view."""
-    return grid.squeeze(2).transpose(1, 2)
-
-
-def _pointwise_mlp(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``gamma * pwconv2(GELU(pwconv1(x)))`` over the channels of x (B, C, H, W)."""
-    y = block.pwconv2(block.act(block.pwconv1(x)))
-    return y * block.gamma[:, None, None]
-
-
 class CDCBlock(nn.Module):
     """One dilated-convolution block of a CDC module (upstream ``DilatedConv``).
 
@@ -131,14 +88,16 @@ class CDCBlock(nn.Module):
         self.ddwconv = _DepthwiseDilated(dim, dilation)
         self.bn1 = nn.BatchNorm2d(dim)
         self.norm = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)  # unused, see class docstring
-        self.pwconv1 = ChannelLinear(dim, MLP_EXPANSION * dim)
+        self.pwconv1 = nn.Linear(dim, MLP_EXPANSION * dim)
         self.act = nn.GELU()
-        self.pwconv2 = ChannelLinear(MLP_EXPANSION * dim, dim)
+        self.pwconv2 = nn.Linear(MLP_EXPANSION * dim, dim)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, C, H, W)."""
-        return x + self.drop_path(_pointwise_mlp(self, self.bn1(self.ddwconv(x))))
+        y = self.bn1(self.ddwconv(x)).permute(0, 2, 3, 1)  # (B, H, W, C): Linear over channels
+        y = self.gamma * self.pwconv2(self.act(self.pwconv1(y)))
+        return x + self.drop_path(y.permute(0, 3, 1, 2))
 
 
 class FourierPositionalEncoding(nn.Module):
@@ -198,21 +157,20 @@ class XCA(nn.Module):
             raise ValueError(f"XCA: {dim} channels do not split into {num_heads} heads")
         self.num_heads = num_heads
         self.temperature = nn.Parameter(torch.full((num_heads, 1, 1), 1.0))
-        self.qkv = ChannelLinear(dim, 3 * dim)
-        self.proj = ChannelLinear(dim, dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens: (B, N, C) -> (B, N, C)."""
         batch, n_tok, ch = tokens.shape
-        # (B, 3C, 1, N) -> (3, B, heads, C/h, N): every head sees channel vectors over all tokens
-        qkv = self.qkv(_tokens_as_grid(tokens)).view(batch, 3, self.num_heads,
-                                                     ch // self.num_heads, n_tok)
-        query, key, value = qkv.transpose(0, 1).unbind(0)
+        # (B, N, 3C) -> (3, B, heads, C/h, N): every head sees channel vectors over all tokens
+        qkv = self.qkv(tokens).reshape(batch, n_tok, 3, self.num_heads, ch // self.num_heads)
+        query, key, value = qkv.permute(2, 0, 3, 4, 1).unbind(0)
         query = F.normalize(query, dim=-1)
         key = F.normalize(key, dim=-1)
         attn = (query @ key.transpose(-2, -1) * self.temperature).softmax(dim=-1)  # (B,h,c,c)
         mixed = (attn @ value).permute(0, 3, 1, 2).reshape(batch, n_tok, ch)  # token order
-        return _grid_as_tokens(self.proj(_tokens_as_grid(mixed)))
+        return self.proj(mixed)
 
 
 class LGFIBlock(nn.Module):
@@ -232,9 +190,9 @@ class LGFIBlock(nn.Module):
         self.norm_xca = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
         self.xca = XCA(dim, num_heads)
         self.norm = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
-        self.pwconv1 = ChannelLinear(dim, MLP_EXPANSION * dim)
+        self.pwconv1 = nn.Linear(dim, MLP_EXPANSION * dim)
         self.act = nn.GELU()
-        self.pwconv2 = ChannelLinear(MLP_EXPANSION * dim, dim)
+        self.pwconv2 = nn.Linear(MLP_EXPANSION * dim, dim)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -244,5 +202,6 @@ class LGFIBlock(nn.Module):
         if self.pos_embd is not None:
             tokens = tokens + self.pos_embd(height, width, x).flatten(2).transpose(1, 2)
         tokens = tokens + self.gamma_xca * self.xca(self.norm_xca(tokens))
-        y = self.norm(tokens.reshape(batch, height, width, ch)).permute(0, 3, 1, 2)
-        return x + self.drop_path(_pointwise_mlp(self, y))
+        y = self.norm(tokens.reshape(batch, height, width, ch))  # (B, H, W, C)
+        y = self.gamma * self.pwconv2(self.act(self.pwconv1(y)))
+        return x + self.drop_path(y.permute(0, 3, 1, 2))

@@ -145,8 +145,7 @@ def load_depth_network(weights_folder, device="cpu", model: Optional[str] = None
 
     Returns:
         The network, with ``height`` / ``width`` attributes from the file (the training size)
-        and ``depth_range`` (min, max) when the folder stores it, else None; on CPU its
-        weights are channels_last (faster inference; any input layout works).
+        and ``depth_range`` (min, max) when the folder stores it, else None.
 
     Raises:
         FileNotFoundError: a file is missing. ValueError: the weights do not fit.
@@ -177,13 +176,7 @@ def load_depth_network(weights_folder, device="cpu", model: Optional[str] = None
     net.depth_range = _stored_depth_range(stored)
     load_state_strict(net.encoder, encoder_state, f"{folder / ENCODER_FILE}")
     load_state_strict(net.decoder, states[DEPTH_FILE], f"{folder / DEPTH_FILE}")
-    net.to(device)
-    if torch.device(device).type == "cpu":
-        # oneDNN runs every convolution on NHWC activations then (the NCHW input is converted
-        # by the first one): the same disparities to float rounding, 1.15-1.47x faster at
-        # 640x192 batch 1 on this project's CPU (docs/performance.md)
-        net.to(memory_format=torch.channels_last)
-    return net.eval()
+    return net.to(device).eval()
 
 
 def _stored_depth_range(entry: Any) -> Optional[Tuple[float, float]]:

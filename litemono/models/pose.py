@@ -8,11 +8,9 @@ including the unused ImageNet classifier ``encoder.fc``) and ``pose.pth`` (``net
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator, List, Sequence, Tuple, Union
+from typing import List, Sequence, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 import torchvision
 from torch import nn
 
@@ -30,51 +28,11 @@ RESNETS = {
 }
 
 
-class ChunkedBatchNorm2d(nn.BatchNorm2d):
-    """``BatchNorm2d`` that can treat its batch as ``chunks`` equal, independent batches.
-
-    With ``chunks`` = k > 1 in train mode, each k-th of the batch is normalised with its own
-    statistics and updates the running statistics in turn (and ``num_batches_tracked`` by k),
-    exactly as k separate calls would; eval mode and k = 1 are plain ``BatchNorm2d``. Parameters
-    and state-dict keys are ``BatchNorm2d``'s. Set ``chunks`` with :func:`chunked_statistics`.
-    """
-
-    chunks = 1
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        if self.chunks == 1 or not self.training:
-            return super().forward(x)
-        if x.shape[0] % self.chunks:
-            raise ValueError(f"ChunkedBatchNorm2d: batch {x.shape[0]} is not divisible into "
-                             f"{self.chunks} chunks")
-        if self.momentum is None or not self.track_running_stats:
-            raise ValueError("ChunkedBatchNorm2d needs running statistics with a momentum")
-        self.num_batches_tracked.add_(self.chunks)
-        parts = [F.batch_norm(part, self.running_mean, self.running_var, self.weight, self.bias,
-                              True, self.momentum, self.eps) for part in x.chunk(self.chunks)]
-        return torch.cat(parts)
-
-
-@contextlib.contextmanager
-def chunked_statistics(module: nn.Module, chunks: int) -> Iterator[None]:
-    """Within the block, every :class:`ChunkedBatchNorm2d` of ``module`` uses ``chunks``."""
-    layers = [m for m in module.modules() if isinstance(m, ChunkedBatchNorm2d)]
-    for layer in layers:
-        layer.chunks = chunks
-    try:
-        yield
-    finally:
-        for layer in layers:
-            layer.chunks = 1
-
-
 class PoseEncoder(nn.Module):
     """torchvision ResNet whose conv1 takes ``num_frames`` RGB frames stacked on channels.
 
     With ImageNet weights the 3-channel conv1 kernel is repeated per frame and divided by the
-    number of frames, so a pair of identical frames gives the ImageNet response. Its BatchNorm
-    layers are :class:`ChunkedBatchNorm2d` (same parameters and keys), so several pairs can go
-    through as one batch with the statistics of each pair (:meth:`PoseNetwork.forward`).
+    number of frames, so a pair of identical frames gives the ImageNet response.
     """
 
     def __init__(self, num_layers: int = 18, pretrained: bool = True, num_frames: int = 2):
@@ -82,8 +40,7 @@ class PoseEncoder(nn.Module):
         if num_layers not in RESNETS:
             raise ValueError(f"--num_layers must be one of {sorted(RESNETS)}, got {num_layers}")
         builder, weights_name = RESNETS[num_layers]
-        self.encoder = getattr(torchvision.models, builder)(weights=None,
-                                                            norm_layer=ChunkedBatchNorm2d)
+        self.encoder = getattr(torchvision.models, builder)(weights=None)
         conv1 = nn.Conv2d(3 * num_frames, 64, kernel_size=7, stride=2, padding=3, bias=False)
         nn.init.kaiming_normal_(conv1.weight, mode="fan_out", nonlinearity="relu")
         self.encoder.conv1 = conv1
@@ -168,45 +125,37 @@ class PoseNetwork(nn.Module):
     """pair (B, 6, H, W), frames in temporal order -> (axisangle, translation), (B, 2, 1, 3).
 
     ``separate_resnet``: ``encoder`` is a :class:`PoseEncoder` owned by this module.
-    ``shared``: ``encoder`` is the depth network's encoder, applied to each frame; it is *not*
-    registered here, so this module's parameters and state dict are the decoder's only (the
-    encoder is trained and saved with the depth network).
+    ``shared``: ``encoder`` is the depth network's encoder, applied to each frame. It is trained
+    and saved with the depth network, so it is kept out of this module (in a plain tuple, which
+    ``nn.Module`` does not register): the parameters and state dict here are the decoder's only,
+    upstream's ``pose.pth``, and ``self.encoder`` is None.
     """
 
     def __init__(self, decoder: PoseDecoder, encoder: nn.Module, shared: bool):
         super().__init__()
         self.shared = shared
-        if shared:
-            self._shared_encoder = (encoder,)  # a tuple hides it from nn.Module registration
-        else:
-            self.encoder = encoder
+        self.encoder = None if shared else encoder
+        self._depth_encoder = (encoder,) if shared else ()
         self.decoder = decoder
-
-    def __getattr__(self, name: str):
-        if name == "encoder" and self.__dict__.get("shared"):
-            return self.__dict__["_shared_encoder"][0]
-        return super().__getattr__(name)
 
     def forward(self, pair: Union[torch.Tensor, Sequence[torch.Tensor]]
                 ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """One pair (B, 6, H, W), or a sequence of pairs. A sequence gives its results
-        concatenated along the batch, in order, in one call (so that DistributedDataParallel
-        sees one forward). Upstream's trainer runs each source frame's pair separately, so
-        train-mode BatchNorm normalises with that pair's statistics and updates its running
-        statistics once per pair. The separate ResNet gets the pairs as one batch whose
-        BatchNorm layers keep exactly that per-pair behaviour (:class:`ChunkedBatchNorm2d`):
-        the same outputs, each weight gradient computed once for all pairs (2.6% off the CPU
-        training step at 320x96, batch 4). The shared encoder's pairs run one after the other."""
-        if not torch.is_tensor(pair):
-            pairs = list(pair)
-            if not self.shared and len(pairs) > 1 and all(p.shape == pairs[0].shape
-                                                          for p in pairs):
-                with chunked_statistics(self.encoder, len(pairs)):
-                    return self.decoder([self.encoder(torch.cat(pairs))])
-            motions = [self(single) for single in pairs]
-            return (torch.cat([rot for rot, _ in motions]),
-                    torch.cat([shift for _, shift in motions]))
+        """One pair (B, 6, H, W), or a sequence of pairs whose results are concatenated along
+        the batch, in order.
+
+        A sequence runs pair by pair, as upstream's trainer calls the pose network once per
+        source frame: in train mode every BatchNorm layer normalises each pair with that pair's
+        statistics and updates its running statistics once per pair. Taking the whole sequence
+        in one call keeps DistributedDataParallel to one forward per backward.
+        """
+        if torch.is_tensor(pair):
+            return self._motion(pair)
+        motions = [self._motion(single) for single in pair]
+        return (torch.cat([rot for rot, _ in motions]),
+                torch.cat([shift for _, shift in motions]))
+
+    def _motion(self, pair: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         if self.shared:
-            first, second = pair[:, :3], pair[:, 3:]
-            return self.decoder([self.encoder(first), self.encoder(second)])
+            encoder = self._depth_encoder[0]
+            return self.decoder([encoder(pair[:, :3]), encoder(pair[:, 3:])])
         return self.decoder([self.encoder(pair)])

@@ -22,8 +22,6 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .blocks import ChannelLinear
-
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameter elements (including upstream's unused CDC ``norm`` parameters)."""
@@ -38,12 +36,9 @@ def _thop_macs(net: nn.Module, image: torch.Tensor) -> float:
     with warnings.catch_warnings():  # thop imports distutils' deprecated LooseVersion
         warnings.simplefilter("ignore", DeprecationWarning)
         import thop
-        from thop.vision.basic_hooks import count_linear
 
-        # thop looks rules up by exact type: ChannelLinear is upstream's nn.Linear
-        rules = {nn.LayerNorm: _uncounted, ChannelLinear: count_linear}
-        macs, _ = thop.profile(net, inputs=(image,), custom_ops=rules, verbose=False,
-                               report_missing=False)
+        macs, _ = thop.profile(net, inputs=(image,), custom_ops={nn.LayerNorm: _uncounted},
+                               verbose=False, report_missing=False)
     return float(macs)
 
 
