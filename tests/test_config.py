@@ -37,18 +37,21 @@ def test_include(tmp_path):
     assert cfg.train.batch_size == 8 and cfg.model.width == 320
 
 
-def test_include_cycle_and_missing_file_are_errors(tmp_path):
+def test_include_chain_cycle_and_missing_file(tmp_path):
+    """A base may include its own base; a cycle, a missing file or a list of bases is an error."""
+    (tmp_path / "base.yaml").write_text("batch_size: 3\nwidth: 320\n")
+    (tmp_path / "mid.yaml").write_text("include: base.yaml\nwidth: 640\n")
+    (tmp_path / "top.yaml").write_text("include: mid.yaml\nheight: 96\n")
+    assert C.load_yaml(str(tmp_path / "top.yaml")) == dict(batch_size=3, width=640, height=96)
     (tmp_path / "a.yaml").write_text("include: b.yaml\n")
-    (tmp_path / "b.yaml").write_text("include: [a.yaml]\n")
+    (tmp_path / "b.yaml").write_text("include: a.yaml\n")
     with pytest.raises(C.ConfigError, match="include cycle at .*a.yaml"):
         C.load_yaml(str(tmp_path / "a.yaml"))
     with pytest.raises(C.ConfigError, match="--config: no such file .*c.yaml"):
         C.load_yaml(str(tmp_path / "c.yaml"))
-    # a base included twice (diamond) is no cycle
-    (tmp_path / "base.yaml").write_text("batch_size: 3\n")
-    (tmp_path / "left.yaml").write_text("include: base.yaml\nwidth: 320\n")
-    (tmp_path / "top.yaml").write_text("include: [left.yaml, base.yaml]\nheight: 96\n")
-    assert C.load_yaml(str(tmp_path / "top.yaml")) == dict(batch_size=3, width=320, height=96)
+    (tmp_path / "two.yaml").write_text("include: [a.yaml, base.yaml]\n")
+    with pytest.raises(C.ConfigError, match="include takes one file name, got \\['a.yaml'"):
+        C.load_yaml(str(tmp_path / "two.yaml"))
 
 
 def test_yaml_exponent_without_dot_is_a_number(tmp_path):
