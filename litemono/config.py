@@ -65,7 +65,8 @@ def _suggest(name: str) -> str:
 
 
 def coerce(name: str, value: Any) -> Any:
-    """Check ``value`` (from YAML, JSON or Python) against option ``name``; return it normalised."""
+    """Check ``value`` (from YAML, JSON, flags or Python) against option ``name``: its type,
+    choices and ``valid`` rule; return it normalised."""
     if name not in FIELDS:
         raise ConfigError(f"unknown option '--{name}'" + _suggest(name))
     _, f, tp = FIELDS[name]
@@ -74,9 +75,11 @@ def coerce(name: str, value: Any) -> Any:
     except (TypeError, ValueError) as exc:
         type_name = str(tp).replace("typing.", "") if typing.get_origin(tp) else tp.__name__
         raise ConfigError(f"--{name}: expected {type_name}, got {value!r} ({exc})") from None
-    choices = _choices(f)
+    choices, rule = _choices(f), f.metadata["valid"]
     if choices is not None and value is not None and value not in choices:
         raise ConfigError(f"--{name}: {value!r} is not one of {list(choices)}")
+    if rule is not None and value is not None and not rule[0](value):
+        raise ConfigError(f"--{name} must {rule[1]}, got {value!r}")
     return value
 
 
@@ -146,12 +149,8 @@ def from_dict(options: Mapping[str, Any]) -> Config:
 
 
 def validate(cfg: Config) -> None:
-    """The one place that rejects bad values (each option's ``valid``) and combinations (below,
-    then the extensions' ``CHECKS``)."""
-    for name, value in cfg.flat().items():
-        rule = FIELDS[name][1].metadata["valid"]
-        if rule is not None and value is not None and not rule[0](value):
-            raise ConfigError(f"--{name} must {rule[1]}, got {value!r}")
+    """The one place that rejects bad combinations of options: the built-in ones below, then the
+    extensions' ``CHECKS`` (a single value is checked by :func:`coerce`)."""
     m, d, l = cfg.model, cfg.data, cfg.loss
     for ok, message in (
             (len(d.frame_ids) > 1 or d.use_stereo,

@@ -3,8 +3,8 @@
 Four frozen dataclasses, one per section (``net``, ``data``, ``loss``, ``train``), with names
 unique across them; names and defaults follow monodepth2 / Lite-Mono
 (``../shared/spec/upstream.md`` section 4). A field's ``choices`` may be a function that reads a
-registry (``--model``, ``--attention``); its ``valid`` rule is checked by
-:func:`litemono.config.validate`. Extensions add their options with :func:`register_options`
+registry (``--model``, ``--attention``); it and the ``valid`` rule are checked by
+:func:`litemono.config.coerce`. Extensions add their options with :func:`register_options`
 (a loss term's ``--<name>_weight``, see ``litemono/losses/criterion.py``). How the values are
 resolved (defaults < YAML < flags) is :mod:`litemono.config`.
 """
