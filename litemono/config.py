@@ -15,7 +15,7 @@ import difflib
 import json
 import typing
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
@@ -23,6 +23,7 @@ from litemono.errors import UserError
 from litemono.options import (CHECKS, FIELDS, PROJECT_ROOT, SECTIONS, UPSTREAM_LR,  # noqa: F401
                               DataConfig, LossConfig, ModelConfig, TrainConfig, _variant_names,
                               option, register_options)
+
 
 class ConfigError(UserError, ValueError):
     """A configuration value or combination is invalid; the message names the flag."""

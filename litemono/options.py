@@ -8,17 +8,14 @@ registry (``--model``, ``--attention``); it and the ``valid`` rule are checked b
 (a loss term's ``--<name>_weight``, see ``litemono/losses/criterion.py``). How the values are
 resolved (defaults < YAML < flags) is :mod:`litemono.config`.
 """
-from __future__ import annotations
-
 import dataclasses
 import os
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# Lite-Mono's `--lr`: depth peak, depth floor, depth cycle (epochs), pose peak, pose floor, pose cycle.
+# Lite-Mono's `--lr`: depth peak, floor, cycle (epochs), then the pose network's peak, floor, cycle
 UPSTREAM_LR = (1e-4, 5e-6, 31.0, 1e-4, 1e-5, 31.0)
 
 
@@ -71,12 +68,12 @@ class ModelConfig:
     attention: Optional[str] = option(None, "attention module after the encoder stages "
                                       "(unset: none)", _attention_names)
     attention_stages: List[int] = option([0, 1, 2], "encoder stages that get the attention",
-                                         valid=((lambda v: set(v) <= {0, 1, 2}), "be from 0, 1, 2"))
+                                         valid=(lambda v: set(v) <= {0, 1, 2}, "be from 0, 1, 2"))
     bins: int = option(0, "disparity bins at the full-resolution head (0 = sigmoid head)",
                        valid=((lambda v: v == 0 or v >= 2), "be 0 (off) or at least 2"))
     disp_init: Optional[float] = option(
         None, "initial output of the sigmoid disparity heads (their bias = logit of it); unset: "
-        "upstream's zero bias, 0.5", valid=((lambda v: 0 < v < 1), "be in (0, 1) (a sigmoid output)"))
+        "upstream's zero bias, 0.5", valid=(lambda v: 0 < v < 1, "be in (0, 1) (a sigmoid output)"))
     bin_mode: str = option("adaptive", "bin centres: predicted per image or uniform",
                            ("adaptive", "fixed"))
     bin_head: str = option("light", "bin head: one conv (light) or AdaBins' mini-ViT, the report's "
@@ -168,7 +165,7 @@ class TrainConfig:
         lambda v: set(v) <= {"encoder", "depth", "pose_encoder", "pose"},
         "be from encoder, depth, pose_encoder, pose"))
     resume: Optional[str] = option(None, "training state to resume: a path, or 'auto'")
-    overwrite: bool = option(False, "start again from step 0 in a run folder that holds checkpoints")
+    overwrite: bool = option(False, "start again from step 0 in a run folder with checkpoints")
     device: str = option("auto", "auto, cpu, cuda or cuda:N", valid=(
         lambda v: v in ("auto", "cpu", "cuda") or v.startswith("cuda:"),
         "be auto, cpu, cuda or cuda:N"))
@@ -187,9 +184,7 @@ CHECKS: List[Callable[[Any], None]] = []  # the extensions' rules (cfg -> None),
 
 
 def _index(section: str) -> None:
-    hints = typing.get_type_hints(SECTIONS[section])
-    FIELDS.update({f.name: (section, f, hints[f.name])
-                   for f in dataclasses.fields(SECTIONS[section])})
+    FIELDS.update({f.name: (section, f, f.type) for f in dataclasses.fields(SECTIONS[section])})
 
 
 for _section in SECTIONS:
