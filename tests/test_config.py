@@ -146,6 +146,19 @@ def test_yaml_errors_name_the_key(tmp_path, text, message):
     assert message in str(exc.value)
 
 
+def test_coerce_checks_one_value_type_choice_and_rule():
+    """coerce (used for stored weight folders too) normalises a value or names the flag."""
+    assert C.coerce("lr", ["1e-4"]) == [1e-4] and C.coerce("bins", 64.0) == 64
+    assert C.coerce("dilations", ((1, 2), (1,), (3,))) == [[1, 2], [1], [3]]
+    for name, value, message in (("bins", True, "--bins: expected int"),
+                                 ("amp", "fp8", "--amp: 'fp8' is not one of"),
+                                 ("height", 100, "--height must be a positive multiple of 32"),
+                                 ("heigth", 96, "unknown option '--heigth' (did you mean")):
+        with pytest.raises(C.ConfigError, match=None) as exc:
+            C.coerce(name, value)
+        assert message in str(exc.value)
+
+
 def test_round_trip_through_dict_and_yaml(tmp_path):
     import yaml
 
