@@ -37,18 +37,21 @@ def test_include(tmp_path):
     assert cfg.train.batch_size == 8 and cfg.model.width == 320
 
 
-def test_include_cycle_and_missing_file_are_errors(tmp_path):
+def test_include_chain_cycle_and_missing_file(tmp_path):
+    """A base may include its own base; a cycle, a missing file or a list of bases is an error."""
+    (tmp_path / "base.yaml").write_text("batch_size: 3\nwidth: 320\n")
+    (tmp_path / "mid.yaml").write_text("include: base.yaml\nwidth: 640\n")
+    (tmp_path / "top.yaml").write_text("include: mid.yaml\nheight: 96\n")
+    assert C.load_yaml(str(tmp_path / "top.yaml")) == dict(batch_size=3, width=640, height=96)
     (tmp_path / "a.yaml").write_text("include: b.yaml\n")
-    (tmp_path / "b.yaml").write_text("include: [a.yaml]\n")
+    (tmp_path / "b.yaml").write_text("include: a.yaml\n")
     with pytest.raises(C.ConfigError, match="include cycle at .*a.yaml"):
         C.load_yaml(str(tmp_path / "a.yaml"))
     with pytest.raises(C.ConfigError, match="--config: no such file .*c.yaml"):
         C.load_yaml(str(tmp_path / "c.yaml"))
-    # a base included twice (diamond) is no cycle
-    (tmp_path / "base.yaml").write_text("batch_size: 3\n")
-    (tmp_path / "left.yaml").write_text("include: base.yaml\nwidth: 320\n")
-    (tmp_path / "top.yaml").write_text("include: [left.yaml, base.yaml]\nheight: 96\n")
-    assert C.load_yaml(str(tmp_path / "top.yaml")) == dict(batch_size=3, width=320, height=96)
+    (tmp_path / "two.yaml").write_text("include: [a.yaml, base.yaml]\n")
+    with pytest.raises(C.ConfigError, match="include takes one file name, got \\['a.yaml'"):
+        C.load_yaml(str(tmp_path / "two.yaml"))
 
 
 def test_yaml_exponent_without_dot_is_a_number(tmp_path):
@@ -141,6 +144,19 @@ def test_yaml_errors_name_the_key(tmp_path, text, message):
     with pytest.raises(C.ConfigError, match=None) as exc:
         C.config_from_namespace(type("A", (), {"config": [str(yml)]})())
     assert message in str(exc.value)
+
+
+def test_coerce_checks_one_value_type_choice_and_rule():
+    """coerce (used for stored weight folders too) normalises a value or names the flag."""
+    assert C.coerce("lr", ["1e-4"]) == [1e-4] and C.coerce("bins", 64.0) == 64
+    assert C.coerce("dilations", ((1, 2), (1,), (3,))) == [[1, 2], [1], [3]]
+    for name, value, message in (("bins", True, "--bins: expected int"),
+                                 ("amp", "fp8", "--amp: 'fp8' is not one of"),
+                                 ("height", 100, "--height must be a positive multiple of 32"),
+                                 ("heigth", 96, "unknown option '--heigth' (did you mean")):
+        with pytest.raises(C.ConfigError, match=None) as exc:
+            C.coerce(name, value)
+        assert message in str(exc.value)
 
 
 def test_round_trip_through_dict_and_yaml(tmp_path):
