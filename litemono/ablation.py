@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
-import torch
 
 from . import io
 from .checkpoint import save_weights_folder, seed_everything
@@ -197,11 +196,11 @@ def evaluate_weights(weights: Path, cfg: Config, gt_depths: Sequence[np.ndarray]
     Returns:
         the seven mean metrics, ``macs`` (thop convention), ``params`` and ``median_ratio``.
     """
+    from .device import resolve_device
     from .evaluation import evaluate_predictions, predict_split
     from .models.profile import count_macs, count_parameters
 
-    device = torch.device("cuda" if cfg.train.device in ("auto", "cuda") and
-                          torch.cuda.is_available() else "cpu")
+    device = resolve_device(cfg.train.device)
     disps, net = predict_split(str(weights), cfg.data.data_path, test_split or cfg.data.split,
                                cfg.data.splits_dir, device, batch_size=16, num_workers=0,
                                png=cfg.data.png, min_depth=cfg.loss.min_depth,

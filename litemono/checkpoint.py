@@ -23,10 +23,8 @@ done is on disk, and a save killed half-way is redone by ``--resume auto``
 (docs/reliability.md). The training state holds
 only tensors, numbers, strings and containers, so it loads with ``weights_only=True``.
 
-Exact resume also needs the data order: :class:`ResumableSampler` draws each epoch's permutation
-from (seed, epoch) and can start mid-epoch, and :class:`SeededItems` seeds python / numpy /
-torch from (seed, epoch, position, rank) before each item, so augmentation does not depend on the
-number of loader workers or on where a run was interrupted.
+Exact resume also needs the data order: :mod:`litemono.data.sampling` (the resumable sampler
+and the per-item seeds).
 """
 from __future__ import annotations
 
@@ -35,7 +33,7 @@ import pickle
 import random
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -356,76 +354,6 @@ def restore_state(state: Mapping[str, Any], parts: Any, what: str) -> None:
         parts.schedules[name].load_state_dict(state["schedules"][name])
     if state["scaler"]:
         parts.scaler.load_state_dict(state["scaler"])
-
-
-# ----------------------------------------------------------------------------- data order
-
-def derive_seed(*parts: int) -> int:
-    """A 32-bit seed that depends on every part (numpy's SeedSequence hashing)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
-
-
-class ResumableSampler(torch.utils.data.Sampler):
-    """Each epoch's shuffled order from (seed, epoch), sharded over ranks, optionally resumed.
-
-    Yields ``(epoch, position, index)`` keys for :class:`SeededItems`; ``position`` counts this
-    rank's items within the epoch. Like a drop-last ``DistributedSampler``, every rank gets
-    ``len(dataset) // world_size`` items.
-
-    Args:
-        size: dataset length.
-        seed: ``--seed``.
-        shuffle: False for validation (dataset order).
-        rank, world_size: the process and the number of processes.
-    """
-
-    def __init__(self, size: int, seed: int, shuffle: bool = True, rank: int = 0,
-                 world_size: int = 1) -> None:
-        self.size, self.seed, self.shuffle = size, seed, shuffle
-        self.rank, self.world_size = rank, world_size
-        self.epoch, self.start = 0, 0
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Iterate epoch ``epoch`` from this rank's item ``start`` on."""
-        self.epoch, self.start = epoch, start
-
-    def __len__(self) -> int:
-        return self.size // self.world_size - self.start
-
-    def __iter__(self) -> Iterator[tuple]:
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
-            order = torch.randperm(self.size, generator=generator).tolist()
-        else:
-            order = list(range(self.size))
-        per_rank = self.size // self.world_size
-        mine: List[int] = order[self.rank::self.world_size][:per_rank]
-        for position in range(self.start, per_rank):
-            yield self.epoch, position, mine[position]
-
-
-class SeededItems(torch.utils.data.Dataset):
-    """Wraps a dataset: item ``(epoch, position, index)`` is ``dataset[index]`` drawn with all
-    global generators seeded from (seed, epoch, position, rank); the caller's generator states are
-    restored afterwards, so fetching never disturbs the training randomness."""
-
-    def __init__(self, dataset: torch.utils.data.Dataset, seed: int, rank: int = 0) -> None:
-        self.dataset, self.seed, self.rank = dataset, seed, rank
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: tuple) -> Any:
-        epoch, position, index = key
-        saved = capture_rng(include_cuda=False)  # datasets draw on the CPU generators only
-        item_seed = derive_seed(self.seed, epoch, position, self.rank)
-        random.seed(item_seed)
-        np.random.seed(item_seed)
-        torch.default_generator.manual_seed(item_seed)
-        try:
-            return self.dataset[index]
-        finally:
-            restore_rng(saved)
 
 
 def is_better(value: float, best: Optional[float]) -> bool:

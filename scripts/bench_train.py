@@ -157,7 +157,7 @@ def main(argv=None) -> dict:
         "step_s": summary["median_s"], "step_min_s": summary["min_s"],
         "step_max_s": summary["max_s"], "runs": summary["runs"], "warmup": args.warmup,
         "samples_per_s": cfg.train.batch_size / summary["median_s"],
-        "peak_memory_mb": peak_mb, "phases_s": phases, "first_loss": losses[0], "environment": bench.environment(device)}
+        "peak_memory_mb": peak_mb, "phases_s": phases, "first_loss": float(losses[0]), "environment": bench.environment(device)}
     bench.print_json(result)
     return result
 

@@ -244,7 +244,8 @@ def same_step_losses(trainer, up_batch, parts, criterion, batch, seed: int) -> d
         torch.manual_seed(seed)
         upstream = float(trainer.process_batch(up_batch)[1]["loss"])
         torch.manual_seed(seed)
-        outputs = engine.predict(parts.run_depth, parts.run_pose, batch, criterion.source_frames)
+        outputs = engine.run_networks(parts.run_depth, parts.run_pose, batch,
+                                      criterion.source_frames)
         ours = float(criterion(batch, outputs)[0])
     finally:
         for net in pose_nets:
@@ -314,7 +315,7 @@ def main(argv=None) -> dict:
         sides[side] = {"step_s": summary["median_s"], "step_min_s": summary["min_s"],
                        "step_max_s": summary["max_s"], "times_s": times[side],
                        "samples_per_s": cfg.train.batch_size / summary["median_s"],
-                       "first_loss": losses[side][0]}
+                       "first_loss": float(losses[side][0])}
     result = {
         "benchmark": "train_step_vs_upstream", "model": m.model, "height": m.height,
         "width": m.width, "batch_size": cfg.train.batch_size, "channels_last": channels_last,
@@ -326,7 +327,7 @@ def main(argv=None) -> dict:
         "weights_shared": True, "runs": args.repeats, "warmup": args.warmup,
         "upstream": sides["upstream"], "ours": sides["ours"],
         "ratio_upstream_over_ours": sides["upstream"]["step_s"] / sides["ours"]["step_s"],
-        "first_loss_rel_diff": abs(losses["ours"][0] - losses["upstream"][0])
+        "first_loss_rel_diff": abs(float(losses["ours"][0]) - losses["upstream"][0])
         / abs(losses["upstream"][0]),
         "same_step": same_step, "environment": bench.environment(device)}
     bench.print_json(result)

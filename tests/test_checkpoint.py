@@ -11,8 +11,7 @@ import torch
 import yaml
 
 from litemono import io
-from litemono.checkpoint import (CheckpointError, ResumableSampler, SeededItems, capture_rng,
-                                 changed_options, derive_seed,
+from litemono.checkpoint import (CheckpointError, capture_rng, changed_options,
                                  load_training_state, load_weights_folder,
                                  resolve_resume, restore_rng, save_training_state,
                                  save_weights_folder, write_run_config)
@@ -104,63 +103,12 @@ def test_run_config_files(tmp_path):
     assert opt["no_ssim"] is True and opt["disable_automasking"] is False and opt["bins"] == 8
 
 
-def test_sampler_order_is_a_function_of_seed_and_epoch():
-    sampler = ResumableSampler(10, seed=5)
-    sampler.set_epoch(2)
-    full = list(sampler)
-    assert sorted(k[2] for k in full) == list(range(10)) and [k[1] for k in full] == list(range(10))
-    sampler.set_epoch(2, start=4)
-    assert list(sampler) == full[4:] and len(sampler) == 6
-    sampler.set_epoch(3)
-    assert [k[2] for k in sampler] != [k[2] for k in full]
-    ranks = [ResumableSampler(11, seed=5, rank=r, world_size=2) for r in range(2)]
-    for r in ranks:
-        r.set_epoch(2)
-    shards = [[k[2] for k in r] for r in ranks]
-    assert len(shards[0]) == len(shards[1]) == 5 and not set(shards[0]) & set(shards[1])
-    permutation = torch.randperm(11, generator=torch.Generator().manual_seed(derive_seed(5, 2)))
-    assert shards[0] == permutation.tolist()[0:10:2]
-
-
-class _RandomItems(torch.utils.data.Dataset):
-    def __len__(self):
-        return 6
-
-    def __getitem__(self, index):
-        return (index, random.random(), float(np.random.rand()), torch.rand(1).item())
-
-
-def test_seeded_items_are_reproducible_and_leave_global_rng_alone():
-    items = SeededItems(_RandomItems(), seed=0)
-    torch.manual_seed(123)
-    first = items[(1, 2, 3)]
-    after = torch.rand(1)
-    torch.manual_seed(999)  # a different global state gives the same item
-    assert items[(1, 2, 3)] == first
-    assert items[(1, 3, 3)] != first and items[(2, 2, 3)] != first
-    torch.manual_seed(123)
-    items[(0, 0, 0)]
-    assert torch.equal(torch.rand(1), after)  # fetching did not consume the caller's generator
-
-
 def test_changed_options_lists_only_options_that_change_the_numbers(tmp_path):
     cfg = from_dict({"log_dir": str(tmp_path), "seed": 1, "num_steps": 10})
     later = cfg.replace(num_steps=20, resume="auto", num_workers=0)
     assert changed_options(cfg.to_dict(), later) == []
     changed = changed_options(cfg.to_dict(), later.replace(seed=2, batch_size=4))
     assert sorted(changed) == ["--batch_size: 16 -> 4", "--seed: 1 -> 2"]
-
-
-def test_item_draws_do_not_depend_on_loader_workers():
-    sampler = ResumableSampler(6, seed=4)
-    sampler.set_epoch(1)
-    batches = []
-    for workers in (0, 2):
-        loader = torch.utils.data.DataLoader(SeededItems(_RandomItems(), seed=4), batch_size=2,
-                                             sampler=sampler, num_workers=workers)
-        batches.append([b for b in loader])
-    for single, multi in zip(*batches):
-        assert all(torch.equal(a, b) for a, b in zip(single, multi))
 
 
 KILLED_SAVE = """

@@ -13,6 +13,7 @@ from litemono import checkpoint as ckpt
 from litemono import engine
 from litemono.config import from_dict
 from litemono.data import build_dataset
+from litemono.data.sampling import ResumableSampler
 from litemono.geometry import transformation_from_parameters
 from litemono.logging_utils import RunLogger, colourise, epoch_summary
 from litemono.models.build import load_depth_network
@@ -160,6 +161,78 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, ca
 
 
 @pytest.mark.slow
+def test_nan_mid_epoch_stops_at_the_next_read_naming_the_first_bad_step(tmp_path, monkeypatch):
+    use_tiny_scene(monkeypatch, train_size=8)  # 4 steps per epoch, read only at its end
+    real_build = engine.build_criterion
+    monkeypatch.setattr(engine, "build_criterion", lambda cfg: NaNAtStep(real_build(cfg), 2))
+    steps = []
+    real_step = engine.train_step
+    monkeypatch.setattr(engine, "train_step", lambda *a: steps.append(a[3]) or real_step(*a))
+    with pytest.raises(engine.TrainingDiverged) as caught:
+        engine.train(tiny_config(tmp_path, "nan", log_frequency=3, num_steps=8))
+    message = str(caught.value)
+    # steps 3 and 4 ran on NaN weights (their losses are NaN too): the first one is named
+    assert message.startswith("step 2: non-finite loss nan (") and "step 3" not in message
+    assert "photometric=" in message and "loss/scale0=" in message
+    assert message.endswith("no checkpoint was saved yet")
+    assert steps == [1, 2, 3]  # the read at step 3 (--log_frequency 3) stopped the run
+    assert not (tmp_path / "nan" / "checkpoints" / "last.pt").exists()
+    assert not list((tmp_path / "nan" / "models").glob("weights_*"))
+
+
+HOST_READS = ("item", "tolist", "numpy", "cpu", "__float__", "__int__", "__bool__", "__index__")
+
+
+def test_train_step_never_reads_a_tensor_on_the_host(tmp_path, monkeypatch):
+    cfg = tiny_config(tmp_path)
+    parts = engine.build_parts(cfg, torch.device("cpu"), 1)
+    criterion = engine.build_criterion(cfg)
+    scene = TinyScene(2, 32, 64)
+    batch = torch.utils.data.default_collate([scene[0], scene[1]])
+    weight = parts.depth.decoder.state_dict()["decoder.0.conv.conv.weight"]
+    before = weight.clone()
+    tracker = engine.LossTracker()
+
+    def host_read(self, *args, **kwargs):
+        raise AssertionError("a host read of a tensor inside the training step")
+
+    with monkeypatch.context() as patch:
+        for name in HOST_READS:
+            patch.setattr(torch.Tensor, name, host_read)
+        with pytest.raises(AssertionError, match="host read"):
+            float(torch.ones(()))  # the guard is armed
+        for step in (1, 2):
+            total, terms, _ = engine.train_step(parts, criterion, batch, step, None, 1)
+            tracker.update(step, total, terms)
+    assert not torch.equal(before, weight)
+    steps = {float(state["step"]) for optimizer in parts.optimizers.values()
+             for state in optimizer.state.values()}
+    assert steps == {2.0}  # both updates ran for every parameter (none skipped)
+    tracker.check()
+    assert len(tracker.losses) == 2 and tracker.losses[1] == float(total)
+
+
+
+def test_a_non_finite_step_leaves_weights_and_optimiser_state_unchanged(tmp_path):
+    cfg = tiny_config(tmp_path)
+    parts = engine.build_parts(cfg, torch.device("cpu"), 1)
+    criterion = NaNAtStep(engine.build_criterion(cfg), 2)
+    scene = TinyScene(2, 32, 64)
+    batch = torch.utils.data.default_collate([scene[0], scene[1]])
+    engine.train_step(parts, criterion, batch, 1, None, 1)
+    good = {k: v.detach().clone() for k, v in parts.depth.named_parameters()}
+    moments = [{k: v.clone() for k, v in state.items()}
+               for state in parts.optimizers["depth"].state.values()]
+    total, terms, _ = engine.train_step(parts, criterion, batch, 2, None, 1)
+    assert torch.isnan(total)
+    assert_same_weights(dict(parts.depth.named_parameters()), good)  # BatchNorm stats move
+    for saved, state in zip(moments, parts.optimizers["depth"].state.values()):
+        assert all(torch.equal(saved[k], state[k]) for k in saved)  # step count included
+    engine.train_step(parts, criterion, batch, 3, None, 1)  # finite again: the update runs
+    assert not torch.equal(parts.depth.decoder.state_dict()["decoder.0.conv.conv.weight"],
+                           good["decoder.decoder.0.conv.conv.weight"])
+
+@pytest.mark.slow
 def test_run_folder_config_and_upstream_layout(tmp_path, monkeypatch):
     use_tiny_scene(monkeypatch, train_size=2)
     cfg = tiny_config(tmp_path, "layout", num_steps=1, save_optimizer_in_weights=True)
@@ -295,7 +368,7 @@ def test_amp_runs_networks_in_bf16_and_losses_in_float32(tmp_path):
     pose_fp32 = transformation_from_parameters(outputs[("axisangle", 0, -1)][:, 0],
                                                outputs[("translation", 0, -1)][:, 0], invert=True)
     assert torch.equal(outputs[("cam_T_cam", 0, -1)], pose_fp32)  # not built under autocast
-    assert torch.isfinite(torch.tensor(loss)) and set(terms) >= {"photometric", "smoothness"}
+    assert torch.isfinite(loss) and set(terms) >= {"photometric", "smoothness"}
     assert not torch.equal(before, parts.depth.decoder.state_dict()["decoder.0.conv.conv.weight"])
 
 
@@ -308,7 +381,7 @@ def test_validation_reports_losses_and_depth_metrics(synthetic_kitti, tmp_path):
     parts = engine.build_parts(cfg, cpu, 1)
     criterion = engine.build_criterion(cfg)
     val_set = build_dataset(cfg, "val", is_train=False)
-    loader = engine._loader(val_set, ckpt.ResumableSampler(len(val_set), 0, shuffle=False), cfg,
+    loader = engine._loader(val_set, ResumableSampler(len(val_set), 0, shuffle=False), cfg,
                             cpu, 0, drop_last=False)
     val = engine.validate(parts, criterion, loader, cpu, False, None, 1,
                           RunLogger(tmp_path, enabled=False), 0)
@@ -485,7 +558,7 @@ def test_pose_init_forward_starts_every_pair_moving_along_the_true_motion(synthe
     dataset = build_dataset(cfg, "train", is_train=False)
     batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=4, shuffle=False)))
     with torch.no_grad():
-        outputs = engine.predict(parts.depth, parts.pose, batch, [-1, 1])
+        outputs = engine.run_networks(parts.depth, parts.pose, batch, [-1, 1])
     for f in (-1, 1):
         for i, index in enumerate(batch["index"].tolist()):
             line = dataset.entries[index].line
