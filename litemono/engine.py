@@ -67,9 +67,8 @@ def train_step(parts: Parts, criterion: nn.Module, inputs: Dict, step: int,
     by name, the network outputs. A non-finite loss leaves the weights unchanged (the update is
     skipped on the device); :class:`~litemono.loss_tracker.LossTracker` reports it when read.
     """
-    outputs = run_networks(parts.run_depth, parts.run_pose, inputs, criterion.source_frames,
-                           amp_dtype)
-    total, terms = criterion(inputs, outputs)
+    total, terms, outputs = parts.forward_and_loss(parts.run_depth, parts.run_pose, criterion,
+                                                   inputs, amp_dtype)
     for optimizer in parts.optimizers.values():
         optimizer.zero_grad(set_to_none=True)
     parts.scaler.scale(total).backward()

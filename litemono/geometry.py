@@ -80,21 +80,26 @@ def transformation_from_parameters(axisangle: torch.Tensor, translation: torch.T
     return torch.cat([top, bottom], dim=1)
 
 
-@functools.lru_cache(maxsize=32)
-def pixel_grid(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """Homogeneous pixel coordinates ``(u, v, 1)`` of an image, row-major.
-
-    Cached per ``(height, width, device, dtype)``; the result is shared, so never modify it.
+def make_pixel_grid(height: int, width: int, device: torch.device,
+                    dtype: torch.dtype) -> torch.Tensor:
+    """Homogeneous pixel coordinates ``(u, v, 1)`` of an image, row-major, built anew.
 
     Returns:
         (3, height * width): u = column index, v = row index (pixel centres at integers).
     """
+    rows, cols = torch.meshgrid(torch.arange(height, dtype=dtype, device=device),
+                                torch.arange(width, dtype=dtype, device=device), indexing="ij")
+    return torch.stack([cols.reshape(-1), rows.reshape(-1), torch.ones_like(cols).reshape(-1)])
+
+
+@functools.lru_cache(maxsize=32)
+def pixel_grid(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """:func:`make_pixel_grid`, cached per ``(height, width, device, dtype)``; the result is
+    shared, so never modify it."""
     # a normal tensor even when first built under torch.inference_mode(): an inference tensor
     # in the cache would break every later backward pass through backproject()
     with torch.inference_mode(False):
-        rows, cols = torch.meshgrid(torch.arange(height, dtype=dtype, device=device),
-                                    torch.arange(width, dtype=dtype, device=device), indexing="ij")
-        return torch.stack([cols.reshape(-1), rows.reshape(-1), torch.ones_like(cols).reshape(-1)])
+        return make_pixel_grid(height, width, device, dtype)
 
 
 def backproject(depth: torch.Tensor, inv_K: torch.Tensor) -> torch.Tensor:
@@ -108,7 +113,9 @@ def backproject(depth: torch.Tensor, inv_K: torch.Tensor) -> torch.Tensor:
         (B, 4, H, W) homogeneous camera-frame points ``(X, Y, Z, 1)``.
     """
     batch, _, height, width = depth.shape
-    grid = pixel_grid(height, width, depth.device, depth.dtype)
+    # a compiled step builds the grid inside its graph (torch.compile bypasses an lru_cache)
+    grid_of = make_pixel_grid if torch.compiler.is_compiling() else pixel_grid
+    grid = grid_of(height, width, depth.device, depth.dtype)
     rays = inv_K[:, :3, :3] @ grid  # (B, 3, H*W), rays with z = 1
     points = rays * depth.reshape(batch, 1, -1)
     ones = torch.ones_like(points[:, :1])

@@ -172,7 +172,10 @@ class TrainConfig:
     amp: str = option("off", "mixed precision for the networks", ("off", "bf16", "fp16"))
     channels_last: bool = option(False, "channels_last memory format for the networks and their "
                                         "inputs")
-    compile: bool = option(False, "torch.compile the networks")
+    compile: bool = option(False, "torch.compile the training step's forward and loss as one graph")
+    compile_mode: str = option("default", "torch.compile mode of --compile: default, "
+                               "reduce-overhead (CUDA graphs) or max-autotune",
+                               ("default", "reduce-overhead", "max-autotune"))
     sync_bn: bool = option(False, "SyncBatchNorm under torchrun (CUDA devices only)")
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from . import distributed
+from .compile import compile_step
 from .config import Config, ConfigError, lr_schedule_params
 from .geometry import transformation_from_parameters
 from .models.build import build_depth_network, build_pose_network
@@ -39,6 +40,11 @@ class Parts:
     optimizers: Dict[str, torch.optim.Optimizer]
     schedules: Dict[str, Any]
     scaler: torch.amp.GradScaler
+    forward_and_loss: Callable[..., tuple] = None  # type: ignore[assignment]  # set below
+
+    def __post_init__(self):
+        if self.forward_and_loss is None:
+            self.forward_and_loss = forward_and_loss
 
 
 def build_parts(cfg: Config, device: torch.device, world: int) -> Parts:
@@ -67,12 +73,12 @@ def build_parts(cfg: Config, device: torch.device, world: int) -> Parts:
 
 
 def wrap_for_training(parts: Parts, cfg: Config, device: torch.device, world: int) -> None:
-    """DistributedDataParallel under torchrun, then ``--compile``."""
+    """DistributedDataParallel under torchrun, then ``--compile``: the step's forward and loss
+    (:func:`forward_and_loss`) as one graph, in ``--compile_mode`` (:mod:`litemono.compile`)."""
     parts.run_depth = distributed.wrap_ddp(parts.depth, device, world)
     parts.run_pose = distributed.wrap_ddp(parts.pose, device, world)
     if cfg.train.compile:
-        parts.run_depth = torch.compile(parts.run_depth)
-        parts.run_pose = torch.compile(parts.run_pose)
+        parts.forward_and_loss = compile_step(forward_and_loss, cfg.train.compile_mode)
 
 
 def start_parts(cfg: Config, parts: Parts, state: Optional[Mapping[str, Any]],
@@ -133,6 +139,14 @@ def run_networks(depth_net: nn.Module, pose_net: nn.Module, inputs: Mapping[Any,
     if "s" in sources:
         outputs[("cam_T_cam", 0, "s")] = inputs["stereo_T"]
     return outputs
+
+
+def forward_and_loss(depth_net: nn.Module, pose_net: nn.Module, criterion: nn.Module,
+                     inputs: Mapping[Any, Any], amp_dtype: Optional[torch.dtype] = None) -> tuple:
+    """The step's forward and loss: ``(total, terms, outputs)``; what ``--compile`` compiles."""
+    outputs = run_networks(depth_net, pose_net, inputs, criterion.source_frames, amp_dtype)
+    total, terms = criterion(inputs, outputs)
+    return total, terms, outputs
 
 
 def to_device(batch: Mapping[Any, Any], device: torch.device, channels_last: bool) -> Dict:

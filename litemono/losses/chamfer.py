@@ -4,7 +4,8 @@ The seed report's distribution loss (its Eq. 1) follows AdaBins (Bhat et al., CV
 section 3.3, "bin-center density loss"), which pulls the predicted bin centres towards the depths
 present in an image. Here the target set is the teacher's disparity (Depth Anything V2), aligned
 to the student like the distillation term, sampled at a fixed stride over the non-zero pixels;
-the 1-D Chamfer distance is computed in plain PyTorch, per image, then averaged over images.
+the 1-D Chamfer distance is computed in plain PyTorch, per image, then averaged over images,
+all in static shapes (no boolean indexing, no host synchronisation), so the step compiles whole.
 ``--chamfer_reduction`` picks how each direction reduces over its points:
 
 * ``sum`` (the report's Eq. 1)::
@@ -52,18 +53,19 @@ def chamfer_1d(points: torch.Tensor, centers: torch.Tensor,
     sq_dist = (points.unsqueeze(2) - centers.unsqueeze(1)) ** 2  # (B, N, K)
     weight = mask.to(sq_dist.dtype)
     count = weight.sum(dim=1)  # (B,)
+    has_points = count > 0
     point_term = (sq_dist.min(dim=2).values * weight).sum(dim=1)  # (B,)
     hidden = sq_dist.masked_fill(~mask.unsqueeze(2), float("inf"))
     center_term = hidden.min(dim=1).values  # (B, K); inf only in images without points
-    has_points = count > 0
-    if not has_points.any():
-        return centers.sum() * 0.0
     if reduction == "mean":
         point_term = point_term / count.clamp_min(1.0)
-        center_term = center_term[has_points].mean(dim=1)
+        center_term = center_term.mean(dim=1)
     else:
-        center_term = center_term[has_points].sum(dim=1)
-    return (point_term[has_points] + center_term).mean()
+        center_term = center_term.sum(dim=1)
+    # static shapes: images without points get weight 0 rather than being indexed out
+    per_image = point_term + torch.where(has_points, center_term, 0.0)
+    image_weight = has_points.to(per_image.dtype)
+    return (per_image * image_weight).sum() / image_weight.sum().clamp_min(1.0)
 
 
 def sample_points(values: torch.Tensor, mask: torch.Tensor,
@@ -80,18 +82,19 @@ def sample_points(values: torch.Tensor, mask: torch.Tensor,
 
     Returns:
         ``(points, point_mask)``, both (B, count); padding has value 0 and mask False.
+
+    Static shapes (no boolean indexing, no loop over images): the running count of valid pixels
+    along each row locates the r-th valid pixel as the first position where the count exceeds r.
     """
-    points = values.new_zeros(values.shape[0], count)
-    point_mask = torch.zeros(values.shape[0], count, dtype=torch.bool, device=values.device)
-    for b in range(values.shape[0]):
-        valid = values[b][mask[b]]
-        total = valid.numel()
-        taken = min(count, total)
-        if taken == 0:
-            continue
-        index = torch.arange(taken, device=values.device) * total // taken
-        points[b, :taken] = valid[index]
-        point_mask[b, :taken] = True
+    flat, valid = values.flatten(1), mask.flatten(1)  # (B, H*W)
+    total = valid.sum(dim=1, keepdim=True)  # (B, 1): V per image
+    taken = total.clamp(max=count)  # n = min(count, V)
+    i = torch.arange(count, device=values.device)
+    rank = i * total // taken.clamp_min(1)  # (B, count): which valid pixel each point takes
+    running = valid.cumsum(dim=1)  # (B, H*W): valid pixels up to and including each position
+    position = torch.searchsorted(running, rank + 1).clamp_max(flat.shape[1] - 1)
+    point_mask = i < taken  # (B, count)
+    points = torch.where(point_mask, flat.gather(1, position), 0.0)
     return points, point_mask
 
 

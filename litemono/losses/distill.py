@@ -66,15 +66,40 @@ def teacher_disparity(inputs: Mapping[Any, Any], term: str) -> torch.Tensor:
     return inputs["teacher_disp"]
 
 
-def _per_image(values: torch.Tensor, mask: torch.Tensor, reduce: Callable) -> torch.Tensor:
-    """``reduce(values[b][mask[b]])`` for every image b -> (B, 1, 1, 1); 0 where none valid."""
-    out = [reduce(v[m]) if m.any() else v.new_zeros(()) for v, m in zip(values, mask)]
-    return torch.stack(out).view(-1, 1, 1, 1)
+def masked_median(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-image median of the valid values, numpy's interpolating definition, in static shapes.
+
+    ``torch.quantile(values[b][mask[b]], 0.5)`` for every image b, without boolean indexing or a
+    loop over images (so the step compiles into one graph and never waits for the host): the
+    invalid entries are pushed to +inf, each row is sorted, and the two middle valid entries,
+    at ranks ``floor`` and ``ceil`` of ``(V - 1) / 2``, are interpolated. The gradient goes to
+    those two entries, as torch.quantile's does.
+
+    Args:
+        values: (B, 1, H, W); computed in float32 (float64 stays float64), like torch.quantile.
+        mask: (B, 1, H, W) bool, the valid pixels V.
+
+    Returns:
+        (B, 1, 1, 1); 0 for an image without valid pixels.
+    """
+    flat = values.flatten(1)  # (B, H*W)
+    if flat.dtype != torch.float64:
+        flat = flat.float()
+    valid = mask.flatten(1)
+    count = valid.sum(dim=1, keepdim=True)  # (B, 1)
+    ordered = flat.masked_fill(~valid, float("inf")).sort(dim=1).values  # valid first
+    rank = 0.5 * (count - 1).clamp_min(0).to(flat.dtype)  # where the median sits among V
+    below = rank.floor().long()
+    median = torch.lerp(ordered.gather(1, below), ordered.gather(1, rank.ceil().long()),
+                        rank - below)
+    # an image without valid pixels interpolates inf and inf (nan): give it 0
+    return torch.where(count > 0, median, 0.0).view(-1, 1, 1, 1)
 
 
-def _median(values: torch.Tensor) -> torch.Tensor:
-    # interpolating median (numpy's definition); quantile needs float32 or float64
-    return torch.quantile(values if values.dtype == torch.float64 else values.float(), 0.5)
+def masked_max(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-image maximum of the valid values -> (B, 1, 1, 1); 0 where none is valid."""
+    largest = values.masked_fill(~mask, float("-inf")).amax(dim=(1, 2, 3), keepdim=True)
+    return torch.where(mask.any(dim=(1, 2, 3), keepdim=True), largest, 0.0)
 
 
 def align_median(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -88,8 +113,8 @@ def align_median(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tenso
     Returns:
         (B, 1, H, W) ``teacher * median(student) / median(teacher)`` per image.
     """
-    student_median = _per_image(student.detach(), mask, _median)
-    teacher_median = _per_image(teacher, mask, _median)
+    student_median = masked_median(student.detach(), mask)
+    teacher_median = masked_median(teacher, mask)
     return teacher * student_median / teacher_median.clamp_min(EPS)
 
 
@@ -99,8 +124,8 @@ def align_normalized(teacher: torch.Tensor, student: torch.Tensor,
 
     Args as :func:`align_median` (``student`` is unused: the target range is fixed).
     """
-    centred = teacher - _per_image(teacher, mask, _median)
-    spread = _per_image(centred.abs(), mask, torch.max)
+    centred = teacher - masked_median(teacher, mask)
+    spread = masked_max(centred.abs(), mask)
     return 0.5 + centred / (2.0 * spread.clamp_min(EPS))
 
 
@@ -111,7 +136,7 @@ def robust_stats(values: torch.Tensor, mask: torch.Tensor):
         values: (B, 1, H, W).
         mask: (B, 1, H, W) bool, the valid pixels V.
     """
-    median = _per_image(values, mask, _median)
+    median = masked_median(values, mask)
     weight = mask.to(values.dtype)
     count = weight.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1.0)
     spread = ((values - median).abs() * weight).sum(dim=(1, 2, 3), keepdim=True) / count
@@ -143,9 +168,9 @@ ALIGNERS: Dict[str, Aligner] = {
 
 def si_pair(disp: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor):
     """``si``: ``(m * s / median(s), m * t / median(t))`` with ``m`` the detached median(s)."""
-    median = _per_image(disp, mask, _median)  # once; in the graph: the student side is scale-free
+    median = masked_median(disp, mask)  # once; in the graph: the student side is scale-free
     units = median.detach()
-    teacher_median = _per_image(teacher, mask, _median)
+    teacher_median = masked_median(teacher, mask)
     return disp * (units / median.clamp_min(EPS)), teacher * (units / teacher_median.clamp_min(EPS))
 
 
@@ -169,7 +194,8 @@ PAIRS = {"normalized": normalized_pair, "si": si_pair, "ssi": ssi_pair}
 
 def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean |prediction - target| over each image's valid pixels, averaged over the images that
-    have any (a batch without valid pixels gives a differentiable 0).
+    have any (a batch without valid pixels gives a differentiable 0). Static shapes: the images
+    without pixels get weight 0 instead of being indexed out.
 
     Args:
         prediction, target: (B, 1, H, W).
@@ -178,10 +204,8 @@ def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     weight = mask.to(prediction.dtype)
     count = weight.sum(dim=(1, 2, 3))
     per_image = ((prediction - target).abs() * weight).sum(dim=(1, 2, 3)) / count.clamp_min(1.0)
-    has_pixels = count > 0
-    if not has_pixels.any():
-        return prediction.sum() * 0.0
-    return per_image[has_pixels].mean()
+    has_pixels = (count > 0).to(per_image.dtype)
+    return (per_image * has_pixels).sum() / has_pixels.sum().clamp_min(1.0)
 
 
 def at_teacher_size(disp: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
