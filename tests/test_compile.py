@@ -167,3 +167,28 @@ def test_compile_flag_compiles_the_engine_step(monkeypatch):
     assert got_terms.keys() == want_terms.keys()
     for a, b in zip(got_params, want_params):  # the same update after the compiled forward
         torch.testing.assert_close(a, b)
+
+
+HOST_READS = ("item", "tolist", "numpy", "cpu", "__float__", "__int__", "__bool__", "__index__")
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda p: p.stem)
+def test_kitti_row_step_never_reads_a_tensor_on_the_host(row, monkeypatch):
+    # every row's whole step (forward, distillation / Chamfer terms, backward, AdamW) is queued
+    # without a host read, so a GPU never waits for the host inside a step
+    from litemono import engine
+
+    cfg = parse_config(["--config", str(row), "--height", str(HEIGHT), "--width", str(WIDTH),
+                        "--mypretrain", "none", "--weights_init", "scratch"])
+    torch.manual_seed(0)
+    built = parts.build_parts(cfg, torch.device("cpu"), 1)
+    criterion, inputs = build_criterion(cfg), _inputs(cfg)
+
+    def host_read(self, *args, **kwargs):
+        raise AssertionError("a host read of a tensor inside the training step")
+
+    with monkeypatch.context() as patch:
+        for name in HOST_READS:
+            patch.setattr(torch.Tensor, name, host_read)
+        total, _, _ = engine.train_step(built, criterion, inputs, 1, None, 1)
+    assert torch.isfinite(total)
