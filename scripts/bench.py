@@ -43,6 +43,7 @@ import functools
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -242,6 +243,12 @@ def modes(args) -> dict:
                         f"{args.timed_steps}", todo="pick other counts")
     if args.compile_backend:  # engine.wrap_for_training calls torch.compile: give it the backend
         torch.compile = functools.partial(torch.compile, backend=args.compile_backend)
+    if any(MODES[mode]["compile"] for mode in args.modes):
+        import torch._inductor.config as inductor_config
+
+        # inductor draws random numbers its own way; drop-path masks then differ from eager's
+        # and the losses could not be compared with fp32 eager. A few eager rand calls per step.
+        inductor_config.fallback_random = True
     set_threads(args)
     cfg = bench.training_config(args)
     device = bench.resolve_device(cfg.train.device)
@@ -260,7 +267,8 @@ def modes(args) -> dict:
     m, t = cfg.model, cfg.train
     return {"benchmark": "train_modes", "config": getattr(args, "config", None),
             "model": m.model, "height": m.height, "width": m.width, "batch_size": t.batch_size,
-            "options": step_options(cfg), "modes": results, "environment": bench.environment(device)}
+            "options": step_options(cfg), "modes": results,
+            "environment": bench.environment(device)}
 
 
 # --- infer ------------------------------------------------------------------------------------
@@ -337,8 +345,9 @@ def time_variant(cfg, batch_size: int, args, device: torch.device, up) -> dict:
 
     def under_modes(forward):
         def wrapped():
-            with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype or
-                                                        torch.float32, enabled=amp_dtype is not None):
+            with torch.inference_mode(), torch.autocast(device.type,
+                                                        dtype=amp_dtype or torch.float32,
+                                                        enabled=amp_dtype is not None):
                 return forward()
         return wrapped
 
@@ -696,9 +705,10 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work_dir", help="scene and runs go here (default: a temporary folder)")
     parser.add_argument("--height", type=int, default=64, help="training height")
     parser.add_argument("--width", type=int, default=192, help="training width")
-    parser.add_argument("--batch_size", type=int, default=2)
+    parser.add_argument("--batch_size", type=int, default=2, help="training batch size")
     parser.add_argument("--steps", type=int, default=4, help="steps before the resume (then 2x)")
-    parser.add_argument("--model", default="lite-mono-tiny", choices=VARIANT_NAMES)
+    parser.add_argument("--model", default="lite-mono-tiny", choices=VARIANT_NAMES,
+                        help="encoder variant trained")
     parser.add_argument("--timeout_s", type=float, default=120, help="per tool run")
 
 
@@ -907,7 +917,7 @@ def gpu(args) -> dict:
                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                    "nvidia_smi": run_tool(["nvidia-smi", "--query-gpu=name,memory.total,"
                                            "driver_version", "--format=csv,noheader"], 30)["tail"]
-                   .strip() if not args.dry_run else None,
+                   .strip() if shutil.which("nvidia-smi") else None,
                    "compile_mode_option": "compile_mode" in FIELDS}
     measurements: Dict[str, dict] = {}
     for name, argv, timeout_s in gpu_plan(args):
@@ -952,7 +962,8 @@ def cpu_plan(upstream_dir: str) -> List[tuple]:
                 "--device", "cpu", "--height", str(height), "--width", str(width),
                 "--batch_size", str(batch), "--repeats", "10", "--amp", amp, "--channels_last"]))
     plan.append(("infer_640x192", ["infer", "--upstream_dir", upstream_dir, "--device", "cpu",
-                                   "--height", "192", "--width", "640", "--variants", *VARIANT_NAMES,
+                                   "--height", "192", "--width", "640",
+                                   "--variants", *VARIANT_NAMES,
                                    "--batch_sizes", "1", "--channels_last"]))
     plan.append(("data_640x192", ["data", "--height", "192", "--width", "640", "--items", "48"]))
     return plan

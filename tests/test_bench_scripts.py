@@ -1,6 +1,7 @@
 """scripts/bench.py and litemono.benchmark: tiny runs of each subcommand print one JSON line with
 the expected keys; the GPU run's plan, summary and failure handling; the synthetic batch follows
 the sample schema. No timing is asserted."""
+import argparse
 import importlib.util
 import json
 import math
@@ -370,10 +371,11 @@ def test_gpu_dry_run_exercises_every_measurement_on_the_cpu(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1])["all_ok"], done.stdout[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert sorted(summary["measurements"]) == ["compiled_01_baseline", "pipeline", "row_01_baseline",
-                                               "teacher"]
+    assert sorted(summary["measurements"]) == ["compiled_01_baseline", "pipeline",
+                                               "row_01_baseline", "teacher"]
     compiled = load_script().graphs_mode()
-    assert set(summary["correctness"]) == {f"01_baseline/{m}" for m in ("fp32", "bf16_cl", compiled)}
+    modes = ("fp32", "bf16_cl", compiled)
+    assert set(summary["correctness"]) == {f"01_baseline/{mode}" for mode in modes}
     for name, check in summary["correctness"].items():
         assert check["ok"] and check["finite"], name
         if not name.endswith("fp32"):  # compared with fp32 eager over both steps
@@ -409,3 +411,15 @@ def test_cpu_plan_commands_parse():
         if name.startswith("train"):
             assert args.command == "vs-upstream" and args.channels_last
             assert args.upstream_dir == "/some/checkout"
+
+
+def test_every_subcommand_option_has_help():
+    parser = load_script().build_parser()
+    (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(subparsers.choices) >= {"train", "infer", "data", "teacher", "vs-upstream",
+                                       "learning", "modes", "pipeline", "gpu", "cpu"}
+    for name, sub in subparsers.choices.items():
+        silent = [a.option_strings[0] for a in sub._actions if a.option_strings and not a.help]
+        assert not silent, f"bench.py {name}: options without help text: {silent}"
+        flags = {flag for action in sub._actions for flag in action.option_strings}
+        assert "--device" not in flags or "--no_cuda" in flags, f"bench.py {name}: no --no_cuda"
