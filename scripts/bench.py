@@ -712,8 +712,10 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout_s", type=float, default=120, help="per tool run")
 
 
-def run_tool(argv: List[str], timeout_s: float, env: Optional[dict] = None) -> dict:
-    """Run one command in its own process group; its return code, seconds and output's tail."""
+def run_tool(argv: List[str], timeout_s: float, env: Optional[dict] = None,
+             keep_output: bool = False) -> dict:
+    """Run one command in its own process group; its return code, seconds and output's tail
+    (and the whole output under ``"output"`` with ``keep_output``)."""
     start = time.perf_counter()
     process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, start_new_session=True, env=env)
@@ -724,9 +726,10 @@ def run_tool(argv: List[str], timeout_s: float, env: Optional[dict] = None) -> d
         os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
         code = None
-    return {"command": " ".join(argv[1:]) if argv[0] == sys.executable else " ".join(argv),
-            "returncode": code, "seconds": time.perf_counter() - start,
-            "timed_out": code is None, "ok": code == 0, "tail": (output or "")[-1500:]}
+    run = {"command": " ".join(argv[1:]) if argv[0] == sys.executable else " ".join(argv),
+           "returncode": code, "seconds": time.perf_counter() - start,
+           "timed_out": code is None, "ok": code == 0, "tail": (output or "")[-1500:]}
+    return {**run, "output": output or ""} if keep_output else run
 
 
 @subcommand("pipeline", "torchrun training, resume, evaluation and prediction on a tiny scene",
@@ -861,14 +864,16 @@ def gpu_plan(args) -> List[tuple]:
 def measure_in_process(argv: List[str], timeout_s: float) -> dict:
     """Run ``bench.py ARGV`` in its own process; its JSON result, or the failure as JSON."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    run = run_tool([sys.executable, str(Path(__file__).resolve()), *argv], timeout_s, env)
-    lines = run["tail"].strip().splitlines()
+    run = run_tool([sys.executable, str(Path(__file__).resolve()), *argv], timeout_s, env,
+                   keep_output=True)
+    lines = run["output"].strip().splitlines()
     if run["ok"] and lines:
         try:
             return {"ok": True, "seconds": run["seconds"], "result": json.loads(lines[-1])}
         except json.JSONDecodeError:
             pass
-    failure = "timed out" if run["timed_out"] else f"exit status {run['returncode']}"
+    failure = ("timed out" if run["timed_out"] else f"exit status {run['returncode']}"
+               if not run["ok"] else "no JSON on the last line")
     return {"ok": False, "seconds": run["seconds"], "error": failure, "tail": run["tail"]}
 
 

@@ -423,3 +423,12 @@ def test_every_subcommand_option_has_help():
         assert not silent, f"bench.py {name}: options without help text: {silent}"
         flags = {flag for action in sub._actions for flag in action.option_strings}
         assert "--device" not in flags or "--no_cuda" in flags, f"bench.py {name}: no --no_cuda"
+
+
+def test_a_long_json_result_is_read_whole():
+    module = load_script()
+    printed = {"losses": list(range(2000)), "table": "x" * 5000}
+    code = f"import json; print('progress'); print(json.dumps({printed!r}))"
+    run = module.run_tool([sys.executable, "-c", code], 60, keep_output=True)
+    assert run["ok"] and len(run["tail"]) == 1500  # the tail alone would cut the JSON
+    assert json.loads(run["output"].splitlines()[-1]) == printed
