@@ -522,8 +522,11 @@ def teacher(args) -> dict:
         raise UserError(f"--frames and --batch_size must be >= 1, got {args.frames}, "
                         f"{args.batch_size}", todo="pick positive counts")
     if args.teacher_path:
-        net = load_teacher(teacher_path=args.teacher_path, input_size=args.input_size,
-                           device=str(device), local_files_only=True)
+        try:
+            net = load_teacher(teacher_path=args.teacher_path, input_size=args.input_size,
+                               device=str(device), local_files_only=True)
+        except (ValueError, RuntimeError) as exc:  # a metric model, no transformers, ...
+            raise UserError(str(exc), "--teacher_path", "give a relative DA-V2 model") from None
         name = args.teacher_path
     else:  # the tiny one re-initialised to give varied output (measurements.md section 6)
         extra = {"head_bias": 0.0} if args.random_size == "tiny" else {}
@@ -673,7 +676,11 @@ def learning(args) -> dict:
     from litemono import ablation
 
     log_dir = Path(args.log_dir)
-    overrides = {**ablation.option_overrides(args.set), "log_dir": str(log_dir),
+    try:
+        options = ablation.option_overrides(args.set)
+    except ValueError as exc:  # a malformed KEY=VALUE
+        raise UserError(str(exc), todo="write each as KEY=VALUE") from None
+    overrides = {**options, "log_dir": str(log_dir),
                  "num_steps": args.num_steps, "seed": args.seed, "device": args.device,
                  "data_path": args.data_path,
                  "split": str(Path(args.data_path) / "splits" / "synthetic")}

@@ -432,3 +432,11 @@ def test_a_long_json_result_is_read_whole():
     run = module.run_tool([sys.executable, "-c", code], 60, keep_output=True)
     assert run["ok"] and len(run["tail"]) == 1500  # the tail alone would cut the JSON
     assert json.loads(run["output"].splitlines()[-1]) == printed
+
+
+def test_learning_names_a_malformed_option_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load_script().main(["learning", "--log_dir", str(tmp_path), "--set", "num_workers"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "\n" not in err
+    assert err.startswith("bench.py: error: --set expects KEY=VALUE, got 'num_workers'")
