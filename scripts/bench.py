@@ -39,7 +39,6 @@ Subcommands (``python scripts/bench.py SUBCOMMAND --help`` lists each one's flag
 """
 import argparse
 import dataclasses
-import functools
 import json
 import os
 import random
@@ -231,6 +230,21 @@ def run_mode(cfg, mode: str, args, device: torch.device) -> dict:
     return result
 
 
+def force_compile_backend(backend: str) -> None:
+    """Make every later ``torch.compile`` call of this process (the engine's) use ``backend``;
+    a ``mode`` (an inductor setting) is dropped for other backends. The CPU dry run uses
+    ``eager``: dynamo traces the step, no kernels are generated."""
+    original = torch.compile
+
+    def compile_with(*args, **kwargs):
+        kwargs["backend"] = backend
+        if backend != "inductor":
+            kwargs.pop("mode", None)
+        return original(*args, **kwargs)
+
+    torch.compile = compile_with
+
+
 def _finite(value: float) -> bool:
     return value == value and abs(value) != float("inf")
 
@@ -241,8 +255,8 @@ def modes(args) -> dict:
     if args.steps < 2 or args.timed_steps < 1:
         raise UserError(f"--steps must be >= 2 and --timed_steps >= 1, got {args.steps}, "
                         f"{args.timed_steps}", todo="pick other counts")
-    if args.compile_backend:  # engine.wrap_for_training calls torch.compile: give it the backend
-        torch.compile = functools.partial(torch.compile, backend=args.compile_backend)
+    if args.compile_backend:
+        force_compile_backend(args.compile_backend)
     if any(MODES[mode]["compile"] for mode in args.modes):
         import torch._inductor.config as inductor_config
 

@@ -440,3 +440,11 @@ def test_learning_names_a_malformed_option_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and "\n" not in err
     assert err.startswith("bench.py: error: --set expects KEY=VALUE, got 'num_workers'")
+
+
+def test_the_dry_runs_compile_backend_wins_over_the_callers(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda *args, **kwargs: calls.append((args, kwargs)))
+    load_script().force_compile_backend("eager")  # monkeypatch restores torch.compile afterwards
+    torch.compile("fn", mode="reduce-overhead", backend="inductor", fullgraph=True)
+    assert calls == [(("fn",), {"backend": "eager", "fullgraph": True})]
