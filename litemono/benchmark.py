@@ -1,4 +1,5 @@
-"""Shared timing helpers of the ``scripts/bench_*.py`` benchmarks.
+"""Shared code of ``scripts/bench.py``'s subcommands: timing, synthetic batches, training set-up,
+upstream Lite-Mono side by side.
 
 Every benchmark follows one protocol: run the work a few times untimed (warm-up: allocator,
 oneDNN / cuDNN algorithm choice, ``torch.compile``), then time ``repeats`` runs and report the
@@ -23,7 +24,13 @@ from typing import Any, Callable, Dict, List, Sequence
 import torch
 import torch.nn.functional as F
 
-from .device import resolve_device  # noqa: F401  (the bench scripts call bench.resolve_device)
+from . import engine
+from .config import config_from_namespace
+from .device import resolve_device  # noqa: F401  (scripts/bench.py calls bench.resolve_device)
+from .errors import UserError
+from .losses.criterion import build_criterion
+from .models.build import load_state_strict
+from .models.encoder import WIDE_INPUT
 
 # KITTI's normalised intrinsics as monodepth2's KITTI datasets use them (fx, fy, cx, cy / size).
 KITTI_NORMALISED_K = ((0.58, 0.0, 0.5, 0.0), (0.0, 1.92, 0.5, 0.0),
@@ -197,3 +204,317 @@ def top_operators(profile: "torch.profiler.profile", device: torch.device, limit
     """The profiler's operator table sorted by self time on ``device`` (the hot spots)."""
     key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     return profile.key_averages().table(sort_by=key, row_limit=limit)
+
+
+# --- one process's training, as litemono.engine.train builds it -------------------------------
+
+IN_MEMORY_TEACHER = "<in-memory synthetic teacher>"  # satisfies validate(); nothing is read
+DISTILL_SHORTCUT_WEIGHT = 0.1  # the weight of the ablation configs (configs/*/03_pseudo_label.yaml)
+PHASES = ("depth_forward", "pose_forward", "loss", "backward", "optimizer")
+
+
+def training_config(args):
+    """The run config of a parsed ``add_config_arguments`` command line, made buildable without
+    files or downloads: scratch pose ResNet, no ImageNet encoder weights, and an in-memory
+    teacher when a distillation / Chamfer weight asks for one (``--distill``: the ablation's
+    weight)."""
+    if getattr(args, "distill", False) and not hasattr(args, "distill_weight"):
+        args.distill_weight = DISTILL_SHORTCUT_WEIGHT
+    wants_teacher = getattr(args, "distill_weight", 0) > 0 or getattr(args, "chamfer_weight", 0) > 0
+    if wants_teacher and not getattr(args, "teacher_dir", None):
+        args.teacher_dir = IN_MEMORY_TEACHER
+    cfg = config_from_namespace(args)
+    return cfg.replace(weights_init="scratch", mypretrain=None)
+
+
+def frame_ids_of(cfg) -> list:
+    """The frames of a training sample: ``--frame_ids`` plus ``"s"`` with ``--use_stereo``."""
+    return list(cfg.data.frame_ids) + (["s"] if cfg.data.use_stereo else [])
+
+
+def build_training(cfg, device: torch.device, threads=None):
+    """Networks (train mode, seeded by ``--seed``), optimisers and criterion of one process, as
+    :func:`litemono.engine.train` builds them; ``threads``: ``torch.set_num_threads`` first."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(cfg.train.seed)
+    parts = engine.build_parts(cfg, device, world=1)
+    engine.wrap_for_training(parts, cfg, device, world=1)
+    parts.depth.train()
+    parts.pose.train()
+    return parts, build_criterion(cfg)
+
+
+def training_batch(cfg, device: torch.device) -> Dict[Any, Any]:
+    """The synthetic batch of ``cfg`` (its size, frames, teacher), moved as the engine moves one."""
+    batch = synthetic_batch(cfg.model.height, cfg.model.width, cfg.train.batch_size,
+                            frame_ids_of(cfg), device, teacher=cfg.data.teacher_dir is not None,
+                            seed=cfg.train.seed)
+    return engine.to_device(batch, device, cfg.train.channels_last)
+
+
+def train_step(parts, criterion, batch, step: int, amp: str):
+    """One optimisation step of the engine (world 1); returns its total loss (a float or a
+    0-d tensor: read it with ``float`` when the value is needed)."""
+    return engine.train_step(parts, criterion, batch, step, engine.AMP_DTYPES[amp], 1)[0]
+
+
+def run_networks(parts, criterion, batch):
+    """The depth and pose forward of one training batch, as the engine runs it (float32)."""
+    return engine.run_networks(parts.run_depth, parts.run_pose, batch, criterion.source_frames)
+
+
+def stamp_phases(parts, criterion, timeline: Timeline) -> list:
+    """Hooks that stamp the end of each phase on ``timeline``; returns their handles."""
+    def stamper(name):
+        return lambda *_: timeline.mark(name)
+
+    return [parts.run_depth.register_forward_hook(stamper("depth_forward")),
+            parts.run_pose.register_forward_hook(stamper("pose_forward")),
+            criterion.register_forward_hook(stamper("loss")),
+            parts.optimizers["depth"].register_step_pre_hook(stamper("backward"))]
+
+
+def phase_split(step: Callable[[], Any], parts, criterion, device: torch.device,
+                repeats: int) -> Dict[str, float]:
+    """Median seconds of each of :data:`PHASES` over ``repeats`` stamped calls of ``step``."""
+    runs = []
+    for _ in range(repeats):
+        timeline = Timeline(device)
+        handles = stamp_phases(parts, criterion, timeline)
+        synchronize(device)
+        timeline.mark("start")
+        step()
+        timeline.mark("optimizer")
+        for handle in handles:
+            handle.remove()
+        durations = timeline.durations()
+        if tuple(durations) != PHASES:
+            raise RuntimeError(f"unexpected phase order {list(durations)}: the engine step changed")
+        runs.append(durations)
+    return median_per_key(runs)
+
+
+def profile_steps(step: Callable[[], Any], device: torch.device, steps: int):
+    """torch.profiler over ``steps`` calls of ``step`` (CPU, and CUDA activity on a GPU)."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        synchronize(device)
+    return prof
+
+
+def kernel_launches(profile: "torch.profiler.profile") -> int:
+    """Device kernels the profile saw (0 on CPU): with :func:`profile_steps`' ``steps``, the
+    launch count per step, which bounds a launch-bound step's speed."""
+    return sum(1 for event in profile.events()
+               if getattr(event, "device_type", None) == torch.autograd.DeviceType.CUDA)
+
+
+# --- upstream Lite-Mono beside ours -------------------------------------------------------------
+
+UPSTREAM_MODULES = ("trainer", "networks", "options", "layers")
+UPSTREAM_SIZES = ((192, 640), (320, 1024))  # (height, width) with dilation rates upstream
+POSE_FRAMES = 2  # upstream's --pose_model_input pairs
+
+
+class UpstreamError(UserError):
+    """The upstream checkout is missing, incomplete or cannot be imported."""
+
+
+def import_upstream(upstream_dir):
+    """Upstream's ``trainer``, ``networks``, ``options`` and ``layers`` modules from the checkout.
+
+    Raises:
+        UpstreamError: the folder or its ``trainer.py`` is missing, an import fails, or a module
+            of the same name from elsewhere shadows upstream's.
+    """
+    import importlib
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    if upstream_dir is None:
+        raise UpstreamError("--upstream_dir is required: a checkout of noahzn/Lite-Mono's training "
+                            "code (trainer.py, layers.py, options.py, networks/, ...)")
+    root = Path(upstream_dir).expanduser().resolve()
+    if not root.is_dir():
+        raise UpstreamError(f"--upstream_dir {upstream_dir}: no such folder (expected a checkout "
+                            "of noahzn/Lite-Mono's training code)")
+    if not (root / "trainer.py").is_file():
+        raise UpstreamError(f"--upstream_dir {root} has no trainer.py: it is not a checkout of "
+                            "noahzn/Lite-Mono's training code")
+    sys.path.insert(0, str(root))
+    modules = {}
+    for name in UPSTREAM_MODULES:
+        try:
+            modules[name] = importlib.import_module(name)
+        except ImportError as exc:
+            raise UpstreamError(
+                f"importing upstream's {name} from {root} failed: {exc}. Upstream's trainer.py "
+                "imports tensorboardX and "
+                "linear_warmup_cosine_annealing_warm_restarts_weight_decay at module level; both "
+                "are used only in Trainer.__init__, which this benchmark bypasses, so an "
+                "installed package or a stand-in module of that name in the checkout is "
+                "enough") from exc
+        origin = Path(getattr(modules[name], "__file__", "") or "").resolve()
+        if root not in origin.parents:
+            raise UpstreamError(f"module {name!r} was imported from {origin}, not from {root}: "
+                                "another module of that name shadows upstream's")
+    return SimpleNamespace(**modules)
+
+
+def upstream_encoder_size(height: int, width: int) -> tuple:
+    """(height, width) to build upstream's encoder with: the input size when upstream defines
+    rates for it, else the size whose rates our dilation rule uses at ``width``."""
+    if (height, width) in UPSTREAM_SIZES:
+        return height, width
+    return UPSTREAM_SIZES[1] if width >= WIDE_INPUT else UPSTREAM_SIZES[0]
+
+
+def upstream_refusals(cfg) -> List[str]:
+    """Options of ``cfg`` that upstream's trainer cannot express (empty: comparable)."""
+    m, loss, t = cfg.model, cfg.loss, cfg.train
+    checks = {"--bins": m.bins != 0, "--spatial_attention": m.spatial_attention,
+              "--pose_model_type " + m.pose_model_type: m.pose_model_type != "separate_resnet",
+              "--distill_weight": loss.distill_weight > 0,
+              "--chamfer_weight": loss.chamfer_weight > 0,
+              "--compile": t.compile}
+    return [name for name, hit in checks.items() if hit]
+
+
+def upstream_argv(cfg, device: torch.device) -> List[str]:
+    """Upstream's command line for the options of ``cfg`` (its parser fills the rest)."""
+    from .config import lr_schedule_params
+
+    m, data, loss, t = cfg.model, cfg.data, cfg.loss, cfg.train
+    argv = ["--model", m.model, "--height", str(m.height), "--width", str(m.width),
+            "--batch_size", str(t.batch_size), "--weights_init", "scratch",
+            "--num_layers", str(m.num_layers), "--drop_path", str(m.drop_path),
+            "--pose_model_type", m.pose_model_type,
+            "--scales", *map(str, m.scales), "--frame_ids", *map(str, data.frame_ids),
+            "--min_depth", str(loss.min_depth), "--max_depth", str(loss.max_depth),
+            "--disparity_smoothness", str(loss.disparity_smoothness),
+            "--weight_decay", str(t.weight_decay), "--lr", *map(str, lr_schedule_params(t.lr))]
+    flags = {"--no_cuda": device.type != "cuda", "--use_stereo": data.use_stereo,
+             "--no_ssim": not loss.ssim, "--disable_automasking": not loss.automasking,
+             "--avg_reprojection": loss.avg_reprojection, "--v1_multiscale": loss.v1_multiscale}
+    return argv + [flag for flag, on in flags.items() if on]
+
+
+def build_upstream_depth(up, model: str, drop_path: float, encoder_size: tuple, scales) -> tuple:
+    """Upstream's ``networks.LiteMono`` encoder (built at ``encoder_size``, (height, width)) and
+    ``networks.DepthDecoder`` at ``scales``, as its ``Trainer.__init__`` builds them (CPU)."""
+    encoder = up.networks.LiteMono(model=model, drop_path_rate=drop_path,
+                                   height=encoder_size[0], width=encoder_size[1])
+    return encoder, up.networks.DepthDecoder(encoder.num_ch_enc, list(scales))
+
+
+def check_dilations(upstream_encoder, our_encoder, encoder_size: tuple) -> list:
+    """The dilation rates of both encoders (equal) as lists.
+
+    Raises:
+        UserError: they differ (naming the size upstream's encoder was built at).
+    """
+    upstream_rates = [list(rates) for rates in upstream_encoder.dilation]
+    if upstream_rates != our_encoder.dilations:
+        raise UserError(f"dilation rates differ: upstream {upstream_rates} (built at "
+                        f"{encoder_size[1]}x{encoder_size[0]}), ours {our_encoder.dilations}")
+    return upstream_rates
+
+
+def build_upstream(up, opt, device: torch.device, encoder_size: tuple):
+    """An upstream ``Trainer`` ready for ``process_batch``, built without ``__init__`` (which
+    needs KITTI on disk, tensorboardX and the git-only scheduler package), given what
+    ``process_batch``, ``generate_images_pred`` and ``compute_losses`` read."""
+    trainer = up.trainer.Trainer.__new__(up.trainer.Trainer)
+    trainer.opt = opt
+    trainer.device = device
+    trainer.num_scales = len(opt.scales)
+    trainer.num_input_frames = len(opt.frame_ids)
+    trainer.num_pose_frames = POSE_FRAMES
+    trainer.use_pose_net = not (opt.use_stereo and opt.frame_ids == [0])
+    if opt.use_stereo:
+        opt.frame_ids.append("s")  # as __init__ does: the stereo partner is a source frame
+    nets = up.networks
+    encoder, decoder = build_upstream_depth(up, opt.model, opt.drop_path, encoder_size, opt.scales)
+    trainer.models = {"encoder": encoder, "depth": decoder}
+    trainer.models_pose = {}
+    if trainer.use_pose_net:
+        pose_encoder = nets.ResnetEncoder(opt.num_layers, opt.weights_init == "pretrained",
+                                          num_input_images=POSE_FRAMES)
+        trainer.models_pose = {"pose_encoder": pose_encoder,
+                               "pose": nets.PoseDecoder(pose_encoder.num_ch_enc,
+                                                        num_input_features=1,
+                                                        num_frames_to_predict_for=POSE_FRAMES)}
+    for net in (*trainer.models.values(), *trainer.models_pose.values()):
+        net.to(device)
+        net.train()
+
+    def parameters(group):
+        return [p for net in group.values() for p in net.parameters()]
+
+    trainer.model_optimizer = torch.optim.AdamW(parameters(trainer.models), opt.lr[0],
+                                                weight_decay=opt.weight_decay)
+    if trainer.use_pose_net:
+        trainer.model_pose_optimizer = torch.optim.AdamW(parameters(trainer.models_pose),
+                                                         opt.lr[3], weight_decay=opt.weight_decay)
+    if not opt.no_ssim:
+        trainer.ssim = up.layers.SSIM().to(device)
+    trainer.backproject_depth, trainer.project_3d = {}, {}
+    for scale in opt.scales:
+        h, w = opt.height // 2 ** scale, opt.width // 2 ** scale
+        trainer.backproject_depth[scale] = up.layers.BackprojectDepth(
+            opt.batch_size, h, w).to(device)
+        trainer.project_3d[scale] = up.layers.Project3D(opt.batch_size, h, w).to(device)
+    return trainer
+
+
+def upstream_step(trainer, inputs) -> float:
+    """One optimisation step as upstream's ``run_epoch`` does it; returns the loss."""
+    _, losses = trainer.process_batch(inputs)
+    trainer.model_optimizer.zero_grad()
+    if trainer.use_pose_net:
+        trainer.model_pose_optimizer.zero_grad()
+    losses["loss"].backward()
+    trainer.model_optimizer.step()
+    if trainer.use_pose_net:
+        trainer.model_pose_optimizer.step()
+    return float(losses["loss"].detach())
+
+
+def share_depth_weights(upstream_encoder, upstream_decoder, depth) -> None:
+    """Load upstream's encoder and depth decoder state dicts into our depth network ``depth``
+    (strict: the key layouts are equal)."""
+    load_state_strict(depth.encoder, upstream_encoder.state_dict(), "upstream encoder")
+    load_state_strict(depth.decoder, upstream_decoder.state_dict(), "upstream depth")
+
+
+def share_weights(trainer, parts) -> None:
+    """Load upstream's initial state dicts into our networks (strict: the layouts are equal)."""
+    share_depth_weights(trainer.models["encoder"], trainer.models["depth"], parts.depth)
+    if trainer.use_pose_net:
+        load_state_strict(parts.pose.encoder, trainer.models_pose["pose_encoder"].state_dict(),
+                          "upstream pose_encoder")
+        load_state_strict(parts.pose.decoder, trainer.models_pose["pose"].state_dict(),
+                          "upstream pose")
+
+
+@torch.no_grad()
+def same_step_losses(trainer, up_batch, parts, criterion, batch, seed: int) -> Dict[str, Any]:
+    """One loss evaluation of each side (no update), same seed, pose networks in eval mode."""
+    pose_nets = [*trainer.models_pose.values(), parts.pose]
+    for net in pose_nets:
+        net.eval()
+    try:
+        torch.manual_seed(seed)
+        upstream = float(trainer.process_batch(up_batch)[1]["loss"])
+        torch.manual_seed(seed)
+        ours = float(criterion(batch, run_networks(parts, criterion, batch))[0])
+    finally:
+        for net in pose_nets:
+            net.train()
+    return {"upstream": upstream, "ours": ours, "rel_diff": abs(ours - upstream) / abs(upstream),
+            "pose_batchnorm": "eval"}

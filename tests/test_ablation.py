@@ -164,7 +164,7 @@ def test_markdown_layout():
 
 
 def test_a_stale_or_foreign_synthetic_scene_is_refused(tmp_path):
-    """bench_learning and the demo must not train on a scene the current renderer did not make."""
+    """bench.py learning and the demo must not train on a scene the current renderer did not make."""
     from litemono.data import synthetic
 
     root = tmp_path / "scene"
