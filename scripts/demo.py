@@ -2,8 +2,8 @@
 
     pip install -e ".[test]" && python scripts/demo.py
 
-About 10 minutes on 2 CPU cores, no download: renders the scene (if absent), makes pseudo-labels
-for it, trains a small Lite-Mono (lite-mono-tiny, 96x320, distillation; configs/synthetic) with
+About 5 minutes on 2 CPU cores (README: the measured time and metrics), no download: renders
+the scene (if absent), makes pseudo-labels for it, trains a small Lite-Mono (lite-mono-tiny, 96x320, distillation; configs/synthetic) with
 train.py for ``--num_steps``, evaluates it with evaluate_depth.py against the scene's true depth,
 prints the metrics table and writes ``<run>/demo.png`` (input | predicted disparity | true
 disparity). ``tensorboard --logdir <run>`` shows the training curves.
