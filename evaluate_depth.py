@@ -17,14 +17,14 @@ import numpy as np
 from litemono import io
 from litemono.config import PROJECT_ROOT
 from litemono.device import DEVICE_HELP, resolve_device
-from litemono.errors import UserError, cli
+from litemono.errors import OneLineParser, UserError, cli
 from litemono.evaluation import (EVAL_SPLITS, STEREO_SCALE_FACTOR, check_gt_split, depth_range,
                                  evaluate_predictions, format_metrics_table, gt_split,
                                  load_gt_depths, predict_split, write_metrics_csv)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--load_weights_folder", help="folder with encoder.pth and depth.pth")
     p.add_argument("--ext_disp_to_eval", help="evaluate these saved scaled disparities (.npy)")
     p.add_argument("--eval_split", default="eigen", choices=EVAL_SPLITS,

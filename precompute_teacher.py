@@ -13,7 +13,7 @@ import os
 from litemono.config import ConfigError, DataConfig, ModelConfig
 from litemono.data.splits import split_identity
 from litemono.device import resolve_device
-from litemono.errors import UserError, cli
+from litemono.errors import OneLineParser, UserError, cli
 from litemono.teacher.depth_anything import (DEFAULT_INPUT_SIZE, HUB_IDS,
                                              TeacherUnavailableError, load_teacher)
 from litemono.teacher.precompute import ImageTeacher, parse_shard, run_precompute, target_frames
@@ -22,7 +22,7 @@ from litemono.teacher.synthetic import DEFAULT_NOISE, SyntheticTeacher
 
 def build_parser() -> argparse.ArgumentParser:
     data, net = DataConfig(), ModelConfig()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n")[0])
     parser.add_argument("--teacher_dir", required=True, help="output folder")
     parser.add_argument("--teacher", default="small",
                         help=f"{', '.join(HUB_IDS)}, a hub id, or 'synthetic' (stand-in)")

@@ -19,7 +19,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
-from litemono.errors import UserError
+from litemono.errors import OneLineParser, UserError
 from litemono.options import (CHECKS, FIELDS, PROJECT_ROOT, SECTIONS, UPSTREAM_LR,  # noqa: F401
                               DataConfig, LossConfig, ModelConfig, TrainConfig, _variant_names,
                               option, register_options)
@@ -217,7 +217,7 @@ def config_from_namespace(args: argparse.Namespace) -> Config:
 def parse_config(argv: Optional[Sequence[str]] = None, description: str = "") -> Config:
     """Parse a training command line into a validated :class:`Config`; a bad value exits through
     argparse (status 2) with a message naming the flag."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = OneLineParser(description=description)
     add_config_arguments(parser)
     args = parser.parse_args(argv)
     try:

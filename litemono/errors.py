@@ -18,6 +18,7 @@ as well, since it describes the machine, not the code.
 """
 from __future__ import annotations
 
+import argparse
 import errno
 import functools
 import os
@@ -49,6 +50,16 @@ class UserError(Exception):
 
 class DataError(UserError, ValueError):
     """An input file (frame, split line, teacher map, ground truth) is missing or unreadable."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose usage errors (an unknown flag, a bad value) are one
+    line too, ``<tool>: error: <what>, see <tool> --help``, instead of the usage block."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"{self.prog}: error: {' '.join(message.split())}, see {self.prog} --help",
+              file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_USER_ERROR)
 
 
 def one_line(exc: BaseException) -> str:

@@ -59,7 +59,7 @@ from litemono import benchmark as bench  # noqa: E402
 from litemono.config import (FIELDS, VARIANT_NAMES, add_config_arguments,  # noqa: E402
                              config_from_namespace, from_dict)
 from litemono.engine import AMP_DTYPES, TRAIN_ITEMS  # noqa: E402
-from litemono.errors import UserError, cli  # noqa: E402
+from litemono.errors import OneLineParser, UserError, cli  # noqa: E402
 from litemono.io import write_text  # noqa: E402
 from litemono.models.build import build_depth_network  # noqa: E402
 
@@ -1013,7 +1013,7 @@ def cpu(args) -> dict:
 # --- the command line ---------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=TOOL, description=__doc__,
+    parser = OneLineParser(prog=TOOL, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
     for name, (help, add_arguments, _) in SUBCOMMANDS.items():

@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 import evaluate_depth  # noqa: E402
 import train  # noqa: E402
 from litemono import ablation, io  # noqa: E402
+from litemono.errors import OneLineParser, cli  # noqa: E402
 from litemono.config import ConfigError, from_dict, load_yaml  # noqa: E402
 from litemono.data.splits import parse_split_line, read_split_lines  # noqa: E402
 from litemono.teacher.depth_anything import HUB_IDS  # noqa: E402
@@ -31,7 +32,7 @@ DEFAULT_CONFIG = ROOT / "configs" / "synthetic" / "03_pseudo_label.yaml"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--data_path", default="synthetic_kitti", help="synthetic scene root")
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="training YAML")
     p.add_argument("--log_dir", default="runs", help="the run folder is <log_dir>/<model_name>")
@@ -85,6 +86,7 @@ def write_panel(run: Path, weights: Path, data_path: str, split: str, height: in
     return out
 
 
+@cli("demo.py")
 def main(argv=None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)

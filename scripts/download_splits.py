@@ -6,19 +6,18 @@
 
 Every file is checked against its published SHA-256 before it is written (atomically).
 """
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from litemono.data import splits  # noqa: E402
-from litemono.errors import cli  # noqa: E402
+from litemono.errors import OneLineParser, cli  # noqa: E402
 
 
 @cli("download_splits.py")
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dest", default=str(Path(__file__).resolve().parent.parent / "splits"),
                         help="folder to write (default: the project's splits/)")
     parser.add_argument("--from", dest="source", default=None,

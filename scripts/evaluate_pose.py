@@ -10,7 +10,6 @@ prints the mean and std of the scale-aligned ATE over 5-frame snippets (litemono
 the last line is a JSON object. Pose weights: ``pose_encoder.pth`` + ``pose.pth``
 (separate_resnet), or ``pose.pth`` alone with the depth encoder in ``encoder.pth`` (shared).
 """
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ from litemono.config import PROJECT_ROOT  # noqa: E402
 from litemono.data.kitti import KITTIOdomDataset  # noqa: E402
 from litemono.data.splits import read_split_lines  # noqa: E402
 from litemono.device import DEVICE_HELP, resolve_device  # noqa: E402
-from litemono.errors import UserError, cli  # noqa: E402
+from litemono.errors import OneLineParser, UserError, cli  # noqa: E402
 from litemono.models.build import load_pose_network  # noqa: E402
 from litemono.pose_eval import (evaluate_ate, predict_relative_poses,  # noqa: E402
                                 read_odometry_poses, relative_poses)
@@ -33,7 +32,7 @@ SEQUENCES = {"odom_9": 9, "odom_10": 10}
 
 @cli("evaluate_pose.py")
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--load_weights_folder", required=True,
                         help="folder with pose.pth (+ pose_encoder.pth, or encoder.pth if shared)")
     parser.add_argument("--data_path", required=True, help="KITTI odometry root")

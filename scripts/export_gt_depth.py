@@ -8,7 +8,6 @@ depth = the forward (velodyne x) distance, the nearest point kept where several 
 pixel. eigen_benchmark: KITTI's annotated depth PNGs (uint16) divided by 256. The output is a
 pickle-free .npz (litemono.evaluation.save_gt_depths), written atomically.
 """
-import argparse
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from litemono.config import PROJECT_ROOT  # noqa: E402
 from litemono.data.splits import parse_split_line, read_split_lines, split_file  # noqa: E402
-from litemono.errors import DataError, cli  # noqa: E402
+from litemono.errors import OneLineParser, DataError, cli  # noqa: E402
 from litemono.evaluation import EVAL_SPLITS, save_gt_depths  # noqa: E402
 from litemono.io import remove_leftovers  # noqa: E402
 
@@ -49,7 +48,7 @@ def benchmark_gt(data_path: Path, folder: str, frame: int) -> np.ndarray:
 
 @cli("export_gt_depth.py")
 def main(argv=None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_path", required=True, help="KITTI raw root")
     parser.add_argument("--split", required=True, choices=EVAL_SPLITS,
                         help="eigen (velodyne scans) or eigen_benchmark (annotated depth PNGs)")

@@ -30,7 +30,7 @@ from litemono import io  # noqa: E402
 from litemono.config import (FIELDS, ConfigError, ModelConfig, add_config_arguments,  # noqa: E402
                              coerce, config_from_namespace)
 from litemono.evaluation import depth_range  # noqa: E402
-from litemono.errors import UserError, cli  # noqa: E402
+from litemono.errors import OneLineParser, UserError, cli  # noqa: E402
 from litemono.models.build import build_depth_network, load_depth_network  # noqa: E402
 
 EXPORT_BATCH, CHECK_BATCH = 1, 2  # different sizes, so the check exercises the dynamic axis
@@ -107,7 +107,7 @@ def add_depth_range(path: Path, weights_folder: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--load_weights_folder", help="weights to export (default: random init "
                         "of the network described by the model flags)")
     parser.add_argument("--output", required=True, help="the .onnx file to write")

@@ -14,7 +14,6 @@ unpickling) and says which variant it fits; ``convert`` rewrites a file that hol
 objects (e.g. a checkpoint from upstream's pretraining code with non-plain extras) as a plain
 ``{'model': state dict}`` tensor file, after you vouch for it with ``--allow_pickle``.
 """
-import argparse
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch  # noqa: E402
 
 from litemono import io  # noqa: E402
 from litemono.config import VARIANT_NAMES  # noqa: E402
+from litemono.errors import OneLineParser, cli  # noqa: E402
 from litemono.models.build import imagenet_file, load_imagenet_encoder  # noqa: E402
 from litemono.models.encoder import LiteMono  # noqa: E402
 
@@ -77,8 +77,9 @@ def convert(source: str, target: str) -> str:
     return check(target)
 
 
+@cli("imagenet_weights.py")
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command")
     c = sub.add_parser("check", help="say which variant a weights file fits (no unpickling)")
     c.add_argument("file")

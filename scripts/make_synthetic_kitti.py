@@ -16,12 +16,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from litemono.data.synthetic import make_synthetic_kitti  # noqa: E402
-from litemono.errors import cli  # noqa: E402
+from litemono.errors import OneLineParser, cli  # noqa: E402
 
 
 @cli("make_synthetic_kitti.py")
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", required=True, help="output folder (becomes --data_path)")
     parser.add_argument("--drives", type=int, default=2, help="drives (different streets)")
     parser.add_argument("--frames_per_drive", type=int, default=150, help="frames per drive")

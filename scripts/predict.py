@@ -43,7 +43,7 @@ from litemono import io, load_depth_network  # noqa: E402
 from litemono.depth_png import KITTI_SCALE, PNG16_MAX, encode_png16  # noqa: E402
 from litemono.device import DEVICE_HELP, resolve_device  # noqa: E402
 from litemono.evaluation import depth_range  # noqa: E402
-from litemono.errors import UserError, cli  # noqa: E402
+from litemono.errors import OneLineParser, UserError, cli  # noqa: E402
 from litemono.geometry import disp_to_depth  # noqa: E402
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
@@ -203,7 +203,7 @@ def write_outputs(out_dir: Path, name: str, disp: np.ndarray, args, inputs: set,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--load_weights_folder", required=True,
                         help="folder with encoder.pth and depth.pth (ours or upstream's)")
     parser.add_argument("--image_path", required=True, help="an image, a folder or a video")

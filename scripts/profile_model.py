@@ -16,12 +16,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from litemono.config import ConfigError, add_config_arguments, config_from_namespace  # noqa: E402
+from litemono.errors import OneLineParser, cli  # noqa: E402
 from litemono.models.build import build_depth_network  # noqa: E402
 from litemono.models.profile import count_macs, count_parameters  # noqa: E402
 
 
+@cli("profile_model.py")
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = OneLineParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser, sections=("net",))
     parser.add_argument("--no-thop", dest="use_thop", action="store_false",

@@ -16,7 +16,6 @@ table gives mean +- std over seeds and each row's paired difference to ``--basel
 Without ``--gt_path`` the data must be a synthetic scene, whose dense true depth becomes the
 ground truth.
 """
-import argparse
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from litemono import ablation  # noqa: E402
 from litemono.checkpoint import CheckpointError  # noqa: E402
 from litemono.config import ConfigError  # noqa: E402
-from litemono.errors import cli  # noqa: E402
+from litemono.errors import OneLineParser, cli  # noqa: E402
 
 TOOL = "run_ablation.py"
 
@@ -36,7 +35,7 @@ def fail(message: str) -> None:
 
 @cli("run_ablation.py")
 def main(argv=None) -> list:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--configs", nargs="+", required=True, help="row YAML folder(s) or file(s)")
     p.add_argument("--data_path", help="overrides the configs' --data_path")
     p.add_argument("--log_dir", default="runs/ablation", help="runs and tables go here")

@@ -41,6 +41,20 @@ def test_every_option_has_help(tool, monkeypatch):
     assert "--device" not in flags or "--no_cuda" in flags, f"{tool}: --device without --no_cuda"
 
 
+@pytest.mark.parametrize("tool", TOOLS)
+def test_a_bad_flag_is_one_error_line(tool, monkeypatch, capsys):
+    # argparse's own errors (unknown flag, bad value) are one line too, not the usage block
+    monkeypatch.setattr("sys.argv", [tool])
+    parser = tool_parser(ROOT / tool, monkeypatch)
+    monkeypatch.undo()
+    with pytest.raises(SystemExit) as stopped:
+        parser.parse_args(["--no_such_flag_here"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"{parser.prog}: error: "), err
+    assert ("--no_such_flag_here" in err or "required" in err) and "--help" in err
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 @pytest.mark.parametrize("tool", ["train.py", "evaluate_depth.py", "scripts/predict.py",
                                   "scripts/evaluate_pose.py"])
