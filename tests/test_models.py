@@ -38,6 +38,20 @@ def _one_thread():
     torch.set_num_threads(previous)
 
 
+def check_bin_outputs(centers, probs, disp, mode, size):
+    """A bin head's outputs: sorted centres in (0, 1), probabilities summing to 1 per pixel,
+    disparity = their weighted sum; uniform centres in the fixed mode."""
+    batch, bins = centers.shape
+    assert probs.shape == (batch, bins, *size) and disp.shape == (batch, 1, *size)
+    assert (centers.diff(dim=1) > 0).all() and (centers > 0).all() and (centers < 1).all()
+    torch.testing.assert_close(probs.sum(dim=1), torch.ones(batch, *size))
+    expected = (probs.numpy() * centers.numpy()[:, :, None, None]).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(disp.numpy(), expected, rtol=1e-5, atol=1e-6)
+    if mode == "fixed":
+        uniform = (np.arange(bins) + 0.5) / bins
+        np.testing.assert_allclose(centers.numpy(), np.tile(uniform, (batch, 1)))
+
+
 def _net(**options):
     torch.manual_seed(0)
     return build_depth_network(ModelConfig(**{**TINY, **options}))
@@ -110,15 +124,7 @@ def test_bin_head_invariants_and_disparity(mode):
     net = _net(bins=16, bin_mode=mode).eval()
     with torch.no_grad():
         out = net(torch.rand(3, 3, 32, 64))
-    centers, probs, disp = out["bin_centers"], out["bin_probs"], out[("disp", 0)]
-    assert centers.shape == (3, 16) and probs.shape == (3, 16, 32, 64)
-    assert disp.shape == (3, 1, 32, 64)
-    assert (centers.diff(dim=1) > 0).all() and (centers > 0).all() and (centers < 1).all()
-    torch.testing.assert_close(probs.sum(dim=1), torch.ones(3, 32, 64))
-    expected = (probs.numpy() * centers.numpy()[:, :, None, None]).sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(disp.numpy(), expected, rtol=1e-5, atol=1e-6)
-    if mode == "fixed":
-        np.testing.assert_allclose(centers.numpy(), np.tile((np.arange(16) + 0.5) / 16, (3, 1)))
+    check_bin_outputs(out["bin_centers"], out["bin_probs"], out[("disp", 0)], mode, (32, 64))
     assert ("disp", 1) in out and ("disp", 2) in out
 
 
