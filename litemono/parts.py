@@ -31,7 +31,8 @@ NETWORK_INPUT = "color_aug"  # the images the networks see; the loss reads ("col
 
 @dataclasses.dataclass
 class Parts:
-    """Raw networks (saving, validation), their training wrappers (DDP / compile), optimisers."""
+    """Raw networks (saving, validation), their training wrappers (DDP), optimisers, and the
+    step's forward + loss (:func:`forward_and_loss`, compiled with ``--compile``)."""
 
     depth: nn.Module
     pose: nn.Module
@@ -40,11 +41,7 @@ class Parts:
     optimizers: Dict[str, torch.optim.Optimizer]
     schedules: Dict[str, Any]
     scaler: torch.amp.GradScaler
-    forward_and_loss: Callable[..., tuple] = None  # type: ignore[assignment]  # set below
-
-    def __post_init__(self):
-        if self.forward_and_loss is None:
-            self.forward_and_loss = forward_and_loss
+    forward_and_loss: Callable[..., tuple]
 
 
 def build_parts(cfg: Config, device: torch.device, world: int) -> Parts:
@@ -69,7 +66,8 @@ def build_parts(cfg: Config, device: torch.device, world: int) -> Parts:
         "pose": torch.optim.AdamW(pose.parameters(), lr[3], weight_decay=decay, fused=fused)}
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.amp == "fp16")
     return Parts(depth, pose, depth, pose, optimizers,
-                 build_schedules(optimizers["depth"], optimizers["pose"], lr), scaler)
+                 build_schedules(optimizers["depth"], optimizers["pose"], lr), scaler,
+                 forward_and_loss)
 
 
 def wrap_for_training(parts: Parts, cfg: Config, device: torch.device, world: int) -> None:
