@@ -5,7 +5,6 @@ options they compose (attention, distillation, bins, Chamfer) are exercised end 
 precompute_teacher.py --teacher synthetic -> train.py --config <row> -> a loadable checkpoint.
 """
 import importlib.util
-from pathlib import Path
 
 import pytest
 import torch

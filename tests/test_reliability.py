@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from litemono.data import synthetic
 from litemono.data.teacher_store import MANIFEST_NAME, teacher_path
 from litemono.errors import DataError, UserError, cli, one_line
 
-from test_train import TinyScene, tiny_config, use_tiny_scene
+from test_train import tiny_config, use_tiny_scene
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_SCENE = dict(drives=1, frames_per_drive=6, height=32, width=96, seed=0, workers=1)

@@ -10,7 +10,7 @@ from PIL import Image
 import precompute_teacher
 from litemono.data.splits import SplitLine
 from litemono.data.teacher_store import TeacherStore, read_teacher_file
-from litemono.teacher.depth_anything import (DepthAnythingTeacher, TeacherUnavailableError,
+from litemono.teacher.depth_anything import (TeacherUnavailableError,
                                              load_teacher, lower_bound_size)
 from litemono.teacher.depth_anything import random_depth_anything
 from litemono.teacher.precompute import parse_shard, run_precompute, target_frames

@@ -89,8 +89,6 @@ class ImageTeacher:
 
     def load(self, frame: SplitLine) -> torch.Tensor:
         """(3, h, w) float32 RGB in [0, 1]."""
-        from PIL import Image
-
         path = kitti_image_path(self.data_path, frame, self.png)
         if not path.is_file():
             raise FileNotFoundError(f"image {path} not found, --data_path, check --data_path "
