@@ -376,12 +376,11 @@ def upstream_encoder_size(height: int, width: int) -> tuple:
 
 def upstream_refusals(cfg) -> List[str]:
     """Options of ``cfg`` that upstream's trainer cannot express (empty: comparable)."""
-    m, loss, t = cfg.model, cfg.loss, cfg.train
+    m, loss = cfg.model, cfg.loss
     checks = {"--bins": m.bins != 0, "--spatial_attention": m.spatial_attention,
               "--pose_model_type " + m.pose_model_type: m.pose_model_type != "separate_resnet",
               "--distill_weight": loss.distill_weight > 0,
-              "--chamfer_weight": loss.chamfer_weight > 0,
-              "--compile": t.compile}
+              "--chamfer_weight": loss.chamfer_weight > 0}
     return [name for name, hit in checks.items() if hit]
 
 

@@ -16,7 +16,8 @@ Subcommands (``python scripts/bench.py SUBCOMMAND --help`` lists each one's flag
 * ``train``: seconds per step of :func:`litemono.engine.train_step` on an in-memory synthetic
   batch (``litemono.benchmark.synthetic_batch``), median of ``--repeats`` steps after
   ``--warmup``, a phase split (``depth_forward``, ``pose_forward``, ``loss``, ``backward``,
-  ``optimizer``; CUDA events on a GPU) and ``--profile``'s operator table. Every config flag of
+  ``optimizer``; CUDA events on a GPU; none with ``--compile``, whose forward and loss are one
+  graph) and ``--profile``'s operator table. Every config flag of
   train.py applies; the pose ResNet starts from scratch (no download).
 * ``infer``: latency and images/s of the depth network per variant and batch size
   (``shared/spec/measurements.md`` section 5's protocol); ``--upstream_dir`` also times
@@ -27,7 +28,8 @@ Subcommands (``python scripts/bench.py SUBCOMMAND --help`` lists each one's flag
   (``precompute_teacher.py``'s), with local DA-V2 weights or a random network (``tiny``: the
   loop's overhead; ``small``: DA-V2 Small's size, hence its speed).
 * ``vs-upstream``: our training step and upstream Lite-Mono's (imported from a checkout, never
-  copied) from the same weights and batch, interleaved; first losses compared.
+  copied) from the same weights and batch, interleaved; first losses compared. Ours may run
+  with ``--channels_last``, ``--amp`` and ``--compile`` (upstream: eager float32, NCHW).
 * ``learning``: every ``configs/synthetic`` row trained for the same steps and scored.
 * ``modes``: one config trained ``--steps`` steps from the same seed in each of ``--modes``
   (fp32 eager, bf16 + channels_last, bf16 + compile, + CUDA graphs): per-step losses, images/s,
@@ -131,6 +133,12 @@ def step_options(cfg) -> dict:
 @subcommand("train", "seconds per training step and its phases", add_train_arguments)
 def train(args) -> dict:
     cfg, device, parts, criterion, batch = prepare_training(args)
+    if cfg.train.compile:
+        eager_random_numbers()  # first_loss comparable with an eager run's
+        if args.phase_repeats:  # the phase hooks cannot see inside one compiled graph
+            print("bench.py train: --compile runs forward and loss as one graph; no phase split",
+                  file=sys.stderr)
+            args.phase_repeats = 0
     losses: List[Any] = []
 
     def step():
@@ -230,6 +238,16 @@ def run_mode(cfg, mode: str, args, device: torch.device) -> dict:
     return result
 
 
+def eager_random_numbers() -> None:
+    """Make compiled code draw its random numbers as eager code does. Inductor draws them its
+    own way: drop-path masks and the automasking noise would differ from eager's, and the losses
+    of a compiled step could not be compared with an eager one's. Costs a few eager ``rand``
+    calls per step."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.fallback_random = True
+
+
 def force_compile_backend(backend: str) -> None:
     """Make every later ``torch.compile`` call of this process (the engine's) use ``backend``;
     a ``mode`` (an inductor setting) is dropped for other backends. The CPU dry run uses
@@ -258,11 +276,7 @@ def modes(args) -> dict:
     if args.compile_backend:
         force_compile_backend(args.compile_backend)
     if any(MODES[mode]["compile"] for mode in args.modes):
-        import torch._inductor.config as inductor_config
-
-        # inductor draws random numbers its own way; drop-path masks then differ from eager's
-        # and the losses could not be compared with fp32 eager. A few eager rand calls per step.
-        inductor_config.fallback_random = True
+        eager_random_numbers()
     set_threads(args)
     cfg = bench.training_config(args)
     device = bench.resolve_device(cfg.train.device)
@@ -597,6 +611,8 @@ def vs_upstream(args) -> dict:
         raise UserError(f"upstream's trainer has no equivalent of {', '.join(refused)}",
                         todo="drop that flag")
     up = bench.import_upstream(args.upstream_dir)
+    if cfg.train.compile:  # ours compiled (an execution option, like --channels_last)
+        eager_random_numbers()  # the same drop-path masks and noise as upstream's eager step
     device = bench.resolve_device(cfg.train.device)
     parts, criterion = bench.build_training(cfg, device, args.threads)
     m = cfg.model
@@ -637,6 +653,7 @@ def vs_upstream(args) -> dict:
         "benchmark": "train_step_vs_upstream", "model": m.model, "height": m.height,
         "width": m.width, "batch_size": cfg.train.batch_size,
         "channels_last": cfg.train.channels_last, "amp": cfg.train.amp,
+        "compile": cfg.train.compile,
         "options": {"scales": m.scales, "frame_ids": bench.frame_ids_of(cfg),
                     "ssim": cfg.loss.ssim, "automasking": cfg.loss.automasking,
                     "drop_path": m.drop_path},
@@ -977,16 +994,19 @@ def add_cpu_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cpu_plan(upstream_dir: str) -> List[tuple]:
-    """Training step of lite-mono at 320x96 batch 4 and 640x192 batch 2 beside upstream's, in
-    float32 and bf16 (ours channels_last: NHWC suits oneDNN; upstream runs NCHW); inference of
-    every variant at 640x192 batch 1 beside upstream's network; the data loader per worker."""
+    """Training step of lite-mono at 320x96 batch 4 and 640x192 batch 2 beside upstream's
+    (eager float32), ours in float32, float32 with ``--compile`` and bf16 (ours channels_last:
+    NHWC suits oneDNN; upstream runs NCHW); inference of every variant at 640x192 batch 1 beside
+    upstream's network; the data loader per worker."""
     plan = []
     for height, width, batch in ((96, 320, 4), (192, 640, 2)):
-        for amp in ("off", "bf16"):
-            plan.append((f"train_{width}x{height}_b{batch}_{amp}", [
+        modes = (("off", ["--amp", "off"]), ("off_compile", ["--amp", "off", "--compile"]),
+                 ("bf16", ["--amp", "bf16"]))
+        for mode, flags in modes:
+            plan.append((f"train_{width}x{height}_b{batch}_{mode}", [
                 "vs-upstream", "--upstream_dir", upstream_dir, "--model", "lite-mono",
                 "--device", "cpu", "--height", str(height), "--width", str(width),
-                "--batch_size", str(batch), "--repeats", "10", "--amp", amp, "--channels_last"]))
+                "--batch_size", str(batch), "--repeats", "10", *flags, "--channels_last"]))
     plan.append(("infer_640x192", ["infer", "--upstream_dir", upstream_dir, "--device", "cpu",
                                    "--height", "192", "--width", "640",
                                    "--variants", *VARIANT_NAMES,

@@ -90,6 +90,26 @@ def test_train_times_the_engine_step_with_a_phase_split(capsys):
     assert result["peak_memory_mb"] > 0
 
 
+def _compile_uncompiled(monkeypatch):
+    """``torch.compile`` hands the step back as it is (compilation itself is not under test
+    here), and inductor's random-number setting is restored after the test."""
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
+    monkeypatch.setattr(inductor_config, "fallback_random", False)
+    return inductor_config
+
+
+def test_train_with_compile_has_no_phase_split(capsys, monkeypatch):
+    inductor_config = _compile_uncompiled(monkeypatch)
+    result, _ = run_script("train", [
+        "--model", "lite-mono-tiny", *TINY, "--batch_size", "1", "--device", "cpu",
+        "--compile", "--warmup", "0", "--repeats", "1", "--phase_repeats", "2"], capsys)
+    # the phase hooks cannot see inside one compiled graph: no split rather than a wrong one
+    assert result["compile"] and result["phases_s"] == {}
+    assert inductor_config.fallback_random  # compiled drop-path masks drawn as eager's
+
+
 def test_train_rejects_bad_flags_in_one_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_script("train", ["--model", "lite-mono-tiny", "--height", "30"], capsys)
@@ -216,6 +236,17 @@ def test_vs_upstream_times_both_steps_from_the_same_weights(capsys):
     assert set(result["environment"]) >= {"torch", "device", "threads"}
 
 
+@pytest.mark.skipif(not UPSTREAM_DIR, reason="LITEMONO_UPSTREAM_DIR (a Lite-Mono checkout) not set")
+def test_vs_upstream_compares_a_compiled_step_from_the_same_random_numbers(capsys, monkeypatch):
+    inductor_config = _compile_uncompiled(monkeypatch)
+    result, _ = run_script("vs-upstream", [
+        "--upstream_dir", UPSTREAM_DIR, "--model", "lite-mono", "--height", "64", "--width", "192",
+        "--batch_size", "1", "--device", "cpu", "--warmup", "0", "--repeats", "1", "--compile"],
+        capsys)
+    assert result["compile"] and inductor_config.fallback_random
+    assert result["first_loss_rel_diff"] < 1e-4
+
+
 @pytest.mark.parametrize("where, message", [
     (None, "--upstream_dir is required"), ("absent", "no such folder"),
     ("", "has no trainer.py")])
@@ -229,7 +260,7 @@ def test_vs_upstream_names_a_missing_checkout(tmp_path, capsys, where, message):
 
 @pytest.mark.parametrize("flags, name", [
     (["--bins", "8"], "--bins"), (["--spatial_attention"], "--spatial_attention"),
-    (["--compile"], "--compile"), (["--distill_weight", "0.1"], "--distill_weight")])
+    (["--distill_weight", "0.1"], "--distill_weight")])
 def test_vs_upstream_refuses_what_changes_the_objective(tmp_path, capsys, flags, name):
     with pytest.raises(SystemExit) as exit_info:
         load_script().main(["vs-upstream", "--upstream_dir", str(tmp_path), *TINY,
@@ -403,14 +434,18 @@ def test_cpu_plan_commands_parse():
     module = load_script()
     parser = module.build_parser()
     plan = module.cpu_plan("/some/checkout")
-    assert [name for name, _ in plan] == ["train_320x96_b4_off", "train_320x96_b4_bf16",
-                                          "train_640x192_b2_off", "train_640x192_b2_bf16",
-                                          "infer_640x192", "data_640x192"]
+    assert [name for name, _ in plan] == [
+        "train_320x96_b4_off", "train_320x96_b4_off_compile", "train_320x96_b4_bf16",
+        "train_640x192_b2_off", "train_640x192_b2_off_compile", "train_640x192_b2_bf16",
+        "infer_640x192", "data_640x192"]
     for name, argv in plan:
         args = parser.parse_args(argv)
         if name.startswith("train"):
             assert args.command == "vs-upstream" and args.channels_last
             assert args.upstream_dir == "/some/checkout"
+            # config flags have no argparse default: only the ones given are present
+            assert getattr(args, "compile", False) == name.endswith("_compile")
+            assert args.amp == ("bf16" if name.endswith("bf16") else "off")
 
 
 def test_every_subcommand_option_has_help():
