@@ -14,6 +14,9 @@ unpickling) and says which variant it fits; ``convert`` rewrites a file that hol
 objects (e.g. a checkpoint from upstream's pretraining code with non-plain extras) as a plain
 ``{'model': state dict}`` tensor file, after you vouch for it with ``--allow_pickle``.
 """
+import os
+import pickle
+import shutil
 import sys
 from pathlib import Path
 
@@ -22,10 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from litemono import io  # noqa: E402
-from litemono.config import VARIANT_NAMES  # noqa: E402
 from litemono.errors import OneLineParser, cli  # noqa: E402
 from litemono.models.build import imagenet_file, load_imagenet_encoder  # noqa: E402
-from litemono.models.encoder import LiteMono  # noqa: E402
+from litemono.models.encoder import VARIANTS, LiteMono  # noqa: E402
 
 TOOL = "imagenet_weights.py"
 UPSTREAM_README = "https://github.com/noahzn/Lite-Mono#kitti"
@@ -38,13 +40,17 @@ SOURCES = {
 }
 NO_LINK = ("no public link (upstream's README says 'yes' without one): pretrain it with "
            "upstream's lite-mono-pretrain-code, or ask its authors")
+NO_SOURCE = ("no source known (not an upstream variant; add its link to SOURCES in "
+             "scripts/imagenet_weights.py): pretrain it with upstream's lite-mono-pretrain-code")
 
 
 def sources_text(folder: str = "pretrained") -> str:
-    """One line per variant: the file the recipe expects and where it comes from."""
+    """One line per Lite-Mono variant (``encoder.VARIANTS``; ``--mypretrain`` loads into those
+    only): the file the recipe expects and where it comes from."""
     lines = [f"ImageNet encoder weights of the KITTI recipe (from {UPSTREAM_README}); save as:"]
-    for variant in VARIANT_NAMES:
-        lines.append(f"  {folder}/{imagenet_file(variant):30s} {SOURCES[variant] or NO_LINK}")
+    for variant in VARIANTS:
+        source = SOURCES.get(variant, NO_SOURCE) or NO_LINK
+        lines.append(f"  {folder}/{imagenet_file(variant):30s} {source}")
     lines.append("then train with --mypretrain <file>, e.g. python train.py --config "
                  "configs/kitti/01_baseline.yaml --mypretrain pretrained/lite-mono-pretrain.pth")
     return "\n".join(lines)
@@ -58,7 +64,7 @@ def check(path: str, allow_pickle: bool = False) -> str:
             and wrongly shaped keys), or it needs unpickling without ``allow_pickle``.
     """
     errors = []
-    for variant in VARIANT_NAMES:
+    for variant in VARIANTS:
         try:
             load_imagenet_encoder(LiteMono(variant), path, allow_pickle)
             return variant
@@ -68,13 +74,31 @@ def check(path: str, allow_pickle: bool = False) -> str:
 
 
 def convert(source: str, target: str) -> str:
-    """Unpickle ``source`` (the caller vouched for it) and write its weights as plain tensors."""
-    checkpoint = torch.load(source, map_location="cpu", weights_only=False)
+    """Unpickle ``source`` (the caller vouched for it) and write its weights as plain tensors.
+
+    The plain file is written and checked in a temporary folder beside ``target`` and renamed
+    to ``target`` only when it fits a variant, so a failed conversion leaves no ``target``.
+    """
+    try:
+        checkpoint = torch.load(source, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as exc:  # HTML page, truncated
+        raise ValueError(f"{source}: not a readable torch file ({' '.join(str(exc).split())}); "
+                         "download it again") from None
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ValueError(f"{source}: no state dict of tensors (nor a 'model' entry holding one)")
-    io.save_torch({"model": {k: v.detach().clone() for k, v in state.items()}}, target)
-    return check(target)
+    folder = io.make_temp_dir(Path(target).parent, Path(target).name)
+    try:
+        plain = folder / Path(target).name
+        io.save_torch({"model": {k: v.detach().clone() for k, v in state.items()}}, plain)
+        try:
+            variant = check(str(plain))
+        except ValueError as exc:  # name the user's file, not the temporary copy
+            raise ValueError(str(exc).replace(str(plain), f"{source} (converted)")) from None
+        os.replace(plain, target)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return variant
 
 
 @cli("imagenet_weights.py")

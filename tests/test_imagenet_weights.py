@@ -136,6 +136,46 @@ def test_helper_lists_sources_converts_and_checks(tmp_path):
     assert run_tool("check", str(target)).stdout.strip().endswith("fits --model lite-mono-tiny")
 
 
+def broken_files(tmp_path):
+    """What a browser saves from a share link (its HTML page), and a download cut short."""
+    page = tmp_path / "page.pth"
+    page.write_text("<!DOCTYPE html>\n<html><head><title>surfdrive</title></head></html>\n")
+    cut = tmp_path / "cut.pth"
+    torch.save(upstream_checkpoint("lite-mono-tiny"), cut)
+    data = cut.read_bytes()
+    cut.write_bytes(data[:len(data) // 2])
+    return page, cut
+
+
+def test_a_page_or_a_truncated_file_is_one_line_not_a_pickle_or_a_traceback(tmp_path):
+    for path in broken_files(tmp_path):
+        with pytest.raises(ValueError, match="not a readable torch file") as info:
+            load_imagenet_encoder(LiteMono("lite-mono-tiny"), str(path))
+        assert "--allow_pickle" not in str(info.value)
+        with pytest.raises(ValueError, match="not a readable torch file"):
+            build_depth_network(ModelConfig(model="lite-mono-tiny", height=64, width=192,
+                                            mypretrain=str(path)))
+        target = tmp_path / "plain.pth"
+        for result in (run_tool("check", str(path)),
+                       run_tool("convert", str(path), str(target), "--allow_pickle")):
+            assert result.returncode == 1 and result.stdout == ""
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("imagenet_weights.py: error: "), lines
+            assert str(path) in lines[0] and "not a readable torch file" in lines[0]
+        assert not target.exists()
+
+
+def test_convert_leaves_no_target_when_the_weights_fit_no_variant(tmp_path):
+    source, target = tmp_path / "other.pth", tmp_path / "plain.pth"
+    checkpoint = upstream_checkpoint("lite-mono-tiny", extra=RunsCode(tmp_path / "ran"))
+    del checkpoint["model"]["stages.1.0.gamma"]
+    torch.save(checkpoint, source)
+    result = run_tool("convert", str(source), str(target), "--allow_pickle")
+    assert result.returncode == 1 and "stages.1.0.gamma" in result.stderr
+    assert f"{source} (converted)" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.pth", "ran"]
+
+
 def _train_script():
     spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
     module = importlib.util.module_from_spec(spec)

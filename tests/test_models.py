@@ -16,8 +16,8 @@ from litemono.losses.criterion import build_criterion
 from litemono.io import save_torch
 from litemono.models.attention import SpatialAttention
 from litemono.models.blocks import XCA, FourierPositionalEncoding
-from litemono.models.build import (build_depth_network, build_pose_network, depth_state_dicts,
-                                   load_depth_network, load_state_strict)
+from litemono.models.build import (WeightsFileError, build_depth_network, build_pose_network,
+                                   depth_state_dicts, load_depth_network, load_state_strict)
 from litemono.models.encoder import VARIANTS, LiteMono, infer_variant, select_dilations
 from litemono.models.profile import count_macs, count_parameters
 
@@ -221,8 +221,9 @@ def test_flag_off_layout_is_upstream_and_flags_only_add_keys():
     assert {k for k in binned if k.startswith("bin_head")} and "decoder.8.conv.weight" not in binned
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", list(UPSTREAM_PARAMS))
 def test_parameter_counts_equal_upstream(variant):
+    assert set(UPSTREAM_PARAMS) <= set(VARIANTS)  # a new row needs no count; none may vanish
     net = build_depth_network(ModelConfig(model=variant))
     counts = (count_parameters(net.encoder), count_parameters(net.decoder))
     assert counts == UPSTREAM_PARAMS[variant]
@@ -254,6 +255,16 @@ def test_wrong_variant_fails_naming_the_variant(tmp_path):
     with pytest.raises(FileNotFoundError, match="depth.pth"):
         (tmp_path / "depth.pth").unlink()
         load_depth_network(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["encoder.pth", "depth.pth"])
+def test_a_truncated_weights_file_is_refused_naming_it(tmp_path, name):
+    _save(_net(model="lite-mono-tiny"), tmp_path)
+    data = (tmp_path / name).read_bytes()
+    (tmp_path / name).write_bytes(data[:len(data) // 2])
+    with pytest.raises(WeightsFileError, match="cannot read .*" + name) as info:
+        load_depth_network(tmp_path)
+    assert str(tmp_path / name) in str(info.value) and "\n" not in str(info.value)
 
 
 def test_load_state_strict_names_missing_unexpected_and_shapes():

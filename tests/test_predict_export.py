@@ -11,7 +11,8 @@ from PIL import Image
 from conftest import ROOT
 from litemono import io
 from litemono.config import ModelConfig
-from litemono.models.build import build_depth_network, depth_state_dicts, load_depth_network
+from litemono.models.build import (build_depth_network, depth_state_dicts, load_depth_network,
+                                   read_depth_range)
 
 HEIGHT, WIDTH = 64, 192
 
@@ -158,6 +159,14 @@ def test_predict_one_line_errors(weights, tmp_path, capsys):
     assert "encoder.pth" in err and "--load_weights_folder" in err
     err = one_line_error(capsys, *base, "--vmin", "0")
     assert "--vmax" in err
+    truncated = tmp_path / "truncated"
+    truncated.mkdir()
+    for name in ("encoder.pth", "depth.pth"):
+        data = (weights / name).read_bytes()
+        (truncated / name).write_bytes(data[:len(data) // 2] if name == "depth.pth" else data)
+    err = one_line_error(capsys, "--load_weights_folder", truncated, "--image_path",
+                         tmp_path / "x.png", "--device", "cpu")
+    assert f"cannot read {truncated / 'depth.pth'}" in err and "truncated" in err
     if not torch.cuda.is_available():
         err = one_line_error(capsys, *base, "--device", "cuda")
         assert "no CUDA device" in err and "--device cpu" in err
@@ -183,7 +192,7 @@ def test_copied_weights_folder_keeps_its_depth_range(tmp_path, capsys):
     folder.mkdir(parents=True)
     for name, state in depth_state_dicts(net, HEIGHT, WIDTH, depth_range=(0.01, 80.0)).items():
         io.save_torch(state, folder / f"{name}.pth")
-    assert load_depth_network(folder).depth_range == (0.01, 80.0)
+    assert read_depth_range(folder) == (0.01, 80.0)
     image = Image.fromarray(np.random.default_rng(2).integers(0, 255, (40, 120, 3), np.uint8))
     image.save(tmp_path / "x.png")
     run_predict("--load_weights_folder", folder, "--image_path", tmp_path / "x.png",

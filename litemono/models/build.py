@@ -10,7 +10,8 @@ run's ``min_depth`` / ``max_depth``, so a copied folder alone rebuilds the netwo
 upstream code ignores that entry, and upstream's folders (without it) load too.
 
 Loading is strict: nothing is filtered silently. A mismatch raises ``ValueError`` naming the
-missing, unexpected and wrongly shaped keys, and for an encoder the variant the file fits.
+missing, unexpected and wrongly shaped keys, and for an encoder the variant the file fits; a
+truncated or foreign file raises :class:`WeightsFileError` naming it.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import argparse
 import dataclasses
 import pickle
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
@@ -25,6 +27,7 @@ import torch
 from torch import nn
 
 from ..config import SECTIONS, ModelConfig, coerce
+from ..errors import UserError
 from .decoder import DepthDecoder
 from .encoder import VARIANTS, LiteMono, infer_variant
 from .pose import PoseDecoder, PoseEncoder, PoseNetwork
@@ -37,6 +40,29 @@ MAX_LISTED = 8  # keys listed per category in a mismatch message
 # entries of an ImageNet-pretraining checkpoint that the depth encoder does not have
 IMAGENET_ONLY_PREFIXES = ("head.", "norm.")
 NO_PRETRAIN = "none"  # --mypretrain none: the encoder starts from scratch on purpose
+
+
+class WeightsFileError(UserError, ValueError):
+    """A weights file is truncated or not a torch file; the message names the file.
+
+    (``checkpoint.CheckpointError`` says the same for training states; that module imports this
+    one, so the weight folders read here have their own error type.)
+    """
+
+
+def read_weights_file(path: Path, device="cpu", mmap: bool = False) -> Any:
+    """``torch.load(weights_only=True)`` of one file of a weights folder.
+
+    Raises:
+        WeightsFileError: the file is truncated or not a torch file (torch's own message does
+            not name the file).
+    """
+    try:
+        return torch.load(path, map_location=device, weights_only=True, mmap=mmap)
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        raise WeightsFileError(f"cannot read {path} ({' '.join(str(exc).split())[:200]}), the "
+                               "file is truncated or not a torch file: use an intact copy of "
+                               "the weights folder") from exc
 
 
 # Encoder families besides Lite-Mono: ``--model`` name -> ``builder(cfg: ModelConfig)`` returning
@@ -74,8 +100,6 @@ class DepthNetwork(nn.Module):
         self.decoder = decoder
         self.config = config
         self.height, self.width = config.height, config.width
-        # (min_depth, max_depth) of the training run; load_depth_network sets it from the folder
-        self.depth_range: Optional[Tuple[float, float]] = None
 
     def forward(self, image: torch.Tensor) -> Dict:
         return self.decoder(self.encoder(image))
@@ -144,18 +168,19 @@ def load_depth_network(weights_folder, device="cpu", model: Optional[str] = None
         **overrides: other :class:`ModelConfig` fields (e.g. ``dilations``, ``scales``).
 
     Returns:
-        The network, with ``height`` / ``width`` attributes from the file (the training size)
-        and ``depth_range`` (min, max) when the folder stores it, else None.
+        The network, with ``height`` / ``width`` attributes from the file (the training size);
+        the folder's ``disp_to_depth`` range is :func:`read_depth_range`'s.
 
     Raises:
-        FileNotFoundError: a file is missing. ValueError: the weights do not fit.
+        FileNotFoundError: a file is missing. WeightsFileError: a file is truncated or not a
+        torch file. ValueError: the weights do not fit.
     """
     folder = Path(weights_folder)
     states = {}
     for name in (ENCODER_FILE, DEPTH_FILE):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"load_depth_network: no {name} in {folder}")
-        states[name] = torch.load(folder / name, map_location=device, weights_only=True)
+        states[name] = read_weights_file(folder / name, device)
     encoder_state = dict(states[ENCODER_FILE])
     extras = {k: encoder_state.pop(k) for k in (*UPSTREAM_EXTRAS, CONFIG_ENTRY)
               if k in encoder_state}
@@ -173,7 +198,6 @@ def load_depth_network(weights_folder, device="cpu", model: Optional[str] = None
     options["mypretrain"] = None  # the folder's weights replace any ImageNet initialisation
     cfg = SECTIONS["net"](**{k: coerce(k, v) for k, v in options.items()})
     net = build_depth_network(cfg)
-    net.depth_range = _stored_depth_range(stored)
     load_state_strict(net.encoder, encoder_state, f"{folder / ENCODER_FILE}")
     load_state_strict(net.decoder, states[DEPTH_FILE], f"{folder / DEPTH_FILE}")
     return net.to(device).eval()
@@ -192,7 +216,7 @@ def read_depth_range(weights_folder) -> Optional[Tuple[float, float]]:
     if not path.is_file():
         return None
     # mmap: only the small entry is read, not the encoder's tensors
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    state = read_weights_file(path, mmap=True)
     return _stored_depth_range(state.get(CONFIG_ENTRY) if isinstance(state, Mapping) else None)
 
 
@@ -207,14 +231,13 @@ def load_pose_network(weights_folder, device="cpu", num_layers: int = 18) -> Pos
         raise FileNotFoundError(f"load_pose_network: no pose.pth in {folder}")
     if (folder / "pose_encoder.pth").is_file():
         net = build_pose_network(ModelConfig(num_layers=num_layers, weights_init="scratch"))
-        encoder_state = torch.load(folder / "pose_encoder.pth", map_location=device,
-                                   weights_only=True)
+        encoder_state = read_weights_file(folder / "pose_encoder.pth", device)
         load_state_strict(net.encoder, encoder_state, str(folder / "pose_encoder.pth"))
     else:
         depth_net = load_depth_network(folder, device)
         net = build_pose_network(dataclasses.replace(depth_net.config, pose_model_type="shared"),
                                  depth_net)
-    decoder_state = torch.load(folder / "pose.pth", map_location=device, weights_only=True)
+    decoder_state = read_weights_file(folder / "pose.pth", device)
     load_state_strict(net.decoder, decoder_state, str(folder / "pose.pth"))
     return net.to(device).eval()
 
@@ -279,6 +302,11 @@ def load_imagenet_encoder(encoder: LiteMono, path: str, allow_pickle: bool = Fal
     """
     if not Path(path).is_file():
         raise FileNotFoundError(f"--mypretrain: no such file {path}")
+    if not zipfile.is_zipfile(path):  # torch.save's format; else the unpickler reads garbage
+        raise ValueError(f"--mypretrain {path}: not a readable torch file (not the zip archive "
+                         "torch.save writes: a truncated download, or the share link's HTML "
+                         "page saved instead of the file); download it again "
+                         "(scripts/imagenet_weights.py)")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
