@@ -149,10 +149,29 @@ def from_dict(options: Mapping[str, Any]) -> Config:
     return cfg
 
 
+def _family_names() -> Tuple[str, ...]:
+    from .models import build  # the registries import torch: read them only when asked
+
+    return tuple(build.ENCODER_FAMILIES)
+
+
+def _lite_mono_flags(m: ModelConfig) -> Optional[str]:
+    """The Lite-Mono-only flag set for an encoder family (which would ignore it), else None.
+    ``--drop_path`` has a non-zero default and is documented as ignored instead."""
+    if m.attention_kind:
+        flag = "--attention" if m.attention else "--spatial_attention"
+    elif m.dilations is not None:
+        flag = "--dilations"
+    else:
+        return None  # asked first: the registries are read (torch imported) only when needed
+    return flag if m.model in _family_names() else None
+
+
 def validate(cfg: Config) -> None:
     """The one place that rejects bad combinations of options: the built-in ones below, then the
     extensions' ``CHECKS`` (a single value is checked by :func:`coerce`)."""
     m, d, l = cfg.model, cfg.data, cfg.loss
+    ignored = _lite_mono_flags(m)
     for ok, message in (
             (len(d.frame_ids) > 1 or d.use_stereo,
              "--frame_ids [0] needs --use_stereo: there is no source frame to warp"),
@@ -162,7 +181,10 @@ def validate(cfg: Config) -> None:
              f"--spatial_attention is short for --attention spatial, which contradicts "
              f"--attention {m.attention}; drop one"),
             (d.dataset != "folder" or d.intrinsics is not None,
-             "--dataset folder needs --intrinsics <file.yaml>")):
+             "--dataset folder needs --intrinsics <file.yaml>"),
+            (ignored is None,
+             f"{ignored} belongs to Lite-Mono's encoder, and --model {m.model} is an encoder "
+             f"family that would ignore it; drop {ignored} or choose a Lite-Mono variant")):
         if not ok:
             raise ConfigError(message)
     for check in CHECKS:

@@ -195,3 +195,15 @@ def test_a_registered_encoder_family_gets_a_five_level_decoder_and_trains(tmp_pa
     assert params_without_grad(parts.depth) == []
     with pytest.raises(ValueError, match="--bins needs"):
         build_depth_network(tiny_config(tmp_path, model="toy-resnet", bins=4).model)
+
+
+def test_an_encoder_family_refuses_lite_mono_only_flags():
+    ENCODER_FAMILIES["toy-resnet"] = ToyResNet
+    for options, flag in (({"attention": "spatial"}, "--attention"),
+                          ({"spatial_attention": True}, "--spatial_attention"),
+                          ({"dilations": [[1], [2], [1, 3]]}, "--dilations")):
+        with pytest.raises(ConfigError, match=f"^{flag} belongs to Lite-Mono's encoder, and "
+                                              "--model toy-resnet is an encoder family"):
+            config.from_dict({"model": "toy-resnet", **options})
+        assert config.from_dict({"model": "lite-mono-tiny", **options})  # a variant takes it
+    assert config.from_dict({"model": "toy-resnet", "drop_path": 0.1})  # documented: ignored

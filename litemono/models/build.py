@@ -69,7 +69,8 @@ def read_weights_file(path: Path, device="cpu", mmap: bool = False) -> Any:
 # a module that maps an image (B, 3, H, W) in [0, 1] to a list of features, finest first, each
 # half the resolution of the previous, with attributes ``num_ch_enc`` (channels per feature) and
 # ``first_stride`` (the first feature is at H / first_stride). The decoder gets one level per
-# feature. Lite-Mono's variants are the rows of ``encoder.VARIANTS``.
+# feature. Lite-Mono's variants are the rows of ``encoder.VARIANTS``. A family gets no Lite-Mono
+# attention or dilation rates (config.validate refuses those flags) and ignores --drop_path.
 ENCODER_FAMILIES: Dict[str, Callable[[ModelConfig], nn.Module]] = {}
 
 
