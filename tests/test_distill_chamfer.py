@@ -184,11 +184,15 @@ def test_chamfer_reductions_against_numpy_both_directions(reduction):
     scale = 1.0 if reduction == "sum" else 1 / 3
     assert one_point_off == pytest.approx(0.16 * scale) and one_centre_off == pytest.approx(
         0.16 * scale)
-    # sum = N * (point side mean) + K * (centre side mean)
+    # the library's two reductions of one image: mean = a + b, sum = N a + K b, where a and b
+    # are the point side's and the centre side's mean squared distances
     p, c = rng.random(11), rng.random(4)
     d2 = (p[:, None] - c[None, :]) ** 2
-    assert _np_chamfer_loops(p, c, "sum") == pytest.approx(
-        11 * d2.min(axis=1).mean() + 4 * d2.min(axis=0).mean())
+    a, b = d2.min(axis=1).mean(), d2.min(axis=0).mean()
+    p_t, c_t = torch.from_numpy(p)[None], torch.from_numpy(c)[None]
+    assert chamfer_1d(p_t, c_t, reduction="mean").item() == pytest.approx(a + b, rel=1e-12)
+    assert chamfer_1d(p_t, c_t, reduction="sum").item() == pytest.approx(11 * a + 4 * b,
+                                                                         rel=1e-12)
     with pytest.raises(ValueError, match="--chamfer_reduction"):
         chamfer_1d(near, near, reduction="max")
 

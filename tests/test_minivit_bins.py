@@ -74,8 +74,9 @@ def test_sincos_positions_formula():
 
 
 def test_head_macs_follow_the_docstring_arithmetic():
-    """The hook counter (thop's rules) agrees with the module docstring's sums."""
+    """The hook counter (thop's rules) agrees with the module docstring's sums and totals."""
     c, h, w, k = 24, 96, 320, 64
+    docstring_totals = {"adaptive": 3_629_146_112, "fixed": 676_331_520}  # 3,629.1 M, 676.3 M
     for mode in ("adaptive", "fixed"):
         size = MVIT_SIZES[mode]
         head = MiniViTBinHead(c, k, mode)
@@ -102,16 +103,18 @@ def test_head_macs_follow_the_docstring_arithmetic():
                         + tokens * size.depth * layer + mlp)
         else:
             expected = h * w * (9 * c * e + e * q + q * k)
-        assert total[0] == expected, mode
+        assert total[0] == expected == docstring_totals[mode], mode
 
 
 @pytest.mark.parametrize("row", KITTI_ROWS, ids=lambda p: p.stem)
 def test_kitti_row_macs_are_the_reports(row):
-    """thop MACs at 640x192, batch 1 (the report's "FLOPs"), within 3% of its column."""
+    """thop MACs at 640x192, batch 1 (the report's "FLOPs"), within 0.5% of its column (the
+    minivit_bins docstring: -0.2% for 05_full, +0.1% for 04_fixed_bins), so a row with another
+    head (4%-72% apart) fails; 01-03 differ by the spatial attention's 0.001 G only."""
     cfg = parse_config(["--config", str(row)]).model
     assert (cfg.height, cfg.width) == (192, 640)
     macs = count_macs(build_depth_network(cfg), 192, 640)["macs"] / 1e9
-    assert macs == pytest.approx(REPORT_GMACS[row.stem], rel=0.03)
+    assert macs == pytest.approx(REPORT_GMACS[row.stem], rel=0.005)
 
 
 @pytest.mark.slow

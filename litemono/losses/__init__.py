@@ -1,7 +1,7 @@
 """Self-supervised losses: photometric reprojection, smoothness and the criterion combining them.
 
-The teacher-distillation and Chamfer terms (``distill.py``, ``chamfer.py``) are imported by
-:func:`build_criterion` only when enabled.
+The teacher-distillation and Chamfer terms (``distill.py``, ``chamfer.py``) are registered
+extra terms of the criterion; :func:`build_criterion` builds them when their weight is positive.
 """
 from .criterion import Criterion, build_criterion
 from .photometric import photometric_error, select_reprojection, ssim_error

@@ -27,6 +27,8 @@ from torch import nn
 from .. import config
 from ..config import ConfigError, option
 from ..geometry import backproject, disp_to_depth, project, warp
+from .chamfer import REDUCTIONS, ChamferTerm
+from .distill import PAIRS, DistillationTerm
 from .photometric import TargetMoments, photometric_error, select_reprojection, target_moments
 from .smoothness import edge_weights, smoothness_loss
 
@@ -204,19 +206,6 @@ def build_criterion(cfg) -> Criterion:
 
 
 # ------------------------------------------------------------------ the built-in extra terms
-# (their modules are imported only when a run uses them)
-
-def _distillation(cfg: Any) -> Any:
-    from .distill import DistillationTerm
-
-    return DistillationTerm(cfg)
-
-
-def _alignments() -> Tuple[str, ...]:
-    from .distill import PAIRS
-
-    return tuple(PAIRS)
-
 
 def _check_distillation(cfg: Any) -> None:
     loss = cfg.loss
@@ -225,12 +214,6 @@ def _check_distillation(cfg: Any) -> None:
     if not set(loss.distill_scales) <= set(cfg.model.scales):
         raise ConfigError(f"--distill_scales {loss.distill_scales} must be among --scales "
                           f"{cfg.model.scales}")
-
-
-def _chamfer(cfg: Any) -> Any:
-    from .chamfer import ChamferTerm
-
-    return ChamferTerm(cfg)
 
 
 def _check_chamfer(cfg: Any) -> None:
@@ -245,15 +228,16 @@ def _check_chamfer(cfg: Any) -> None:
                               "(run precompute_teacher.py)")
 
 
-register_loss_term("distill", _distillation, help="weight of the teacher distillation L1 (0 = off)",
+register_loss_term("distill", DistillationTerm,
+                   help="weight of the teacher distillation L1 (0 = off)",
                    check=_check_distillation, options=[
-    ("distill_align", str, option("normalized", "teacher-to-student alignment", _alignments)),
+    ("distill_align", str, option("normalized", "teacher-to-student alignment", tuple(PAIRS))),
     ("distill_scales", List[int], option([0], "scales that receive the distillation term")),
 ])
-register_loss_term("chamfer", _chamfer, help="weight of the bin-centre Chamfer loss (0 = off)",
+register_loss_term("chamfer", ChamferTerm, help="weight of the bin-centre Chamfer loss (0 = off)",
                    check=_check_chamfer, options=[
     ("chamfer_points", int, option(1024, "teacher disparities sampled per image for the Chamfer "
                                    "loss", valid=((lambda v: v >= 1), "be >= 1"))),
     ("chamfer_reduction", str, option("mean", "Chamfer over points: mean, or sum (the report's "
-                                      "Eq. 1)", ("mean", "sum"))),
+                                      "Eq. 1)", REDUCTIONS)),
 ])
