@@ -176,6 +176,26 @@ def test_convert_leaves_no_target_when_the_weights_fit_no_variant(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.pth", "ran"]
 
 
+def test_a_new_variant_row_is_listed_and_checked_and_a_family_is_not(tmp_path, monkeypatch):
+    from litemono.models.build import ENCODER_FAMILIES
+    from litemono.models.encoder import VARIANTS, Variant
+
+    spec = importlib.util.spec_from_file_location("imagenet_weights",
+                                                  ROOT / "scripts" / "imagenet_weights.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    monkeypatch.setitem(VARIANTS, "toy-mono", Variant(
+        dims=(16, 24, 32), depths=(2, 2, 3), dilations_narrow=((1,), (2,), (1, 3)),
+        dilations_wide=((1,), (2,), (1, 3))))
+    monkeypatch.setitem(ENCODER_FAMILIES, "toy-family", lambda cfg: None)
+    listing = tool.sources_text()
+    assert f"pretrained/{imagenet_file('toy-mono')}" in listing and tool.NO_SOURCE in listing
+    assert "toy-family" not in listing
+    path = tmp_path / "toy.pth"
+    torch.save({"model": LiteMono("toy-mono").state_dict()}, path)
+    assert tool.check(str(path)) == "toy-mono"
+
+
 def _train_script():
     spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
     module = importlib.util.module_from_spec(spec)
