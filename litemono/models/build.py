@@ -297,6 +297,9 @@ def load_imagenet_encoder(encoder: LiteMono, path: str, allow_pickle: bool = Fal
     (absent from an ImageNet classifier) keeps its initialisation. Every other encoder key must
     be in the file with its shape; a file of another variant is refused naming the variant.
 
+    The file must be the zip archive ``torch.save`` writes (PyTorch >= 1.6): anything else (an
+    HTML page saved from a share link, a cut download) is refused before any unpickling.
+
     Raises:
         FileNotFoundError: no such file. ValueError: not a tensor file, pickled objects without
             ``allow_pickle``, or weights that do not fit (the message names ``--mypretrain``).
