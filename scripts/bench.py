@@ -705,16 +705,12 @@ def learning(args) -> dict:
     litemono.engine.train and scored as evaluate_depth.py scores (per-image median scaling)
     against the scene's true depth; finished rows (``<log_dir>/<row>/results.json``) are kept."""
     from litemono import ablation
+    from litemono.data.synthetic import SPLIT_FOLDER
 
     log_dir = Path(args.log_dir)
-    try:
-        options = ablation.option_overrides(args.set)
-    except ValueError as exc:  # a malformed KEY=VALUE
-        raise UserError(str(exc), todo="write each as KEY=VALUE") from None
-    overrides = {**options, "log_dir": str(log_dir),
+    overrides = {**ablation.option_overrides(args.set), "log_dir": str(log_dir),
                  "num_steps": args.num_steps, "seed": args.seed, "device": args.device,
-                 "data_path": args.data_path,
-                 "split": str(Path(args.data_path) / "splits" / "synthetic")}
+                 "data_path": args.data_path, "split": str(Path(args.data_path) / SPLIT_FOLDER)}
     if args.teacher_dir:
         overrides["teacher_dir"] = args.teacher_dir
     ablation.ensure_synthetic_scene(args.data_path)
