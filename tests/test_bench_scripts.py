@@ -281,7 +281,8 @@ def test_compare_losses_reports_each_steps_relative_difference():
     assert module.compare_losses([1.0], [1.0])["within_rtol"]
 
 
-def test_modes_train_from_the_same_weights_in_every_mode(capsys):
+def test_modes_train_from_the_same_weights_in_every_mode(capsys, monkeypatch):
+    _compile_uncompiled(monkeypatch)  # bf16_graphs: its options reach training; no compile here
     result, module = run_script("modes", [
         "--model", "lite-mono-tiny", *TINY, "--batch_size", "2", "--device", "cpu",
         "--steps", "3", "--timed_steps", "2", "--modes", "fp32", "bf16_cl", "bf16_graphs",
@@ -304,8 +305,11 @@ def test_modes_train_from_the_same_weights_in_every_mode(capsys):
     assert bf16["vs_fp32"]["within_rtol"] and bf16["vs_fp32"]["rtol"] == module.BF16_LOSS_RTOL
     assert bf16["profile"]["steps"] == 1 and "Self CPU" in bf16["profile"]["top_kernels"]
     graphs = result["modes"]["bf16_graphs"]
-    if "compile_mode" not in module.FIELDS:  # an option of train.py that may not exist yet
-        assert not graphs["ok"] and "unavailable" in graphs["error"]
+    assert graphs["ok"] and graphs["finite"] and len(graphs["losses"]) == 3
+    assert graphs["compile"] and graphs["compile_mode"] == "reduce-overhead"
+    assert graphs["amp"] == "bf16" and graphs["channels_last"]
+    assert graphs["vs_fp32"]["within_rtol"]
+    assert graphs["losses"] == bf16["losses"]  # torch.compile is the identity here
 
 
 def _planned(module, argv):
@@ -327,7 +331,7 @@ def test_gpu_plan_covers_issue_22_and_every_command_parses():
             assert (args.height, args.width, args.batch_size, args.steps) == (192, 640, 12, 50)
             assert args.device == "cuda" and args.weights_init == "scratch"
             assert args.mypretrain == "none" and args.compile_backend is None
-            expected = ["fp32", "bf16_cl"] if name.startswith("row_") else [module.graphs_mode()]
+            expected = ["fp32", "bf16_cl"] if name.startswith("row_") else [module.COMPILED_MODE]
             assert args.modes == expected
         if name.endswith(module.BASELINE):
             assert args.profile_mode == args.modes[-1]
@@ -404,7 +408,7 @@ def test_gpu_dry_run_exercises_every_measurement_on_the_cpu(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert sorted(summary["measurements"]) == ["compiled_01_baseline", "pipeline",
                                                "row_01_baseline", "teacher"]
-    compiled = load_script().graphs_mode()
+    compiled = load_script().COMPILED_MODE
     modes = ("fp32", "bf16_cl", compiled)
     assert set(summary["correctness"]) == {f"01_baseline/{mode}" for mode in modes}
     for name, check in summary["correctness"].items():
