@@ -315,10 +315,12 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def infer_refusals(args, cfg) -> list:
-    """Options that upstream's depth network cannot express (empty: comparable)."""
-    checks = {"--amp " + args.amp: args.amp != "off", "--compile": args.compile,
-              "--bins": cfg.bins != 0, "--spatial_attention": cfg.spatial_attention}
-    return [name for name, hit in checks.items() if hit]
+    """Options that upstream's depth network cannot express (empty: comparable): ``--amp``,
+    ``--compile``, and the network options of :func:`litemono.benchmark.depth_network_refusals`
+    (each of ``--variants`` checked as ``--model``)."""
+    checks = {"--amp " + args.amp: args.amp != "off", "--compile": args.compile}
+    return ([name for name, hit in checks.items() if hit]
+            + bench.depth_network_refusals(cfg, args.variants or ()))
 
 
 def memory_format(channels_last: bool):

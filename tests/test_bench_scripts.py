@@ -2,6 +2,7 @@
 the expected keys; the GPU run's plan, summary and failure handling; the synthetic batch follows
 the sample schema. No timing is asserted."""
 import argparse
+import dataclasses
 import importlib.util
 import json
 import math
@@ -182,7 +183,8 @@ def test_infer_times_upstream_beside_ours_from_the_same_weights(capsys, monkeypa
 @pytest.mark.parametrize("flags, name", [
     (["--amp", "bf16"], "--amp bf16"),
     (["--compile"], "--compile"), (["--bins", "8"], "--bins"),
-    (["--spatial_attention"], "--spatial_attention")])
+    (["--spatial_attention"], "--spatial_attention"),
+    (["--attention", "spatial"], "--attention spatial")])
 def test_infer_refuses_what_upstream_cannot_express(tmp_path, capsys, flags, name):
     # refused before the checkout is even looked at: any folder will do
     with pytest.raises(SystemExit) as exit_info:
@@ -260,7 +262,10 @@ def test_vs_upstream_names_a_missing_checkout(tmp_path, capsys, where, message):
 
 @pytest.mark.parametrize("flags, name", [
     (["--bins", "8"], "--bins"), (["--spatial_attention"], "--spatial_attention"),
-    (["--distill_weight", "0.1"], "--distill_weight")])
+    (["--attention", "spatial"], "--attention spatial"),
+    (["--distill_weight", "0.1"], "--distill_weight"),
+    (["--bins", "8", "--chamfer_weight", "0.1", "--teacher_dir", "t"],
+     "--bins, --chamfer_weight")])
 def test_vs_upstream_refuses_what_changes_the_objective(tmp_path, capsys, flags, name):
     with pytest.raises(SystemExit) as exit_info:
         load_script().main(["vs-upstream", "--upstream_dir", str(tmp_path), *TINY,
@@ -269,6 +274,27 @@ def test_vs_upstream_refuses_what_changes_the_objective(tmp_path, capsys, flags,
     assert f"no equivalent of {name}" in capsys.readouterr().err
 
 
+
+
+def test_refusals_cover_registered_encoder_families_and_loss_terms(monkeypatch):
+    """An encoder family or any registered loss term is not upstream's network or objective."""
+    from litemono.config import from_dict
+    from litemono.losses.criterion import LOSS_TERMS
+    from litemono.models.build import ENCODER_FAMILIES
+
+    assert bench.upstream_refusals(from_dict({})) == []  # the defaults are upstream's
+    monkeypatch.setitem(ENCODER_FAMILIES, "toy-family", lambda cfg: None)
+    family = from_dict({"model": "toy-family"})
+    assert bench.upstream_refusals(family) == ["--model toy-family"]
+    assert bench.depth_network_refusals(from_dict({}).model, ["lite-mono", "toy-family"]) \
+        == ["--model toy-family"]
+    # every registered term's weight is checked, not a fixed list of names
+    assert {"distill", "chamfer"} <= set(LOSS_TERMS)
+    for name in LOSS_TERMS:
+        cfg = from_dict({})  # the weight alone (unvalidated: a term's own checks need more)
+        cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss,
+                                                                **{f"{name}_weight": 0.5}))
+        assert bench.upstream_refusals(cfg) == [f"--{name}_weight"]
 
 
 def test_compare_losses_reports_each_steps_relative_difference():
