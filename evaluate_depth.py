@@ -16,6 +16,7 @@ import numpy as np
 
 from litemono import io
 from litemono.config import PROJECT_ROOT
+from litemono.data.splits import read_split_lines
 from litemono.device import DEVICE_HELP, resolve_device
 from litemono.errors import OneLineParser, UserError, cli
 from litemono.evaluation import (EVAL_SPLITS, STEREO_SCALE_FACTOR, check_gt_split, depth_range,
@@ -95,7 +96,7 @@ def image_names(args, count: int):
     path = Path(args.split_folder or Path(args.splits_dir) / args.eval_split) / "test_files.txt"
     if not path.is_file():
         return None
-    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    lines = read_split_lines(path)
     return lines if len(lines) == count else None
 
 

@@ -41,6 +41,7 @@ from . import io
 from .checkpoint import save_weights_folder, seed_everything
 from .config import FIELDS, Config, from_dict, load_yaml
 from .data.splits import parse_split_line, read_split_lines
+from .errors import UserError
 from .metrics import METRIC_NAMES
 
 RESULTS_FILE = "results.json"
@@ -55,8 +56,9 @@ T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
          2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 
 
-class StaleResults(ValueError):
-    """Rows on disk were made with other options than the ones asked for."""
+class StaleResults(UserError, ValueError):
+    """Rows on disk were made with other options than the ones asked for (a user error: the
+    message says which rows and options, and that ``--rerun`` trains them again)."""
 _WEIGHTS_FOLDER = re.compile(r"^weights_(\d+)$")
 
 
@@ -308,7 +310,7 @@ def summarize(results: Sequence[Mapping[str, Any]], baseline: Optional[str] = No
     for r in results:
         runs.setdefault(r["row"], {})[r.get("seed")] = r
     if baseline is not None and baseline not in runs:
-        raise ValueError(f"--baseline {baseline}: no such row (rows: {', '.join(runs)})")
+        raise UserError(f"--baseline {baseline}: no such row (rows: {', '.join(runs)})")
     out = []
     for name, by_seed in runs.items():
         seeds = sorted(by_seed, key=lambda s: (s is None, s))
@@ -453,7 +455,8 @@ def option_overrides(pairs: Optional[Sequence[str]]) -> Dict[str, Any]:
         key, sep, value = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+            raise UserError(f"--set expects KEY=VALUE, got {pair!r}",
+                            todo="write each option as KEY=VALUE")
         parsed = _scalar(value)
         if _is_flat_list(key) and not isinstance(parsed, list) and parsed is not None:
             parsed = [_scalar(word) for word in value.split()] or [parsed]

@@ -374,14 +374,34 @@ def upstream_encoder_size(height: int, width: int) -> tuple:
     return UPSTREAM_SIZES[1] if width >= WIDE_INPUT else UPSTREAM_SIZES[0]
 
 
+def depth_network_refusals(m, models: Sequence[str] = ()) -> List[str]:
+    """Options of the model config ``m`` that upstream's depth network cannot express: an
+    encoder other than upstream's four variants (``--model``, or each of ``models`` when given;
+    registered encoder families are ours only), a bin head, any attention kind."""
+    from .models.encoder import VARIANTS
+
+    refused = [f"--model {name}" for name in dict.fromkeys(models or [m.model])
+               if name not in VARIANTS]
+    if m.bins != 0:
+        refused.append("--bins")
+    if m.attention_kind:  # named as the user spelt it
+        refused.append(f"--attention {m.attention}" if m.attention else "--spatial_attention")
+    return refused
+
+
 def upstream_refusals(cfg) -> List[str]:
-    """Options of ``cfg`` that upstream's trainer cannot express (empty: comparable)."""
+    """Options of ``cfg`` that upstream's trainer cannot express (empty: comparable): those of
+    :func:`depth_network_refusals`, another pose network, and every registered extra loss term
+    (``criterion.LOSS_TERMS``) whose weight is on."""
+    from .losses.criterion import LOSS_TERMS
+
     m, loss = cfg.model, cfg.loss
-    checks = {"--bins": m.bins != 0, "--spatial_attention": m.spatial_attention,
-              "--pose_model_type " + m.pose_model_type: m.pose_model_type != "separate_resnet",
-              "--distill_weight": loss.distill_weight > 0,
-              "--chamfer_weight": loss.chamfer_weight > 0}
-    return [name for name, hit in checks.items() if hit]
+    refused = depth_network_refusals(m)
+    if m.pose_model_type != "separate_resnet":
+        refused.append("--pose_model_type " + m.pose_model_type)
+    refused += [f"--{name}_weight" for name in LOSS_TERMS
+                if getattr(loss, f"{name}_weight") > 0]
+    return refused
 
 
 def upstream_argv(cfg, device: torch.device) -> List[str]:

@@ -42,6 +42,7 @@ Subcommands (``python scripts/bench.py SUBCOMMAND --help`` lists each one's flag
 import argparse
 import dataclasses
 import json
+import math
 import os
 import random
 import shutil
@@ -58,7 +59,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from litemono import benchmark as bench  # noqa: E402
-from litemono.config import (FIELDS, VARIANT_NAMES, add_config_arguments,  # noqa: E402
+from litemono.config import (VARIANT_NAMES, add_config_arguments,  # noqa: E402
                              config_from_namespace, from_dict)
 from litemono.engine import AMP_DTYPES, TRAIN_ITEMS  # noqa: E402
 from litemono.errors import OneLineParser, UserError, cli  # noqa: E402
@@ -169,7 +170,7 @@ MODES = {  # train options of each mode; the compiled modes also run bf16 in cha
     "bf16_cl": dict(amp="bf16", channels_last=True, compile=False),
     "bf16_compile": dict(amp="bf16", channels_last=True, compile=True),
     "bf16_graphs": dict(amp="bf16", channels_last=True, compile=True,
-                        compile_mode="reduce-overhead"),  # CUDA graphs, where the option exists
+                        compile_mode="reduce-overhead"),  # inductor's CUDA graphs
 }
 COMPARE_STEPS = 5  # losses of the first steps are compared with fp32 eager ...
 BF16_LOSS_RTOL = 0.05  # ... within this relative difference (bf16 keeps 8 significant bits)
@@ -205,9 +206,6 @@ def compare_losses(losses: List[float], reference: List[float], steps: int = COM
 def run_mode(cfg, mode: str, args, device: torch.device) -> dict:
     """Train ``args.steps`` steps of ``cfg`` in ``mode``; losses, speed, peak memory."""
     options = MODES[mode]
-    missing = [k for k in options if k not in FIELDS]
-    if missing:
-        return {"mode": mode, "ok": False, "error": f"unavailable: no option {missing} here"}
     cfg = cfg.replace(**options)
     parts, criterion = bench.build_training(cfg, device)  # seeded: the same weights every mode
     batch = bench.training_batch(cfg, device)
@@ -224,8 +222,9 @@ def run_mode(cfg, mode: str, args, device: torch.device) -> dict:
     block_s = bench.time_once(lambda: [step() for _ in range(timed)], device)
     values = [float(loss) for loss in losses]
     images_per_s = cfg.train.batch_size * timed / block_s
-    result = {"mode": mode, "ok": all(map(_finite, values)), **options, "steps": len(values),
-              "losses": values, "finite": all(map(_finite, values)),
+    finite = all(map(math.isfinite, values))
+    result = {"mode": mode, "ok": finite, **options, "steps": len(values),
+              "losses": values, "finite": finite,
               "first_step_s": first_step_s, "timed_steps": timed, "step_s": block_s / timed,
               "images_per_s": images_per_s, "peak_memory_mb": bench.peak_memory_mb(device),
               "epochs_30_h": EPOCHS * EIGEN_ZHOU_SAMPLES / images_per_s / 3600}
@@ -261,10 +260,6 @@ def force_compile_backend(backend: str) -> None:
         return original(*args, **kwargs)
 
     torch.compile = compile_with
-
-
-def _finite(value: float) -> bool:
-    return value == value and abs(value) != float("inf")
 
 
 @subcommand("modes", "one config in several training modes: losses, images/s, memory",
@@ -320,10 +315,12 @@ def add_infer_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def infer_refusals(args, cfg) -> list:
-    """Options that upstream's depth network cannot express (empty: comparable)."""
-    checks = {"--amp " + args.amp: args.amp != "off", "--compile": args.compile,
-              "--bins": cfg.bins != 0, "--spatial_attention": cfg.spatial_attention}
-    return [name for name, hit in checks.items() if hit]
+    """Options that upstream's depth network cannot express (empty: comparable): ``--amp``,
+    ``--compile``, and the network options of :func:`litemono.benchmark.depth_network_refusals`
+    (each of ``--variants`` checked as ``--model``)."""
+    checks = {"--amp " + args.amp: args.amp != "off", "--compile": args.compile}
+    return ([name for name, hit in checks.items() if hit]
+            + bench.depth_network_refusals(cfg, args.variants or ()))
 
 
 def memory_format(channels_last: bool):
@@ -705,16 +702,12 @@ def learning(args) -> dict:
     litemono.engine.train and scored as evaluate_depth.py scores (per-image median scaling)
     against the scene's true depth; finished rows (``<log_dir>/<row>/results.json``) are kept."""
     from litemono import ablation
+    from litemono.data.synthetic import SPLIT_FOLDER
 
     log_dir = Path(args.log_dir)
-    try:
-        options = ablation.option_overrides(args.set)
-    except ValueError as exc:  # a malformed KEY=VALUE
-        raise UserError(str(exc), todo="write each as KEY=VALUE") from None
-    overrides = {**options, "log_dir": str(log_dir),
+    overrides = {**ablation.option_overrides(args.set), "log_dir": str(log_dir),
                  "num_steps": args.num_steps, "seed": args.seed, "device": args.device,
-                 "data_path": args.data_path,
-                 "split": str(Path(args.data_path) / "splits" / "synthetic")}
+                 "data_path": args.data_path, "split": str(Path(args.data_path) / SPLIT_FOLDER)}
     if args.teacher_dir:
         overrides["teacher_dir"] = args.teacher_dir
     ablation.ensure_synthetic_scene(args.data_path)
@@ -833,6 +826,7 @@ GPU_BUDGET_S = 450  # the whole run; the device tool allows 600 s per command
 ROW_CONFIGS = "configs/kitti/0*.yaml"
 BASELINE, FULL = "01_baseline", "05_full"
 COMPILED_ROWS = (BASELINE, FULL)  # ~1 min of compilation each: the issue's two speed targets
+COMPILED_MODE = "bf16_graphs"  # how COMPILED_ROWS run compiled: bf16, reduce-overhead
 
 
 def add_gpu_arguments(parser: argparse.ArgumentParser) -> None:
@@ -846,17 +840,13 @@ def add_gpu_arguments(parser: argparse.ArgumentParser) -> None:
                         help="measurements that would start later are recorded as skipped")
 
 
-def graphs_mode() -> str:
-    """bf16 + compile + CUDA graphs where train.py has ``--compile_mode``, else bf16 + compile."""
-    return "bf16_graphs" if "compile_mode" in FIELDS else "bf16_compile"
-
-
 def gpu_plan(args) -> List[tuple]:
     """``(name, argv, timeout_s)`` of every measurement, the most important first.
 
     Budget on an H200 (estimates; the summary records each one's seconds): five eager rows,
     fp32 and bf16 + channels_last, 50 steps each, ~25 s a row (~2 min); the baseline row
-    compiled (+ CUDA graphs where ``--compile_mode`` exists) with its profile, ~1.5 min;
+    compiled in ``COMPILED_MODE`` (bf16 + channels_last + ``--compile_mode reduce-overhead``,
+    i.e. CUDA graphs) with its profile, ~1.5 min;
     torchrun + resume + evaluation + prediction on a tiny scene, ~1 min; the teacher, ~0.5 min;
     the full row compiled, ~1.5 min. Rows 02-04 are not compiled: compilation costs about a
     minute per row and they sit between the two rows the issue sets targets for.
@@ -887,11 +877,10 @@ def gpu_plan(args) -> List[tuple]:
         plan.append((f"row_{name}", ["modes", "--config", row, *common, "--modes", "fp32",
                                      "bf16_cl", *profile], timeouts["row"]))
         if name in COMPILED_ROWS:  # the baseline's right after the eager rows, the full row last
-            mode = graphs_mode()
-            profile = ["--profile_mode", mode] if name == BASELINE else []
+            profile = ["--profile_mode", COMPILED_MODE] if name == BASELINE else []
             (soon if name == BASELINE else later).append(
                 (f"compiled_{name}", ["modes", "--config", row, *common, *compiled, "--modes",
-                                      mode, *profile], timeouts["compiled"]))
+                                      COMPILED_MODE, *profile], timeouts["compiled"]))
     plan += soon
     plan.append(("pipeline", ["pipeline", "--device", device, *pipeline_args],
                  timeouts["pipeline"]))
@@ -960,8 +949,7 @@ def gpu(args) -> dict:
                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                    "nvidia_smi": run_tool(["nvidia-smi", "--query-gpu=name,memory.total,"
                                            "driver_version", "--format=csv,noheader"], 30)["tail"]
-                   .strip() if shutil.which("nvidia-smi") else None,
-                   "compile_mode_option": "compile_mode" in FIELDS}
+                   .strip() if shutil.which("nvidia-smi") else None}
     measurements: Dict[str, dict] = {}
     for name, argv, timeout_s in gpu_plan(args):
         left = deadline - time.monotonic()

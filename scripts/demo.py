@@ -26,6 +26,7 @@ from litemono import ablation, io  # noqa: E402
 from litemono.errors import OneLineParser, cli  # noqa: E402
 from litemono.config import ConfigError, from_dict, load_yaml  # noqa: E402
 from litemono.data.splits import parse_split_line, read_split_lines  # noqa: E402
+from litemono.data.synthetic import SPLIT_FOLDER  # noqa: E402
 from litemono.teacher.depth_anything import HUB_IDS  # noqa: E402
 
 DEFAULT_CONFIG = ROOT / "configs" / "synthetic" / "03_pseudo_label.yaml"
@@ -90,7 +91,7 @@ def write_panel(run: Path, weights: Path, data_path: str, split: str, height: in
 def main(argv=None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
-    split = str(Path(args.data_path) / "splits" / "synthetic")
+    split = str(Path(args.data_path) / SPLIT_FOLDER)
     try:
         size = load_yaml(args.config)
         teacher_args, teacher_dir = choose_teacher(args, size["height"], size["width"])

@@ -58,10 +58,6 @@ MAGMA_ANCHORS = np.array([[0.001462, 0.000466, 0.013866], [0.316654, 0.071690, 0
 PYAV_INSTALL = 'pip install -e ".[video]" (or pip install av)'
 
 
-class ToolError(UserError):
-    """Bad input to this tool (one error line through :func:`litemono.errors.cli`)."""
-
-
 def is_own_output(path: Path) -> bool:
     return path.stem.endswith(OUTPUT_MARKERS)
 
@@ -97,14 +93,14 @@ def read_frames(source: Path) -> Iterator[Tuple[str, Image.Image]]:
         import imageio.v3 as iio
 
         if source.suffix.lower() != ".gif" and importlib.util.find_spec("av") is None:
-            raise ToolError(f"reading {source.suffix} video needs pyav, --image_path {source}, "
+            raise UserError(f"reading {source.suffix} video needs pyav, --image_path {source}, "
                             f"{PYAV_INSTALL}, or give the frames as a folder or a .gif")
         for index, frame in enumerate(iio.imiter(source)):
             yield f"{source.stem}_{index:06d}", Image.fromarray(frame[..., :3])
     elif source.suffix.lower() in IMAGE_SUFFIXES:
         yield source.stem, to_rgb(Image.open(source))
     else:
-        raise ToolError(f"not an image ({', '.join(sorted(IMAGE_SUFFIXES))}), a video "
+        raise UserError(f"not an image ({', '.join(sorted(IMAGE_SUFFIXES))}), a video "
                         f"({', '.join(sorted(VIDEO_SUFFIXES))}) or a folder, --image_path "
                         f"{source}, pass one of those")
 
@@ -136,7 +132,7 @@ class VideoWriter:
 
     def __init__(self, path: Path):
         if path.suffix.lower() != ".gif" and importlib.util.find_spec("av") is None:
-            raise ToolError(f"writing {path.suffix or 'a suffix-less'} video needs pyav, "
+            raise UserError(f"writing {path.suffix or 'a suffix-less'} video needs pyav, "
                             f"--color_video {path}, {PYAV_INSTALL}, or write a .gif")
         self.path, self.frames, self.stream = path, [], None
         # pyav picks the container from the suffix, so the temporary name keeps it
@@ -192,7 +188,7 @@ def write_outputs(out_dir: Path, name: str, disp: np.ndarray, args, inputs: set,
     for filename, data in files.items():
         target = out_dir / filename
         if target.resolve() in inputs:
-            raise ToolError(f"refusing to overwrite the input {target}, --output_dir, "
+            raise UserError(f"refusing to overwrite the input {target}, --output_dir, "
                             "choose another folder")
         if data is None:
             io.save_npy(target, values.astype(np.float32))
@@ -229,19 +225,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args) -> int:
     if (args.vmin is None) != (args.vmax is None):
-        raise ToolError("--vmin and --vmax go together, --vmin/--vmax, give both or neither "
+        raise UserError("--vmin and --vmax go together, --vmin/--vmax, give both or neither "
                         "(default: minimum to 95th percentile)")
     if args.pred_depth_scale_factor is not None and args.pred != "depth":
-        raise ToolError("a depth scale factor needs depth output, --pred_depth_scale_factor, "
+        raise UserError("a depth scale factor needs depth output, --pred_depth_scale_factor, "
                         "add --pred depth")
     source = Path(args.image_path)
     if not source.exists():
-        raise ToolError(f"no such file or folder, --image_path {source}, check the path")
+        raise UserError(f"no such file or folder, --image_path {source}, check the path")
     device = resolve_device(args.device, args.no_cuda)
     try:
         net = load_depth_network(args.load_weights_folder, device)
     except FileNotFoundError as exc:
-        raise ToolError(f"{exc}, --load_weights_folder, pass a folder with encoder.pth and "
+        raise UserError(f"{exc}, --load_weights_folder, pass a folder with encoder.pth and "
                         "depth.pth (a weights_N folder of a run, or upstream's)") from None
     min_depth, max_depth, note = depth_range(args.load_weights_folder, args.min_depth,
                                              args.max_depth)

@@ -21,16 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from litemono import ablation  # noqa: E402
-from litemono.checkpoint import CheckpointError  # noqa: E402
-from litemono.config import ConfigError  # noqa: E402
-from litemono.errors import OneLineParser, cli  # noqa: E402
-
-TOOL = "run_ablation.py"
-
-
-def fail(message: str) -> None:
-    print(f"{TOOL}: error: {message}", file=sys.stderr)
-    sys.exit(2)
+from litemono.errors import OneLineParser, UserError, cli, one_line  # noqa: E402
 
 
 @cli("run_ablation.py")
@@ -53,30 +44,28 @@ def main(argv=None) -> list:
     p.add_argument("--rerun", action="store_true", help="train rows again whose results were "
                    "made with other options (deletes their run folders)")
     args = p.parse_args(argv)
-    try:
-        overrides = {**ablation.option_overrides(args.set), "log_dir": args.log_dir}
-        if args.data_path:
-            overrides["data_path"] = args.data_path
-        files = [f for location in args.configs for f in ablation.config_files(location)]
-        rows = ablation.load_rows(files, overrides, seeds=args.seeds)
-        if args.baseline and args.baseline not in {row.name for row in rows}:
-            raise ValueError(f"--baseline {args.baseline}: no such row (rows: "
-                             f"{', '.join(dict.fromkeys(row.name for row in rows))})")
-        gt_path = Path(args.gt_path) if args.gt_path else Path(args.log_dir) / "gt_depths.npz"
-        if not gt_path.is_file():
-            data = rows[0].cfg.data
-            test_file = Path(args.test_split or data.split) / "test_files.txt"
-            try:
-                ablation.write_true_depth_gt(data.data_path, test_file, gt_path)
-            except FileNotFoundError as exc:
-                raise FileNotFoundError(f"{exc} (for KITTI give --gt_path)") from None
-        if not args.gt_path:  # the synthetic scene: make the stand-in teacher maps if missing
-            for row in rows:
-                ablation.ensure_teacher(row.cfg)
-        results = ablation.run_rows(rows, gt_path, args.eval_split, args.test_split,
-                                    rerun=args.rerun)
-    except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as exc:
-        fail(str(exc))
+    overrides = {**ablation.option_overrides(args.set), "log_dir": args.log_dir}
+    if args.data_path:
+        overrides["data_path"] = args.data_path
+    files = [f for location in args.configs for f in ablation.config_files(location)]
+    rows = ablation.load_rows(files, overrides, seeds=args.seeds)
+    names = list(dict.fromkeys(row.name for row in rows))
+    if args.baseline and args.baseline not in names:
+        raise UserError(f"--baseline {args.baseline}: no such row",
+                        todo=f"choose one of {', '.join(names)}")
+    gt_path = Path(args.gt_path) if args.gt_path else Path(args.log_dir) / "gt_depths.npz"
+    if not gt_path.is_file():
+        data = rows[0].cfg.data
+        test_file = Path(args.test_split or data.split) / "test_files.txt"
+        try:
+            ablation.write_true_depth_gt(data.data_path, test_file, gt_path)
+        except FileNotFoundError as exc:
+            raise UserError(one_line(exc), todo="for KITTI give --gt_path") from None
+    if not args.gt_path:  # the synthetic scene: make the stand-in teacher maps if missing
+        for row in rows:
+            ablation.ensure_teacher(row.cfg)
+    results = ablation.run_rows(rows, gt_path, args.eval_split, args.test_split,
+                                rerun=args.rerun)
     paths = ablation.write_tables(results, Path(args.log_dir), "ablation", args.baseline)
     print(ablation.markdown_table(results, args.baseline))
     print(f"tables: {paths['md']}, {paths['csv']}")

@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from litemono import ablation, engine
+from litemono.errors import UserError
 from litemono.evaluation import load_gt_depths
 from litemono.models.build import load_depth_network
 
@@ -149,7 +150,7 @@ def test_config_files_and_overrides(tmp_path):
         "lr": [1e-4, 5e-6, 31, 1e-4, 1e-5, 31]}
     assert ablation.option_overrides(["dilations=[[1, 2], [1], [3]]", "mypretrain=none"]) == {
         "dilations": [[1, 2], [1], [3]], "mypretrain": "none"}
-    with pytest.raises(ValueError, match="KEY=VALUE"):
+    with pytest.raises(UserError, match="KEY=VALUE"):
         ablation.option_overrides(["num_workers"])
     with pytest.raises(FileNotFoundError, match="--configs"):
         ablation.config_files(str(tmp_path / "missing"))
@@ -224,7 +225,7 @@ def test_summary_against_hand_computed_means_and_intervals():
     # another baseline
     b_first = ablation.summarize(results, baseline="B")
     assert b_first[0]["diff"]["abs_rel"][0] == pytest.approx(-0.03)
-    with pytest.raises(ValueError, match="--baseline E: no such row"):
+    with pytest.raises(UserError, match="--baseline E: no such row"):
         ablation.summarize(results, baseline="E")
 
 
@@ -298,6 +299,53 @@ def test_cli_refuses_rows_made_with_other_options(bench, capsys):
     assert "done before" not in captured.out
     assert "01_base was made with other options" in captured.err
     assert "--num_steps: 2 -> 4" in captured.err
+
+
+def one_line_error(tool: str, run, capsys) -> str:
+    """Run ``run()``, expect a user error: exit status 2 and one stderr line from ``tool``."""
+    with pytest.raises(SystemExit) as exit_info:
+        run()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"{tool}: error: "), err
+    return err
+
+
+def test_cli_user_errors_are_one_line_through_cli(bench, capsys):
+    """run_ablation.py's errors go through @cli: one line, and --debug shows the traceback."""
+    common = ["--configs", str(bench["root"] / "configs"), "--log_dir",
+              str(bench["root"] / "runs"), "--set", "seed=1", "num_steps=2"]
+    err = one_line_error("run_ablation.py", lambda: run_cli(common + ["--baseline", "nope"]),
+                         capsys)
+    assert err == ("run_ablation.py: error: --baseline nope: no such row, "
+                   "choose one of 01_base, 02_attn")
+    err = one_line_error("run_ablation.py", lambda: run_cli(common[:-2] + ["num_steps"]), capsys)
+    assert "--set expects KEY=VALUE, got 'num_steps'" in err
+    err = one_line_error("run_ablation.py", lambda: run_cli(common[:-1] + ["num_steps=3"]),
+                         capsys)
+    assert "01_base was made with other options" in err and "--rerun" in err
+    # --debug: the same user error raises with its traceback
+    with pytest.raises(ablation.StaleResults, match="01_base was made with other options"):
+        run_cli(common[:-1] + ["num_steps=3", "--debug"])
+
+
+def test_bench_learning_reports_stale_rows_in_one_line(bench, capsys, monkeypatch):
+    """``bench.py learning`` on a --log_dir whose rows were made with other options: one line
+    (StaleResults is a user error), not a traceback."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("bench_script", root / "scripts" / "bench.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    # the fixture's scene is smaller than the default scene learning renders: keep it as it is
+    monkeypatch.setattr(ablation, "ensure_synthetic_scene", lambda *_: None)
+    argv = ["learning", "--configs", str(bench["root"] / "configs"),
+            "--data_path", str(bench["scene"].root), "--log_dir", str(bench["root"] / "runs"),
+            "--num_steps", "4", "--seed", "1", "--device", "cpu"]
+    err = one_line_error("bench.py", lambda: script.main(argv), capsys)
+    assert "00_untrained was made with other options (and 2 more rows)" in err
+    assert "--num_steps: 2 -> 4" in err and "--rerun" in err
 
 
 def test_a_started_row_is_compared_through_its_config_yaml(tmp_path):

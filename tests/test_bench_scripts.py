@@ -2,6 +2,7 @@
 the expected keys; the GPU run's plan, summary and failure handling; the synthetic batch follows
 the sample schema. No timing is asserted."""
 import argparse
+import dataclasses
 import importlib.util
 import json
 import math
@@ -182,7 +183,8 @@ def test_infer_times_upstream_beside_ours_from_the_same_weights(capsys, monkeypa
 @pytest.mark.parametrize("flags, name", [
     (["--amp", "bf16"], "--amp bf16"),
     (["--compile"], "--compile"), (["--bins", "8"], "--bins"),
-    (["--spatial_attention"], "--spatial_attention")])
+    (["--spatial_attention"], "--spatial_attention"),
+    (["--attention", "spatial"], "--attention spatial")])
 def test_infer_refuses_what_upstream_cannot_express(tmp_path, capsys, flags, name):
     # refused before the checkout is even looked at: any folder will do
     with pytest.raises(SystemExit) as exit_info:
@@ -260,7 +262,10 @@ def test_vs_upstream_names_a_missing_checkout(tmp_path, capsys, where, message):
 
 @pytest.mark.parametrize("flags, name", [
     (["--bins", "8"], "--bins"), (["--spatial_attention"], "--spatial_attention"),
-    (["--distill_weight", "0.1"], "--distill_weight")])
+    (["--attention", "spatial"], "--attention spatial"),
+    (["--distill_weight", "0.1"], "--distill_weight"),
+    (["--bins", "8", "--chamfer_weight", "0.1", "--teacher_dir", "t"],
+     "--bins, --chamfer_weight")])
 def test_vs_upstream_refuses_what_changes_the_objective(tmp_path, capsys, flags, name):
     with pytest.raises(SystemExit) as exit_info:
         load_script().main(["vs-upstream", "--upstream_dir", str(tmp_path), *TINY,
@@ -269,6 +274,27 @@ def test_vs_upstream_refuses_what_changes_the_objective(tmp_path, capsys, flags,
     assert f"no equivalent of {name}" in capsys.readouterr().err
 
 
+
+
+def test_refusals_cover_registered_encoder_families_and_loss_terms(monkeypatch):
+    """An encoder family or any registered loss term is not upstream's network or objective."""
+    from litemono.config import from_dict
+    from litemono.losses.criterion import LOSS_TERMS
+    from litemono.models.build import ENCODER_FAMILIES
+
+    assert bench.upstream_refusals(from_dict({})) == []  # the defaults are upstream's
+    monkeypatch.setitem(ENCODER_FAMILIES, "toy-family", lambda cfg: None)
+    family = from_dict({"model": "toy-family"})
+    assert bench.upstream_refusals(family) == ["--model toy-family"]
+    assert bench.depth_network_refusals(from_dict({}).model, ["lite-mono", "toy-family"]) \
+        == ["--model toy-family"]
+    # every registered term's weight is checked, not a fixed list of names
+    assert {"distill", "chamfer"} <= set(LOSS_TERMS)
+    for name in LOSS_TERMS:
+        cfg = from_dict({})  # the weight alone (unvalidated: a term's own checks need more)
+        cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss,
+                                                                **{f"{name}_weight": 0.5}))
+        assert bench.upstream_refusals(cfg) == [f"--{name}_weight"]
 
 
 def test_compare_losses_reports_each_steps_relative_difference():
@@ -281,7 +307,8 @@ def test_compare_losses_reports_each_steps_relative_difference():
     assert module.compare_losses([1.0], [1.0])["within_rtol"]
 
 
-def test_modes_train_from_the_same_weights_in_every_mode(capsys):
+def test_modes_train_from_the_same_weights_in_every_mode(capsys, monkeypatch):
+    _compile_uncompiled(monkeypatch)  # bf16_graphs: its options reach training; no compile here
     result, module = run_script("modes", [
         "--model", "lite-mono-tiny", *TINY, "--batch_size", "2", "--device", "cpu",
         "--steps", "3", "--timed_steps", "2", "--modes", "fp32", "bf16_cl", "bf16_graphs",
@@ -304,8 +331,11 @@ def test_modes_train_from_the_same_weights_in_every_mode(capsys):
     assert bf16["vs_fp32"]["within_rtol"] and bf16["vs_fp32"]["rtol"] == module.BF16_LOSS_RTOL
     assert bf16["profile"]["steps"] == 1 and "Self CPU" in bf16["profile"]["top_kernels"]
     graphs = result["modes"]["bf16_graphs"]
-    if "compile_mode" not in module.FIELDS:  # an option of train.py that may not exist yet
-        assert not graphs["ok"] and "unavailable" in graphs["error"]
+    assert graphs["ok"] and graphs["finite"] and len(graphs["losses"]) == 3
+    assert graphs["compile"] and graphs["compile_mode"] == "reduce-overhead"
+    assert graphs["amp"] == "bf16" and graphs["channels_last"]
+    assert graphs["vs_fp32"]["within_rtol"]
+    assert graphs["losses"] == bf16["losses"]  # torch.compile is the identity here
 
 
 def _planned(module, argv):
@@ -327,7 +357,7 @@ def test_gpu_plan_covers_issue_22_and_every_command_parses():
             assert (args.height, args.width, args.batch_size, args.steps) == (192, 640, 12, 50)
             assert args.device == "cuda" and args.weights_init == "scratch"
             assert args.mypretrain == "none" and args.compile_backend is None
-            expected = ["fp32", "bf16_cl"] if name.startswith("row_") else [module.graphs_mode()]
+            expected = ["fp32", "bf16_cl"] if name.startswith("row_") else [module.COMPILED_MODE]
             assert args.modes == expected
         if name.endswith(module.BASELINE):
             assert args.profile_mode == args.modes[-1]
@@ -404,7 +434,7 @@ def test_gpu_dry_run_exercises_every_measurement_on_the_cpu(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert sorted(summary["measurements"]) == ["compiled_01_baseline", "pipeline",
                                                "row_01_baseline", "teacher"]
-    compiled = load_script().graphs_mode()
+    compiled = load_script().COMPILED_MODE
     modes = ("fp32", "bf16_cl", compiled)
     assert set(summary["correctness"]) == {f"01_baseline/{mode}" for mode in modes}
     for name, check in summary["correctness"].items():

@@ -42,6 +42,16 @@ def test_every_option_has_help(tool, monkeypatch):
 
 
 @pytest.mark.parametrize("tool", TOOLS)
+def test_every_tool_goes_through_cli(tool):
+    """Each tool's main is wrapped by litemono.errors.cli: user errors become one line."""
+    path = ROOT / tool
+    spec = importlib.util.spec_from_file_location(f"cli_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert getattr(module.main, "__wrapped__", None) is not None, f"{tool}: main is not @cli"
+
+
+@pytest.mark.parametrize("tool", TOOLS)
 def test_a_bad_flag_is_one_error_line(tool, monkeypatch, capsys):
     # argparse's own errors (unknown flag, bad value) are one line too, not the usage block
     monkeypatch.setattr("sys.argv", [tool])
