@@ -152,6 +152,8 @@ def test_a_page_or_a_truncated_file_is_one_line_not_a_pickle_or_a_traceback(tmp_
         with pytest.raises(ValueError, match="not a readable torch file") as info:
             load_imagenet_encoder(LiteMono("lite-mono-tiny"), str(path))
         assert "--allow_pickle" not in str(info.value)
+        with pytest.raises(ValueError, match="not a readable torch file"):  # consent changes nothing
+            load_imagenet_encoder(LiteMono("lite-mono-tiny"), str(path), allow_pickle=True)
         with pytest.raises(ValueError, match="not a readable torch file"):
             build_depth_network(ModelConfig(model="lite-mono-tiny", height=64, width=192,
                                             mypretrain=str(path)))

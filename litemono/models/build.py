@@ -298,7 +298,8 @@ def load_imagenet_encoder(encoder: LiteMono, path: str, allow_pickle: bool = Fal
     be in the file with its shape; a file of another variant is refused naming the variant.
 
     The file must be the zip archive ``torch.save`` writes (PyTorch >= 1.6): anything else (an
-    HTML page saved from a share link, a cut download) is refused before any unpickling.
+    HTML page saved from a share link, a cut download) is refused before any unpickling, unless
+    ``allow_pickle`` lets an old (PyTorch < 1.6) pickle through.
 
     Raises:
         FileNotFoundError: no such file. ValueError: not a tensor file, pickled objects without
@@ -306,26 +307,28 @@ def load_imagenet_encoder(encoder: LiteMono, path: str, allow_pickle: bool = Fal
     """
     if not Path(path).is_file():
         raise FileNotFoundError(f"--mypretrain: no such file {path}")
-    if not zipfile.is_zipfile(path):  # torch.save's format; else the unpickler reads garbage
-        raise ValueError(f"--mypretrain {path}: not a readable torch file (not the zip archive "
-                         "torch.save writes: a truncated download, or the share link's HTML "
-                         "page saved instead of the file); download it again "
-                         "(scripts/imagenet_weights.py)")
+    unreadable = (f"--mypretrain {path}: not a readable torch file ({{}}); download it again "
+                  "(scripts/imagenet_weights.py)")
+    if not allow_pickle and not zipfile.is_zipfile(path):  # else the unpickler reads garbage
+        raise ValueError(unreadable.format(
+            "not the zip archive torch.save writes: a truncated download, or the share link's "
+            "HTML page saved instead of the file"))
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if not allow_pickle:
-            raise ValueError(
-                f"--mypretrain {path}: the file holds pickled Python objects besides tensors, "
-                "and unpickling runs code stored in it; if you trust the file, convert it once "
-                f"(python scripts/imagenet_weights.py convert {path} OUT.pth --allow_pickle) "
-                "and pass OUT.pth, or add --allow_pickle") from exc
-        warnings.warn(f"--mypretrain {path}: not a plain tensor file, unpickled (--allow_pickle)")
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError, KeyError, ValueError) as exc:  # truncated, not torch
-        raise ValueError(f"--mypretrain {path}: not a readable torch file ({exc}); download it "
-                         "again (scripts/imagenet_weights.py)") from exc
+        try:
+            with torch.serialization.safe_globals([argparse.Namespace]):
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            if not allow_pickle:
+                raise ValueError(
+                    f"--mypretrain {path}: the file holds pickled Python objects besides tensors, "
+                    "and unpickling runs code stored in it; if you trust the file, convert it "
+                    f"once (python scripts/imagenet_weights.py convert {path} OUT.pth "
+                    "--allow_pickle) and pass OUT.pth, or add --allow_pickle") from exc
+            warnings.warn(f"--mypretrain {path}: not a plain tensor file, unpickled "
+                          "(--allow_pickle)")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, KeyError) as exc:
+        raise ValueError(unreadable.format(exc)) from exc  # truncated, not a torch file
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, Mapping) else None
     if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for v in state.values()):
         raise ValueError(f"--mypretrain {path}: expected a state dict of tensors or "
