@@ -2,7 +2,7 @@
 
 Takes upstream's command line (``--data_path``, ``--split``, ``--model``, ``--lr`` six numbers,
 ``--num_epochs``, ``--batch_size``, ``--mypretrain`` ...) plus ``--config <yaml>`` and the options
-in ``litemono/config.py``. Examples::
+in ``litemono/options.py``. Examples::
 
     python train.py --config configs/kitti/01_baseline.yaml --data_path kitti_data
     python train.py --model_name run1 --resume auto          # continue run1 where it stopped
@@ -18,9 +18,8 @@ import torch.distributed as dist
 
 from litemono.config import parse_config
 from litemono.engine import TrainingDiverged, train
-from litemono.errors import EXIT_USER_ERROR, cli
+from litemono.errors import cli
 
-EXIT_BAD_OPTIONS = EXIT_USER_ERROR
 EXIT_DIVERGED = 3
 
 

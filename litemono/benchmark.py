@@ -255,8 +255,9 @@ def training_batch(cfg, device: torch.device) -> Dict[Any, Any]:
 
 def train_step(parts, criterion, batch, step: int, amp: str):
     """One optimisation step of the engine (world 1); returns its total loss (a float or a
-    0-d tensor: read it with ``float`` when the value is needed)."""
-    return engine.train_step(parts, criterion, batch, step, engine.AMP_DTYPES[amp], 1)[0]
+    0-d tensor: read it with ``float`` when the value is needed). ``step`` (the caller's count,
+    from 1) is not needed by the step itself; it stays for the scripts' call sites."""
+    return engine.train_step(parts, criterion, batch, engine.AMP_DTYPES[amp], 1)[0]
 
 
 def run_networks(parts, criterion, batch):

@@ -50,7 +50,8 @@ FORMAT_VERSION = 1
 RESUME_FREE_OPTIONS = ("resume", "num_steps", "num_epochs", "log_frequency", "save_frequency",
                        "num_workers", "device", "mypretrain", "load_weights_folder", "log_dir",
                        "model_name", "mypretrain_required", "allow_pickle", "overwrite",
-                       "keep_weights", "save_optimizer_in_weights", "check_data", "check_data_only")
+                       "keep_weights", "save_optimizer_in_weights", "check_data", "check_data_only",
+                       "cache_dir")
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -258,8 +259,7 @@ def check_fresh_start(cfg: Config) -> None:
 
 # ----------------------------------------------------------------------------- networks <-> files
 
-def upstream_files(cfg: Config, parts: Any,
-                   with_optimizers: bool = True) -> Dict[str, Mapping[str, Any]]:
+def upstream_files(cfg: Config, parts: Any, with_optimizers: bool) -> Dict[str, Mapping[str, Any]]:
     """Contents of a ``weights_<epoch>`` folder in upstream's layout; ``encoder.pth`` also
     carries the model config and the depth range, so the folder is usable on its own;
     ``adam.pth`` and ``adam_pose.pth`` (~60% of its size, and also in

@@ -25,7 +25,7 @@ from typing import Callable
 
 import torch
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+from .options import COMPILE_MODES  # one list: the --compile_mode choices
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # inductor replays these as CUDA graphs
 
 
@@ -33,8 +33,9 @@ def compile_step(fn: Callable, mode: str = "default", backend: str = "inductor")
     """Compile a step function ``fn`` (forward + loss) as one graph.
 
     Args:
-        fn: e.g. ``lambda inputs: criterion(inputs, engine.run_networks(depth, pose, inputs,
-            criterion.source_frames, amp_dtype))``; returns the loss (and detached terms).
+        fn: e.g. :func:`litemono.parts.forward_and_loss` (``depth_net, pose_net, criterion,
+            inputs, amp_dtype``), which returns ``(total, terms, outputs)``: the loss, its
+            detached terms and the networks' outputs.
         mode: one of :data:`COMPILE_MODES` (module docstring).
         backend: torch.compile's backend; ``"eager"`` traces without generating kernels
             (tests: the graph-break check at no compile cost).

@@ -59,7 +59,7 @@ class TrainResult:
     best: Optional[float]
 
 
-def train_step(parts: Parts, criterion: nn.Module, inputs: Dict, step: int,
+def train_step(parts: Parts, criterion: nn.Module, inputs: Dict,
                amp_dtype: Optional[torch.dtype], world: int) -> tuple:
     """One optimisation step, queued without waiting for the device (no host read).
 
@@ -208,8 +208,7 @@ def train(cfg: Config) -> TrainResult:
             bar = logger.progress(train_loader, len(train_loader), f"epoch {epoch}")
             for inputs in bar:
                 inputs = to_device(inputs, device, t.channels_last)
-                total, terms, outputs = train_step(parts, criterion, inputs, step + 1, amp_dtype,
-                                                   world)
+                total, terms, outputs = train_step(parts, criterion, inputs, amp_dtype, world)
                 step, position = step + 1, position + t.batch_size
                 tracker.update(step, total, terms)
                 if step % t.log_frequency == 0:  # the only host reads of the loop

@@ -17,6 +17,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Lite-Mono's `--lr`: depth peak, floor, cycle (epochs), then the pose network's peak, floor, cycle
 UPSTREAM_LR = (1e-4, 5e-6, 31.0, 1e-4, 1e-5, 31.0)
+# torch.compile's modes --compile_mode accepts (litemono/compile.py says what each does)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
 def option(default: Any, help: str, choices: Any = None,
@@ -166,16 +168,15 @@ class TrainConfig:
         "be from encoder, depth, pose_encoder, pose"))
     resume: Optional[str] = option(None, "training state to resume: a path, or 'auto'")
     overwrite: bool = option(False, "start again from step 0 in a run folder with checkpoints")
-    device: str = option("auto", "auto, cpu, cuda or cuda:N", valid=(
-        lambda v: v in ("auto", "cpu", "cuda") or v.startswith("cuda:"),
-        "be auto, cpu, cuda or cuda:N"))
+    device: str = option("auto", "auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps",
+                         valid=(lambda v: v in ("auto", "cpu", "cuda", "mps")
+                                or v.startswith("cuda:"), "be auto, cpu, cuda, cuda:N or mps"))
     amp: str = option("off", "mixed precision for the networks", ("off", "bf16", "fp16"))
     channels_last: bool = option(False, "channels_last memory format for the networks and their "
                                         "inputs")
     compile: bool = option(False, "torch.compile the training step's forward and loss as one graph")
     compile_mode: str = option("default", "torch.compile mode of --compile: default, "
-                               "reduce-overhead (CUDA graphs) or max-autotune",
-                               ("default", "reduce-overhead", "max-autotune"))
+                               "reduce-overhead (CUDA graphs) or max-autotune", COMPILE_MODES)
     sync_bn: bool = option(False, "SyncBatchNorm under torchrun (CUDA devices only)")
 
 

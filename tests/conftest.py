@@ -1,4 +1,5 @@
 """Shared test fixtures: the upstream reference folder and small helpers."""
+import contextlib
 import os
 from pathlib import Path
 
@@ -29,6 +30,27 @@ def reference_params(*marker_files: str):
         return [pytest.param(None, marks=pytest.mark.skip(
             reason=f"no reference folder with {marker_files} under {reference_dir()}"))]
     return [pytest.param(f, id=f.name) for f in folders]
+
+
+# every way a tensor's value reaches the host (a GPU step would wait for the device there)
+HOST_READS = ("item", "tolist", "numpy", "cpu", "__float__", "__int__", "__bool__", "__index__")
+
+
+@contextlib.contextmanager
+def no_host_reads(monkeypatch):
+    """Inside the block, reading a tensor on the host (``HOST_READS``: ``.item()``, ``float()``,
+    ``bool()``, ``.cpu()`` ...) raises ``AssertionError``; the guard is checked to be armed."""
+    import torch
+
+    def host_read(self, *args, **kwargs):
+        raise AssertionError("a host read of a tensor inside the training step")
+
+    with monkeypatch.context() as patch:
+        for name in HOST_READS:
+            patch.setattr(torch.Tensor, name, host_read)
+        with pytest.raises(AssertionError, match="host read"):
+            float(torch.ones(()))  # the guard is armed
+        yield
 
 
 @pytest.fixture(autouse=True)

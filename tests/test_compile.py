@@ -13,6 +13,9 @@ from litemono.compile import COMPILE_MODES, compile_step
 from litemono.config import PROJECT_ROOT, parse_config
 from litemono.losses.criterion import build_criterion
 from litemono.models.build import build_depth_network, build_pose_network
+from litemono.options import FIELDS
+
+from conftest import no_host_reads
 
 ROWS = sorted((PROJECT_ROOT / "configs" / "kitti").glob("0*.yaml"))
 HEIGHT, WIDTH, BATCH = 64, 192, 2
@@ -88,10 +91,19 @@ def test_compile_step_refuses_a_graph_break():
         compile_step(step, "default", backend="eager")(torch.ones(3))
 
 
-def test_compile_step_rejects_an_unknown_mode():
+def test_compile_mode_option_and_compile_step_accept_the_same_modes(capsys):
+    choices = FIELDS["compile_mode"][1].metadata["choices"]
+    assert "reduce-overhead" in choices and list(choices) == list(COMPILE_MODES)
+    for mode in choices:  # every value the option accepts, compile_step accepts
+        cfg = parse_config(["--compile_mode", mode])
+        torch._dynamo.reset()
+        assert compile_step(lambda x: x + 1, cfg.train.compile_mode, backend="eager")(
+            torch.ones(2)).tolist() == [2.0, 2.0]
     with pytest.raises(ValueError, match="--compile_mode must be one of default, reduce-overhead"):
         compile_step(lambda x: x, "fast")
-    assert COMPILE_MODES == ("default", "reduce-overhead", "max-autotune")
+    with pytest.raises(SystemExit):
+        parse_config(["--compile_mode", "fast"])
+    assert "--compile_mode" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("mode,marks", [("default", 0), ("reduce-overhead", 2),
@@ -159,7 +171,7 @@ def test_compile_flag_compiles_the_engine_step(monkeypatch):
             torch._dynamo.reset()
             parts.wrap_for_training(built, cfg, torch.device("cpu"), 1)
         torch.manual_seed(1)
-        total, terms, _ = engine.train_step(built, build_criterion(cfg), _inputs(cfg), 1, None, 1)
+        total, terms, _ = engine.train_step(built, build_criterion(cfg), _inputs(cfg), None, 1)
         results.append((total, terms, [p.detach().clone() for p in built.depth.parameters()]))
     assert modes == ["max-autotune"]
     (want, want_terms, want_params), (got, got_terms, got_params) = results
@@ -167,9 +179,6 @@ def test_compile_flag_compiles_the_engine_step(monkeypatch):
     assert got_terms.keys() == want_terms.keys()
     for a, b in zip(got_params, want_params):  # the same update after the compiled forward
         torch.testing.assert_close(a, b)
-
-
-HOST_READS = ("item", "tolist", "numpy", "cpu", "__float__", "__int__", "__bool__", "__index__")
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda p: p.stem)
@@ -183,12 +192,6 @@ def test_kitti_row_step_never_reads_a_tensor_on_the_host(row, monkeypatch):
     torch.manual_seed(0)
     built = parts.build_parts(cfg, torch.device("cpu"), 1)
     criterion, inputs = build_criterion(cfg), _inputs(cfg)
-
-    def host_read(self, *args, **kwargs):
-        raise AssertionError("a host read of a tensor inside the training step")
-
-    with monkeypatch.context() as patch:
-        for name in HOST_READS:
-            patch.setattr(torch.Tensor, name, host_read)
-        total, _, _ = engine.train_step(built, criterion, inputs, 1, None, 1)
+    with no_host_reads(monkeypatch):
+        total, _, _ = engine.train_step(built, criterion, inputs, None, 1)
     assert torch.isfinite(total)

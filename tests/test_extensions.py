@@ -37,7 +37,7 @@ def one_step(cfg, frames=(0, -1, 1)):
     criterion = build_criterion(cfg)
     scene = TinyScene(2, cfg.model.height, cfg.model.width, frames)
     batch = torch.utils.data.default_collate([scene[0], scene[1]])
-    loss, terms, outputs = engine.train_step(parts, criterion, batch, 1, None, 1)
+    loss, terms, outputs = engine.train_step(parts, criterion, batch, None, 1)
     assert np.isfinite(loss)
     return parts, loss, terms, outputs
 

@@ -21,9 +21,8 @@ from litemono.data import synthetic
 from litemono.data.teacher_store import MANIFEST_NAME, teacher_path
 from litemono.errors import DataError, UserError, cli, one_line
 
-from test_train import tiny_config, use_tiny_scene
-
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT
+from test_train import NaNAtStep, tiny_config, use_tiny_scene
 TINY_SCENE = dict(drives=1, frames_per_drive=6, height=32, width=96, seed=0, workers=1)
 
 
@@ -595,18 +594,22 @@ def test_resume_purges_replayed_events_and_warns_about_threads(tmp_path, monkeyp
     assert steps == [1, 2, 3, 4] and 123.0 not in [e.value for e in events.Scalars("loss")]
 
 
-def test_diverged_message_says_whether_a_checkpoint_exists(tmp_path, monkeypatch):
+@pytest.mark.parametrize("bad_step, kept", [(1, False), (3, True)])
+def test_diverged_message_says_whether_a_checkpoint_exists(tmp_path, monkeypatch, bad_step, kept):
+    # 2 steps per epoch: a NaN at step 1 stops before any save, one at step 3 after epoch 1's
     use_tiny_scene(monkeypatch, train_size=2, val_size=1)
-    real = engine.train_step
-
-    def nan_step(parts, criterion, inputs, step, amp, world):
-        if step == 1:
-            raise engine.TrainingDiverged("step 1: non-finite loss nan (x=nan); stopping")
-        return real(parts, criterion, inputs, step, amp, world)
-
-    monkeypatch.setattr(engine, "train_step", nan_step)
-    with pytest.raises(engine.TrainingDiverged, match="no checkpoint was saved yet"):
-        engine.train(tiny_config(tmp_path, "nan", batch_size=1))
+    real_build = engine.build_criterion
+    monkeypatch.setattr(engine, "build_criterion",
+                        lambda cfg: NaNAtStep(real_build(cfg), bad_step))
+    with pytest.raises(engine.TrainingDiverged) as caught:  # the tracker reads every step
+        engine.train(tiny_config(tmp_path, "nan", batch_size=1, num_epochs=2))
+    message = str(caught.value)
+    assert message.startswith(f"step {bad_step}: non-finite loss nan (")
+    last = tmp_path / "nan" / "checkpoints" / "last.pt"
+    if kept:
+        assert message.endswith(f"the last saved checkpoint {last} is kept") and last.is_file()
+    else:
+        assert message.endswith("no checkpoint was saved yet") and not last.exists()
 
 
 def test_scene_rerun_removes_leftovers_of_a_killed_render(tmp_path):
@@ -623,6 +626,6 @@ def test_scene_rerun_removes_leftovers_of_a_killed_render(tmp_path):
 def test_new_run_control_options_do_not_count_as_changed_on_resume(tmp_path):
     cfg = tiny_config(tmp_path)
     later = cfg.replace(keep_weights=2, save_optimizer_in_weights=True, check_data=True,
-                        check_data_only=True)
+                        check_data_only=True, cache_dir=str(tmp_path / "cache"))
     assert ckpt.changed_options(cfg.to_dict(), later) == []
     assert ckpt.changed_options(cfg.to_dict(), later.replace(seed=9)) == ["--seed: 3 -> 9"]
