@@ -110,14 +110,6 @@ def test_worker_traceback_collapses_to_the_original_message():
     assert one_line(wrapped) == "cannot decode image file /a/b.jpg, split line 3"
 
 
-@pytest.mark.parametrize("tool", ["train", "precompute_teacher", "evaluate_depth",
-                                  "export_gt_depth", "predict", "export_onnx", "run_ablation",
-                                  "make_synthetic_kitti", "download_splits", "evaluate_pose"])
-def test_every_cli_goes_through_the_wrapper(tool):
-    main = load_script(tool).main
-    assert getattr(main, "__wrapped__", None) is not None, f"{tool}.main is not @cli-wrapped"
-
-
 # ----------------------------------------------------------------------------- A: train.py cases
 
 def test_train_corrupt_frame_names_file_and_split_line(scene, tmp_path, capsys):
