@@ -92,7 +92,11 @@ def save_weights_folder(folder: Path, files: Mapping[str, Mapping[str, Any]]) ->
     staging = io.make_temp_dir(folder.parent, folder.name)
     try:
         for name, obj in files.items():
-            io.save_torch(dict(obj), staging / f"{name}.pth")
+            try:
+                io.save_torch(dict(obj), staging / f"{name}.pth")
+            except OSError as exc:  # name the folder being written, not its temporary name
+                raise OSError(exc.errno, exc.strerror or str(exc),
+                              str(folder / f"{name}.pth")) from exc
         if folder.exists():
             retired = io.make_temp_dir(folder.parent, "old")
             folder.rename(retired / folder.name)
@@ -112,14 +116,31 @@ def weights_folders(models_dir: Path) -> List[Path]:
     return sorted(found, key=lambda p: int(p.name.split("_", 1)[1]))
 
 
-def prune_weights_folders(models_dir: Path, keep: Optional[int]) -> List[Path]:
-    """Delete all but the newest ``keep`` weight folders (``--keep_weights``; None keeps all)."""
+def prune_weights_folders(models_dir: Path, keep: Optional[int], done: int) -> List[Path]:
+    """Delete all but the newest ``keep`` weight folders (``--keep_weights``; None keeps all).
+
+    Only folders the training state has committed count (``weights_<e>`` with ``e < done``, see
+    :func:`committed_weights`); a newer one is a save killed before its commit, which the resumed
+    run replaces. Each folder is renamed to ``.tmp-pruned-<name>.<random>`` before it is deleted,
+    so a kill leaves a leftover that :func:`litemono.io.remove_leftovers` clears, never a
+    half-deleted ``weights_<e>``. Idempotent: the engine prunes after every commit and again when
+    a run resumes.
+    """
     if keep is None:
         return []
-    stale = weights_folders(models_dir)[:-keep]
+    committed = [f for f in weights_folders(models_dir) if int(f.name.split("_", 1)[1]) < done]
+    stale = committed[:-keep]
     for folder in stale:
-        shutil.rmtree(folder)
+        trash = io.make_temp_dir(models_dir, f"pruned-{folder.name}")
+        folder.rename(trash / folder.name)
+        shutil.rmtree(trash)
     return stale
+
+
+def committed_weights(epoch: int, position: int) -> int:
+    """How many epochs' weight folders a training state at ``(epoch, position)`` has committed:
+    the finished epochs, plus the current one when ``--num_steps`` saved it mid-epoch."""
+    return epoch + (1 if position > 0 else 0)
 
 
 def load_weights_folder(folder: str, names: Sequence[str]) -> Dict[str, Dict[str, Any]]:
@@ -277,15 +298,39 @@ def upstream_files(cfg: Config, parts: Any, with_optimizers: bool) -> Dict[str, 
     return files
 
 
+def check_initial_weights(cfg: Config) -> None:
+    """Refuse a fresh start whose initial weights cannot be had, before anything is built.
+
+    Raises:
+        ConfigError: ``--mypretrain_required`` (the KITTI recipe) without ``--mypretrain`` (the
+            message names the variant's file and how to get it; ``--mypretrain none`` trains from
+            scratch on purpose), or a ``--mypretrain`` file that does not exist.
+        CheckpointError: a ``--load_weights_folder`` that is not a folder.
+    """
+    m, folder = cfg.model, cfg.train.load_weights_folder
+    if folder and not Path(folder).is_dir():
+        raise CheckpointError(f"--load_weights_folder {folder}: no such folder, "
+                              "pass a run's models/weights_<epoch> folder")
+    if m.mypretrain_required and not m.mypretrain:
+        raise ConfigError(
+            f"this recipe starts the encoder from ImageNet weights (--mypretrain_required, "
+            f"configs/kitti/base.yaml) but --mypretrain is not set; get {imagenet_file(m.model)} "
+            f"(python scripts/imagenet_weights.py) and pass --mypretrain "
+            f"pretrained/{imagenet_file(m.model)}, or --mypretrain none to train from scratch")
+    if m.mypretrain and m.mypretrain != NO_PRETRAIN and not Path(m.mypretrain).is_file():
+        raise ConfigError(f"--mypretrain: no such file {m.mypretrain}; get it with "
+                          "python scripts/imagenet_weights.py")
+
+
 def load_initial_weights(cfg: Config, parts: Any, report: Callable[[str], None]) -> None:
     """``--load_weights_folder`` (``--models_to_load``, strict), then ``--mypretrain`` (upstream's
     order: the ImageNet encoder replaces a loaded one).
 
     Raises:
-        ConfigError: ``--mypretrain_required`` (the KITTI recipe) without ``--mypretrain`` (the
-            message names the variant's file and how to get it; ``--mypretrain none`` trains from
-            scratch on purpose), or a ``--mypretrain`` file that is missing or does not fit.
+        ConfigError / CheckpointError: see :func:`check_initial_weights`; a ``--mypretrain`` or
+            ``--load_weights_folder`` file that does not fit.
     """
+    check_initial_weights(cfg)
     folder = cfg.train.load_weights_folder
     if folder:
         modules = {"encoder": parts.depth.encoder, "depth": parts.depth.decoder,
@@ -302,12 +347,6 @@ def load_initial_weights(cfg: Config, parts: Any, report: Callable[[str], None])
             names += ["adam", "adam_pose"]
         report(f"loaded {', '.join(names)} from {folder}")
     m = cfg.model
-    if m.mypretrain_required and not m.mypretrain:
-        raise ConfigError(
-            f"this recipe starts the encoder from ImageNet weights (--mypretrain_required, "
-            f"configs/kitti/base.yaml) but --mypretrain is not set; get {imagenet_file(m.model)} "
-            f"(python scripts/imagenet_weights.py) and pass --mypretrain "
-            f"pretrained/{imagenet_file(m.model)}, or --mypretrain none to train from scratch")
     if m.mypretrain and m.mypretrain != NO_PRETRAIN:
         try:
             load_imagenet_encoder(parts.depth.encoder, m.mypretrain, m.allow_pickle)

@@ -48,6 +48,19 @@ from .parts import (AMP_DTYPES, Parts, build_parts, run_networks, start_parts, t
 TRAIN_ITEMS = dict(augmented_scales=(0,), with_depth_gt=False)
 
 
+# a run that would write more weight folders than this (and keeps all) says so at start
+MANY_WEIGHT_FOLDERS = 20
+
+
+def weights_folders_to_write(cfg: Config, epoch: int, step: int, steps_per_epoch: int) -> int:
+    """How many ``weights_<e>`` folders a run starting at ``(epoch, step)`` will save."""
+    t = cfg.train
+    last = t.num_epochs
+    if t.num_steps is not None:  # --num_steps may end the run before --num_epochs
+        last = min(last, epoch + -(-max(t.num_steps - step, 0) // max(steps_per_epoch, 1)))
+    return sum(1 for e in range(epoch, last) if (e + 1) % t.save_frequency == 0)
+
+
 @dataclasses.dataclass
 class TrainResult:
     """What :func:`train` did: ``losses`` holds the total loss of every step this call ran."""
@@ -157,9 +170,14 @@ def train(cfg: Config) -> TrainResult:
     resume_path = ckpt.resolve_resume(cfg)  # fail fast on a wrong --resume
     ckpt.check_fresh_start(cfg)
     state = ckpt.load_training_state(resume_path) if resume_path is not None else None
+    if state is None:
+        ckpt.check_initial_weights(cfg)  # before building: pose ImageNet weights may download
     if rank == 0:  # temporaries of an earlier, killed run of this folder
         for folder in (root / "checkpoints", root / "models"):
             io.remove_leftovers(folder)
+        if state is not None:  # a run killed between its last commit and its pruning
+            ckpt.prune_weights_folders(root / "models", t.keep_weights,
+                                       ckpt.committed_weights(state["epoch"], state["position"]))
     # a resumed run replays nothing that was logged: drop the events after the resumed step
     logger = RunLogger(root, enabled=rank == 0,
                        purge_step=state["step"] + 1 if state is not None else None)
@@ -177,6 +195,12 @@ def train(cfg: Config) -> TrainResult:
     val_loader = _loader(val_set, ResumableSampler(len(val_set), t.seed, False, rank, world),
                          cfg, device, rank, drop_last=False)
     epoch, step, position, best = start_parts(cfg, parts, state, resume_path, logger.print)
+    folders = weights_folders_to_write(cfg, epoch, step, epoch_size // t.batch_size)
+    if t.keep_weights is None and folders > MANY_WEIGHT_FOLDERS:
+        logger.print(f"note: this run will write {folders} weights folders under "
+                     f"{root / 'models'} (one every --save_frequency {t.save_frequency} epochs, "
+                     "all kept); --keep_weights N keeps the newest N, --save_frequency saves "
+                     "less often")
     wrap_for_training(parts, cfg, device, world)
     if rank == 0:
         ckpt.write_run_config(cfg)
@@ -195,7 +219,8 @@ def train(cfg: Config) -> TrainResult:
             if improved:
                 ckpt.save_training_state(root / "checkpoints" / "best.pt", snapshot)
             ckpt.save_training_state(root / "checkpoints" / "last.pt", snapshot)
-            ckpt.prune_weights_folders(root / "models", t.keep_weights)
+            ckpt.prune_weights_folders(root / "models", t.keep_weights,
+                                       ckpt.committed_weights(next_epoch, next_position))
         distributed.barrier(world)
 
     parts.depth.train()

@@ -91,18 +91,20 @@ def test_train_times_the_engine_step_with_a_phase_split(capsys):
     assert result["peak_memory_mb"] > 0
 
 
-def _compile_uncompiled(monkeypatch):
+@pytest.fixture
+def uncompiled(monkeypatch):
     """``torch.compile`` hands the step back as it is (compilation itself is not under test
-    here), and inductor's random-number setting is restored after the test."""
+    here); inductor's random-number setting starts False and is restored after the test through
+    the config's own ``patch`` (a monkeypatch of the config module deletes the key on undo)."""
     import torch._inductor.config as inductor_config
 
     monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
-    monkeypatch.setattr(inductor_config, "fallback_random", False)
-    return inductor_config
+    with inductor_config.patch(fallback_random=False):
+        yield inductor_config
 
 
-def test_train_with_compile_has_no_phase_split(capsys, monkeypatch):
-    inductor_config = _compile_uncompiled(monkeypatch)
+def test_train_with_compile_has_no_phase_split(capsys, uncompiled):
+    inductor_config = uncompiled
     result, _ = run_script("train", [
         "--model", "lite-mono-tiny", *TINY, "--batch_size", "1", "--device", "cpu",
         "--compile", "--warmup", "0", "--repeats", "1", "--phase_repeats", "2"], capsys)
@@ -239,8 +241,8 @@ def test_vs_upstream_times_both_steps_from_the_same_weights(capsys):
 
 
 @pytest.mark.skipif(not UPSTREAM_DIR, reason="LITEMONO_UPSTREAM_DIR (a Lite-Mono checkout) not set")
-def test_vs_upstream_compares_a_compiled_step_from_the_same_random_numbers(capsys, monkeypatch):
-    inductor_config = _compile_uncompiled(monkeypatch)
+def test_vs_upstream_compares_a_compiled_step_from_the_same_random_numbers(capsys, uncompiled):
+    inductor_config = uncompiled
     result, _ = run_script("vs-upstream", [
         "--upstream_dir", UPSTREAM_DIR, "--model", "lite-mono", "--height", "64", "--width", "192",
         "--batch_size", "1", "--device", "cpu", "--warmup", "0", "--repeats", "1", "--compile"],
@@ -307,8 +309,8 @@ def test_compare_losses_reports_each_steps_relative_difference():
     assert module.compare_losses([1.0], [1.0])["within_rtol"]
 
 
-def test_modes_train_from_the_same_weights_in_every_mode(capsys, monkeypatch):
-    _compile_uncompiled(monkeypatch)  # bf16_graphs: its options reach training; no compile here
+@pytest.mark.usefixtures("uncompiled")  # bf16_graphs: its options reach training; no compile
+def test_modes_train_from_the_same_weights_in_every_mode(capsys):
     result, module = run_script("modes", [
         "--model", "lite-mono-tiny", *TINY, "--batch_size", "2", "--device", "cpu",
         "--steps", "3", "--timed_steps", "2", "--modes", "fp32", "bf16_cl", "bf16_graphs",

@@ -92,10 +92,10 @@ def test_a_registered_loss_term_gets_flags_validation_and_trains(tmp_path, capsy
     assert not off.extra_terms
     parts, loss, terms, outputs = one_step(cfg)
     expected = (outputs[("disp", 0)].mean().item() - 0.3) ** 2
-    assert terms["prior"] == pytest.approx(expected, rel=1e-5)
+    assert float(terms["prior"]) == pytest.approx(expected, rel=1e-5)
     # the criterion adds weight * term to the photometric loss
-    assert loss == pytest.approx(terms["loss/scale0"] / 3 + terms["loss/scale1"] / 3
-                                 + terms["loss/scale2"] / 3 + 2.0 * expected, rel=1e-5)
+    photometric = sum(float(terms[f"loss/scale{s}"]) for s in range(3)) / 3
+    assert float(loss) == pytest.approx(photometric + 2.0 * expected, rel=1e-5)
 
 
 # --------------------------------------------------------------------------- an attention kind

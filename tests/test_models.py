@@ -4,6 +4,7 @@ network, parameter and MAC counts."""
 import copy
 import itertools
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 
 import litemono
 from litemono.config import ModelConfig, from_dict
+from litemono.errors import UserError
 from litemono.losses.criterion import build_criterion
 from litemono.io import save_torch
 from litemono.models.attention import SpatialAttention
@@ -328,8 +330,12 @@ def test_pose_pretrained_init_and_clear_failure(monkeypatch):
         raise OSError("no network")
 
     monkeypatch.setattr(WeightsEnum, "get_state_dict", offline)
-    with pytest.raises(RuntimeError, match="--weights_init scratch"):
+    with pytest.raises(UserError) as info:
         build_pose_network(ModelConfig())
+    # a user error (one line from the tools) naming the file to put in torch's hub cache
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / "resnet18-f37072fd.pth"
+    assert f"torchvision reads them from {cached}" in str(info.value)
+    assert "OSError: no network" in str(info.value) and "--weights_init scratch" in str(info.value)
 
 
 def test_shared_pose_uses_the_depth_encoder():

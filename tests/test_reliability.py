@@ -172,6 +172,77 @@ def test_train_full_disk_names_the_file(scene, tmp_path, capsys, monkeypatch):
                     "free some space")
 
 
+def test_train_full_disk_while_saving_weights_names_the_weights_folder(scene, tmp_path, capsys,
+                                                                       monkeypatch):
+    real_fsync = io.os.fsync
+
+    def full_in_weights(fd):  # only the weight files' disk is full
+        if f"{io.TMP_PREFIX}weights_" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(io.os, "fsync", full_in_weights)
+    code, err = run_cli(capsys, "train", train_argv(scene, tmp_path / "log"))
+    weights = tmp_path / "log" / "r" / "models" / "weights_0"
+    assert_one_line(code, err, "train.py", "no space left on device", weights / "encoder.pth",
+                    "free some space")
+    assert io.TMP_PREFIX not in err[-1]
+    assert not [p for p in weights.parent.iterdir() if p.name.startswith(io.TMP_PREFIX)]
+
+
+def _offline(monkeypatch):
+    """torchvision cannot download (a compute node without internet, nothing in the cache)."""
+    from torchvision.models._api import WeightsEnum
+
+    def offline(self, *args, **kwargs):
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", offline)
+
+
+def test_train_offline_pose_weights_is_one_line_naming_the_cache_file(scene, tmp_path, capsys,
+                                                                      monkeypatch):
+    _offline(monkeypatch)
+    code, err = run_cli(capsys, "train", train_argv(scene, tmp_path / "log", "--weights_init",
+                                                    "pretrained"))
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / "resnet18-f37072fd.pth"
+    assert_one_line(code, err, "train.py", "could not get the pose ResNet's ImageNet weights",
+                    f"torchvision reads them from {cached}",
+                    "download https://download.pytorch.org/models/resnet18-f37072fd.pth",
+                    "--weights_init scratch")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--mypretrain_required"], "but --mypretrain is not set"),
+    (["--mypretrain", "pretrained/absent.pth"], "--mypretrain: no such file pretrained/absent.pth"),
+    (["--load_weights_folder", "absent_folder"], "--load_weights_folder absent_folder: no such")])
+def test_train_checks_initial_weights_before_building_anything(scene, tmp_path, capsys,
+                                                              monkeypatch, flags, message):
+    _offline(monkeypatch)  # building the networks would fail: the refusal must come first
+    code, err = run_cli(capsys, "train", train_argv(scene, tmp_path / "log", "--weights_init",
+                                                    "pretrained", *flags))
+    assert_one_line(code, err, "train.py", message)
+
+
+def test_a_run_that_will_write_many_weight_folders_says_so_at_start(tmp_path, monkeypatch,
+                                                                    capsys):
+    # 300 steps over 9 samples in batches of 4: 2 steps per epoch, 150 epochs, 150 folders
+    cfg = tiny_config(tmp_path, num_epochs=1000, num_steps=300, batch_size=4)
+    assert engine.weights_folders_to_write(cfg, 0, 0, steps_per_epoch=2) == 150
+    assert engine.weights_folders_to_write(cfg.replace(save_frequency=10), 0, 0, 2) == 15
+    assert engine.weights_folders_to_write(cfg, 149, 298, 2) == 1  # resumed near the end
+    assert engine.weights_folders_to_write(cfg.replace(num_steps=None), 998, 0, 2) == 2
+    use_tiny_scene(monkeypatch, train_size=1, val_size=1)
+    monkeypatch.setattr(io.os, "fsync", lambda fd: None)
+    monkeypatch.setattr(engine, "MANY_WEIGHT_FOLDERS", 2)
+    engine.train(tiny_config(tmp_path, "many", batch_size=1, num_epochs=3))
+    out = capsys.readouterr().out
+    assert "note: this run will write 3 weights folders under" in out
+    assert "--keep_weights N keeps the newest N" in out
+    engine.train(tiny_config(tmp_path, "kept", batch_size=1, num_epochs=3, keep_weights=1))
+    assert "weights folders" not in capsys.readouterr().out
+
+
 def test_train_truncated_checkpoint_and_other_variant(scene, tmp_path, capsys):
     log = tmp_path / "log"
     assert load_script("train").main(train_argv(scene, log)) == 0
@@ -270,10 +341,10 @@ def _prepared_run(tmp_path, monkeypatch):
     return tmp_path / "base"
 
 
-def _resume_cfg(log_dir, name):
+def _resume_cfg(log_dir, name, keep_weights=None):
     # the pose network shares the depth encoder: small files, fast saves
     return tiny_config(log_dir, name, batch_size=1, num_epochs=2, resume="auto",
-                       pose_model_type="shared")
+                       pose_model_type="shared", keep_weights=keep_weights)
 
 
 def _write_ops(monkeypatch, kill_at=None):
@@ -295,7 +366,13 @@ def _write_ops(monkeypatch, kill_at=None):
         return real["rename"](self, target)
 
     def rmtree(path, *args, **kwargs):
-        op("rmtree", path)
+        try:
+            op("rmtree", path)
+        except _Killed:  # killed mid-deletion: one file is already gone
+            first = next((f for f in sorted(Path(path).rglob("*")) if f.is_file()), None)
+            if first is not None:
+                first.unlink()
+            raise
         return real["rmtree"](path, *args, **kwargs)
 
     monkeypatch.setattr(io, "save_torch", save_torch)
@@ -331,28 +408,47 @@ def _assert_same_files(got, want):
 
 
 @pytest.mark.slow
-def test_kill_at_every_write_point_of_save_then_resume_matches(tmp_path, monkeypatch):
+@pytest.mark.parametrize("keep", [None, 1], ids=["keep_all", "keep_1"])
+def test_kill_at_every_write_point_of_save_then_resume_matches(tmp_path, monkeypatch, keep):
+    """A kill at every file write, rename and deletion of the saves (with ``--keep_weights 1``
+    also of the pruning: after the last commit, and mid-deletion of the old folder), then the
+    same command again: the run folder ends as an uninterrupted run's."""
     base = _prepared_run(tmp_path, monkeypatch)
     shutil.copytree(base, tmp_path / "reference")
     with monkeypatch.context() as patch:
         ops = _write_ops(patch)
-        engine.train(_resume_cfg(tmp_path, "reference"))
+        engine.train(_resume_cfg(tmp_path, "reference", keep))
     want = _run_files(tmp_path / "reference")
-    assert {"models/weights_0/encoder.pth", "models/weights_1/encoder.pth",
-            "checkpoints/last.pt", "checkpoints/best.pt"} <= set(want)
+    kept = {"models/weights_1/encoder.pth"} | (set() if keep else {"models/weights_0/encoder.pth"})
+    assert {f for f in want if f.startswith("models/")} >= kept
+    assert ("models/weights_0/encoder.pth" in want) == (keep is None)
+    assert {"checkpoints/last.pt", "checkpoints/best.pt"} <= set(want)
     assert any(o.startswith("rename") for o in ops) and len(ops) >= 10, ops
-    for kill_at in range(len(ops)):
+    kill_points = range(len(ops))
+    if keep:  # the last save: before its commit, after it (before pruning), mid-deletion
+        assert ops[-3] == "save_torch last.pt" and ops[-2] == "rename weights_0", ops
+        assert ops[-1].startswith("rmtree .tmp-pruned-weights_0."), ops
+        kill_points = range(len(ops) - 3, len(ops))
+    for kill_at in kill_points:
         run = tmp_path / f"killed{kill_at}"
         shutil.copytree(base, run)
         with monkeypatch.context() as patch:
             _write_ops(patch, kill_at)
             with pytest.raises(_Killed):
-                engine.train(_resume_cfg(tmp_path, run.name))
+                engine.train(_resume_cfg(tmp_path, run.name, keep))
         state = ckpt.load_training_state(run / "checkpoints" / "last.pt")
-        done = state["epoch"]  # what the state says is done must be on disk
-        for epoch in range(done):
-            assert (run / "models" / f"weights_{epoch}" / "encoder.pth").is_file(), ops[kill_at]
-        engine.train(_resume_cfg(tmp_path, run.name))  # --resume auto repairs / continues
+        # what the state says is done is on disk (with --keep_weights 1: the newest finished
+        # epoch's folder or a newer one), and no weights folder is ever partial
+        folders = {int(f.name.split("_")[1]): f for f in ckpt.weights_folders(run / "models")}
+        for folder in folders.values():
+            assert sorted(p.name for p in folder.iterdir()) == [
+                "depth.pth", "encoder.pth", "pose.pth"], ops[kill_at]  # shared pose: no encoder
+        finished = list(range(state["epoch"]))
+        if keep is None:
+            assert set(finished) <= set(folders), (ops[kill_at], sorted(folders))
+        elif finished:
+            assert folders and max(folders) >= finished[-1], (ops[kill_at], sorted(folders))
+        engine.train(_resume_cfg(tmp_path, run.name, keep))  # --resume auto repairs / continues
         _assert_same_files(_run_files(run), want)
 
 
@@ -397,6 +493,58 @@ def test_sigkill_mid_replacement_leaves_leftovers_that_the_rerun_removes(tmp_pat
     assert state["epoch"] == 0  # ... and the state does not claim epoch 0 is done
     engine.train(_resume_cfg(tmp_path, "run"))
     _assert_same_files(_run_files(tmp_path / "run"), _run_files(tmp_path / "reference"))
+
+
+KILL_WHILE_PRUNING = """
+import os, shutil, signal, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from test_train import TinyScene, tiny_config
+from litemono import engine
+engine.build_dataset = lambda cfg, part, is_train, **kw: TinyScene(
+    2 if part == "train" else 1, cfg.model.height, cfg.model.width)
+real_rename, real_rmtree = Path.rename, shutil.rmtree
+def rename(self, target):  # after epoch 1's commit, as the pruning starts
+    if sys.argv[3] == "after_commit" and Path(target).parent.name.startswith(".tmp-pruned-"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_rename(self, target)
+def rmtree(path, *args, **kwargs):  # part-way through deleting the old folder
+    if sys.argv[3] == "mid_delete" and Path(path).name.startswith(".tmp-pruned-weights_0"):
+        next(p for p in sorted(Path(path).rglob("*")) if p.is_file()).unlink()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_rmtree(path, *args, **kwargs)
+Path.rename, shutil.rmtree = rename, rmtree
+import torch
+torch.set_num_threads(1)
+engine.train(tiny_config(sys.argv[1], "run", batch_size=1, num_epochs=2, resume="auto",
+                         pose_model_type="shared", keep_weights=1))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["after_commit", "mid_delete"])
+def test_sigkill_while_pruning_then_the_same_command_finishes_the_pruning(tmp_path, monkeypatch,
+                                                                         when):
+    monkeypatch.setattr(io.os, "fsync", lambda fd: None)
+    done = subprocess.run([sys.executable, "-c", KILL_WHILE_PRUNING, str(tmp_path),
+                           str(ROOT / "tests"), when], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    run = tmp_path / "run"
+    assert ckpt.load_training_state(run / "checkpoints" / "last.pt")["epoch"] == 2  # committed
+    left = sorted(p.name.split(".")[1] if p.name.startswith(".") else p.name
+                  for p in (run / "models").iterdir() if p.is_dir())
+    # the kill leaves the pruning's own temporary folder (empty after_commit), never a partial
+    # weights_0
+    expected = ["tmp-pruned-weights_0", "weights_1"] + (["weights_0"] if when == "after_commit"
+                                                        else [])
+    assert left == sorted(expected), left
+    use_tiny_scene(monkeypatch, train_size=2, val_size=1)
+    result = engine.train(_resume_cfg(tmp_path, "run", keep_weights=1))  # the same command
+    assert (result.epoch, result.step) == (2, 4)  # nothing left to train ...
+    models = run / "models"  # ... but the pruning is redone, and nothing half-deleted remains
+    assert sorted(p.name for p in models.iterdir() if p.is_dir()) == ["weights_1"]
+    assert not [p for p in models.iterdir() if p.name.startswith(io.TMP_PREFIX)]
 
 
 @pytest.mark.slow

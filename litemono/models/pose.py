@@ -8,12 +8,14 @@ including the unused ImageNet classifier ``encoder.fc``) and ``pose.pth`` (``net
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List, Sequence, Tuple, Union
 
 import torch
 import torchvision
 from torch import nn
 
+from ..errors import UserError
 from .encoder import INPUT_MEAN, INPUT_STD
 
 POSE_SCALE = 0.01  # monodepth2: keeps the initial motions small
@@ -54,10 +56,14 @@ class PoseEncoder(nn.Module):
         try:
             state = weights.get_state_dict(progress=False)
         except Exception as exc:  # no network, no cache, corrupt download ...
-            raise RuntimeError(
-                f"--weights_init pretrained: could not get the ImageNet weights {weights} for the "
-                f"pose ResNet ({type(exc).__name__}: {exc}). Put the file in torch's hub cache "
-                f"or train from scratch with --weights_init scratch") from exc
+            cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+            raise UserError(
+                f"--weights_init pretrained: could not get the pose ResNet's ImageNet weights "
+                f"{weights} ({type(exc).__name__}: {exc})",
+                f"torchvision reads them from {cached}",
+                f"download {weights.url} to that path (offline: copy it there from a machine "
+                f"with internet), or train the pose ResNet from scratch with --weights_init "
+                f"scratch") from exc
         state["conv1.weight"] = state["conv1.weight"].repeat(1, num_frames, 1, 1) / num_frames
         self.encoder.load_state_dict(state, strict=True)
 
