@@ -18,7 +18,7 @@ from litemono import io
 from litemono.config import PROJECT_ROOT
 from litemono.data.splits import read_split_lines
 from litemono.device import DEVICE_HELP, resolve_device
-from litemono.errors import OneLineParser, UserError, cli
+from litemono.errors import OneLineParser, UserError, cli, one_line
 from litemono.evaluation import (EVAL_SPLITS, STEREO_SCALE_FACTOR, check_gt_split, depth_range,
                                  evaluate_predictions, format_metrics_table, gt_split,
                                  load_gt_depths, predict_split, write_metrics_csv)
@@ -117,11 +117,17 @@ def run(args) -> dict:
                         "--ext_disp_to_eval, give exactly one")
     median_scaling, scale_factor = scaling(args)
     gt_path = args.gt_path or Path(args.splits_dir) / args.eval_split / "gt_depths.npz"
+    if not Path(gt_path).is_file():
+        raise UserError("no ground-truth file", f"--gt_path {gt_path}",
+                        "write it with scripts/export_gt_depth.py")
     try:
         gt_depths = load_gt_depths(gt_path, allow_pickle=args.allow_pickle)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise UserError(f"--gt_path {gt_path}: cannot read it ({exc})", None,
-                        "write it again with scripts/export_gt_depth.py") from exc
+        reason = one_line(exc)
+        # some reasons already say what to do; the hint is given once
+        todo = (None if "export_gt_depth.py" in reason else
+                "write it again with scripts/export_gt_depth.py")
+        raise UserError(f"--gt_path {gt_path}: cannot read it ({reason})", None, todo) from exc
     check_gt_split(gt_depths, args.eval_split, gt_split(gt_path), gt_path)
     params = macs = None
     if args.ext_disp_to_eval:

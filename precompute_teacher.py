@@ -9,6 +9,8 @@ CC-BY-NC-4.0 (non-commercial).
 """
 import argparse
 import os
+import shlex
+from pathlib import Path
 
 from litemono.config import ConfigError, DataConfig, ModelConfig
 from litemono.data.splits import split_identity
@@ -66,10 +68,12 @@ def main(argv=None) -> dict:
     manifest = {"output_size": list(out_size), "split": split_identity(args.split, args.splits_dir),
                 "source": ["train", "val"]}
     if args.teacher == "synthetic":
+        # the folder itself, as the split above: 'scene', './scene' and its absolute path agree
+        data_path = shlex.quote(str(Path(args.data_path).resolve()))
         predictor = SyntheticTeacher(args.data_path, out_size, args.seed, args.noise)
         manifest.update(teacher="synthetic (true depth, random affine + noise)", input_size=None,
                         teacher_args=f"--teacher synthetic --seed {args.seed} "
-                                     f"--noise {args.noise} --data_path {args.data_path}")
+                                     f"--noise {args.noise} --data_path {data_path}")
     else:
         device = str(resolve_device(args.device))  # one clear line when CUDA is missing
         if device == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun: one GPU per process

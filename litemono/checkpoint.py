@@ -41,8 +41,9 @@ import torch
 from litemono import io
 from litemono.config import Config, ConfigError, from_dict
 from litemono.models.build import (CONFIG_ENTRY, NO_PRETRAIN, UPSTREAM_EXTRAS, depth_state_dicts,
-                                   imagenet_file, load_imagenet_encoder, load_state_strict)
-from litemono.errors import UserError
+                                   holds_objects, imagenet_file, load_imagenet_encoder,
+                                   load_state_strict, pickled_object)
+from litemono.errors import UserError, first_sentence
 
 FORMAT_VERSION = 1
 # options that may differ between a run and its resumption without changing the numbers
@@ -160,16 +161,21 @@ def load_weights_folder(folder: str, names: Sequence[str]) -> Dict[str, Dict[str
 
 
 def read_torch_file(path: Path, flag: str) -> Any:
-    """``torch.load(weights_only=True)`` on the CPU; a truncated or foreign file raises
-    :class:`CheckpointError` naming ``flag`` and the file (torch's own message names neither)."""
+    """``torch.load(weights_only=True)`` on the CPU; a truncated or foreign file, or one holding
+    pickled Python objects, raises :class:`CheckpointError` naming ``flag`` and the file (torch's
+    own message names neither)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
     except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        raise CheckpointError(f"{flag}: cannot read {path} ({' '.join(str(exc).split())[:200]}), "
-                              "the file is truncated or not a torch file: use an intact copy "
-                              "or delete it") from exc
+        name = pickled_object(exc)
+        if name is not None:
+            raise CheckpointError(f"{flag}: {holds_objects(path, name)}, use a file that "
+                                  "train.py wrote (plain tensors only)") from exc
+        raise CheckpointError(f"{flag}: cannot read {path} ({first_sentence(str(exc))}), the "
+                              "file is truncated or not a torch file: use an intact copy or "
+                              "delete it") from exc
 
 
 def load_strict(module: torch.nn.Module, state: Mapping[str, Any], what: str) -> None:

@@ -22,6 +22,7 @@ import argparse
 import errno
 import functools
 import os
+import re
 import sys
 from typing import Any, Callable, List, Optional, Sequence
 
@@ -33,6 +34,8 @@ OS_ADVICE = {errno.ENOSPC: "free some space or write elsewhere",
              errno.EACCES: "check its permissions or choose another folder",
              errno.EROFS: "the file system is read-only: choose another folder",
              errno.ENOENT: "check the path"}
+# terminal colour and style codes (ESC [ ... letter) that torch puts in some messages
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
 class UserError(Exception):
@@ -67,9 +70,10 @@ def one_line(exc: BaseException) -> str:
 
     A DataLoader worker's exception arrives with the worker's traceback in its message
     ("Caught DataError in DataLoader worker process 0. Original Traceback ..."); its last
-    line holds the original message, which is what the user needs.
+    line holds the original message, which is what the user needs. Terminal colour codes
+    (torch marks words bold in some messages) are removed.
     """
-    text = str(exc)
+    text = ANSI_ESCAPE.sub("", str(exc))
     if isinstance(exc, OSError) and exc.strerror and exc.errno in OS_ADVICE:
         # torch / numpy / os phrase these "[Errno 28] No space left on device: 'x'"
         where = exc.filename if exc.filename is not None else "(no file named)"
@@ -78,6 +82,19 @@ def one_line(exc: BaseException) -> str:
         last = [line for line in text.strip().splitlines() if line.strip()][-1]
         text = last.split(": ", 1)[1] if ": " in last else last
     return " ".join(text.split())  # newlines and runs of spaces -> one space
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of a library's message, on one line, without colour codes and
+    without its closing full stop (it is quoted inside another sentence).
+
+    Some of torch's messages run to a paragraph of advice that does not apply here; quoting
+    their first sentence keeps an error line short without cutting a sentence in half.
+    """
+    text = " ".join(ANSI_ESCAPE.sub("", text).split())
+    end = re.search(r"[.!?](?=\s|$)", text)
+    sentence = text[:end.end()] if end else text
+    return sentence[:-1] if sentence.endswith(".") else sentence
 
 
 def _is_user_error(exc: BaseException) -> bool:

@@ -16,7 +16,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from litemono.config import PROJECT_ROOT  # noqa: E402
-from litemono.data.splits import parse_split_line, read_split_lines, split_file  # noqa: E402
+from litemono.data.splits import read_split, split_file  # noqa: E402
 from litemono.errors import OneLineParser, DataError, cli  # noqa: E402
 from litemono.evaluation import EVAL_SPLITS, save_gt_depths  # noqa: E402
 from litemono.io import remove_leftovers  # noqa: E402
@@ -59,18 +59,12 @@ def main(argv=None) -> Path:
     parser.add_argument("--output", help="default <splits_dir>/<split>/gt_depths.npz")
     args = parser.parse_args(argv)
     source = args.split_file or split_file(args.split, args.splits_dir, "test")
-    lines = read_split_lines(source)
-    if not lines:
+    entries = read_split(source)  # a malformed line is named <file>:<line number>
+    if not entries:
         raise DataError(f"the test split has no lines, {source}, list the test frames there "
                         "(or pass another --split_file)")
     read_gt = velodyne_gt if args.split == "eigen" else benchmark_gt
-    maps = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            entry = parse_split_line(line)
-        except DataError as exc:
-            raise DataError(f"{exc}, {source} line {number}, fix that line") from None
-        maps.append(read_gt(Path(args.data_path), entry.folder, entry.frame_index))
+    maps = [read_gt(Path(args.data_path), entry.folder, entry.frame_index) for entry in entries]
     output = Path(args.output or Path(args.splits_dir) / args.split / "gt_depths.npz")
     remove_leftovers(output.parent, [output.name])  # temporary files of an earlier, killed run
     save_gt_depths(output, maps, split=args.split)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from litemono import io  # noqa: E402
-from litemono.errors import OneLineParser, cli  # noqa: E402
+from litemono.errors import OneLineParser, UserError, cli, first_sentence  # noqa: E402
 from litemono.models.build import imagenet_file, load_imagenet_encoder  # noqa: E402
 from litemono.models.encoder import VARIANTS, LiteMono  # noqa: E402
 
@@ -56,17 +56,25 @@ def sources_text(folder: str = "pretrained") -> str:
     return "\n".join(lines)
 
 
-def check(path: str, allow_pickle: bool = False) -> str:
+def check(path: str, allow_pickle: bool = False, command: str = "check") -> str:
     """Load ``path`` as train.py's ``--mypretrain`` does; returns the variant it fits.
 
+    Args:
+        command: the sub-command the user typed (``check`` or ``convert``), for messages.
+
     Raises:
+        FileNotFoundError: no such file.
         ValueError: it fits no variant (the lite-mono attempt's message: missing, unexpected
             and wrongly shaped keys), or it needs unpickling without ``allow_pickle``.
     """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no such file, {command} {path}, check the path (run "
+                                f"{TOOL} without arguments for where the weights come from)")
     errors = []
     for variant in VARIANTS:
         try:
-            load_imagenet_encoder(LiteMono(variant), path, allow_pickle)
+            load_imagenet_encoder(LiteMono(variant), path, allow_pickle, flag=command,
+                                  offer_allow_pickle=False)
             return variant
         except ValueError as exc:
             errors.append(exc)
@@ -82,7 +90,7 @@ def convert(source: str, target: str) -> str:
     try:
         checkpoint = torch.load(source, map_location="cpu", weights_only=False)
     except (pickle.UnpicklingError, EOFError, RuntimeError) as exc:  # HTML page, truncated
-        raise ValueError(f"{source}: not a readable torch file ({' '.join(str(exc).split())}); "
+        raise ValueError(f"{source}: not a readable torch file ({first_sentence(str(exc))}); "
                          "download it again") from None
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
@@ -92,7 +100,7 @@ def convert(source: str, target: str) -> str:
         plain = folder / Path(target).name
         io.save_torch({"model": {k: v.detach().clone() for k, v in state.items()}}, plain)
         try:
-            variant = check(str(plain))
+            variant = check(str(plain), command="convert")
         except ValueError as exc:  # name the user's file, not the temporary copy
             raise ValueError(str(exc).replace(str(plain), f"{source} (converted)")) from None
         os.replace(plain, target)
@@ -123,12 +131,11 @@ def main(argv=None) -> int:
                 p.error(f"convert unpickles {args.source}, which runs code stored in it; add "
                         "--allow_pickle if you trust the file")
             if not Path(args.source).is_file():
-                raise FileNotFoundError(f"no such file {args.source}")
+                raise FileNotFoundError(f"no such file, convert {args.source}, check the path")
             variant = convert(args.source, args.target)
             print(f"wrote {args.target} (plain tensors), fits --model {variant}")
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"{TOOL}: error: {exc}", file=sys.stderr)
-        return 1
+    except (ValueError, RuntimeError) as exc:  # a file that is not the weights: the user's to fix
+        raise UserError(str(exc)) from exc
     return 0
 
 

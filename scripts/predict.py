@@ -36,7 +36,7 @@ from typing import Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from litemono import io, load_depth_network  # noqa: E402
@@ -84,11 +84,24 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def read_image(path: Path) -> Image.Image:
+    """The RGB image in ``path``; a file PIL cannot decode (cut short, not an image) is a
+    :class:`UserError` naming it (PIL's own message names no file)."""
+    try:
+        with Image.open(path) as image:
+            return to_rgb(image)
+    except (OSError, ValueError) as exc:  # not an image, "image file is truncated", a bad chunk
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise  # missing, no permission: the system's message names the file already
+        raise UserError(f"cannot decode the image ({exc})", str(path),
+                        "replace or remove that file") from exc
+
+
 def read_frames(source: Path) -> Iterator[Tuple[str, Image.Image]]:
     """(name, RGB image) for a file, every image of a folder or every video frame."""
     if source.is_dir():
         for path in input_files(source):
-            yield path.stem, to_rgb(Image.open(path))
+            yield path.stem, read_image(path)
     elif source.suffix.lower() in VIDEO_SUFFIXES:
         import imageio.v3 as iio
 
@@ -98,7 +111,7 @@ def read_frames(source: Path) -> Iterator[Tuple[str, Image.Image]]:
         for index, frame in enumerate(iio.imiter(source)):
             yield f"{source.stem}_{index:06d}", Image.fromarray(frame[..., :3])
     elif source.suffix.lower() in IMAGE_SUFFIXES:
-        yield source.stem, to_rgb(Image.open(source))
+        yield source.stem, read_image(source)
     else:
         raise UserError(f"not an image ({', '.join(sorted(IMAGE_SUFFIXES))}), a video "
                         f"({', '.join(sorted(VIDEO_SUFFIXES))}) or a folder, --image_path "
@@ -234,6 +247,10 @@ def run(args) -> int:
     if not source.exists():
         raise UserError(f"no such file or folder, --image_path {source}, check the path")
     device = resolve_device(args.device, args.no_cuda)
+    if source.is_dir() and not input_files(source):  # before the network is loaded
+        raise UserError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the folder, "
+                        f"--image_path {source}, put images there or pass an image, a video or "
+                        "another folder (this tool's own outputs are not read as inputs)")
     try:
         net = load_depth_network(args.load_weights_folder, device)
     except FileNotFoundError as exc:
@@ -266,8 +283,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except (UnidentifiedImageError, ValueError) as exc:  # an unreadable image, weights that
-        raise UserError(str(exc)) from exc               # do not fit: the message names them
+    except ValueError as exc:  # weights that do not fit: the message names them
+        raise UserError(str(exc)) from exc
 
 
 if __name__ == "__main__":

@@ -305,9 +305,9 @@ def test_start_up_check_is_fast_for_a_full_split(tmp_path):
 
 def test_bad_split_lines_are_named(tmp_path):
     write_kitti_tree(tmp_path)
-    with pytest.raises(ValueError, match="split.txt line 2: .*no side"):
+    with pytest.raises(ValueError, match="no side.*split.txt:2, "):
         raw(tmp_path, [f"{DRIVE} 2 l", f"{DRIVE} 3"], source="split.txt")
-    with pytest.raises(ValueError, match="split.txt line 1"):
+    with pytest.raises(ValueError, match="split.txt:1, "):
         raw(tmp_path, [f"{DRIVE} 2 x"], source="split.txt")
     with pytest.raises(ValueError, match="--jitter"):
         raw(tmp_path, [f"{DRIVE} 2 l"], jitter="sometimes")

@@ -104,6 +104,18 @@ def test_no_unpickling_without_allow_pickle(tmp_path):
     assert marker.exists()
 
 
+def test_an_old_format_file_is_named_as_one_not_as_a_broken_download(tmp_path):
+    path = tmp_path / "old.pth"
+    torch.save(upstream_checkpoint("lite-mono-tiny")["model"], path,
+               _use_new_zipfile_serialization=False)  # what PyTorch < 1.6 wrote
+    with pytest.raises(ValueError) as info:
+        load_imagenet_encoder(LiteMono("lite-mono-tiny"), str(path))
+    message = str(info.value)
+    assert "old-format (PyTorch < 1.6) torch file" in message and "--allow_pickle" in message
+    assert "truncated" not in message and "HTML" not in message
+    load_imagenet_encoder(LiteMono("lite-mono-tiny"), str(path), allow_pickle=True)  # consent
+
+
 def run_tool(*args):
     return subprocess.run([sys.executable, str(ROOT / "scripts" / "imagenet_weights.py"), *args],
                           capture_output=True, text=True)
@@ -124,8 +136,11 @@ def test_helper_lists_sources_converts_and_checks(tmp_path):
     assert refused.returncode == 2 and "--allow_pickle" in refused.stderr
     assert not marker.exists() and not target.exists()
     unsafe = run_tool("check", str(source))
-    assert unsafe.returncode == 1 and not marker.exists()
-    assert unsafe.stderr.startswith("imagenet_weights.py: error: --mypretrain")
+    assert unsafe.returncode == 2 and not marker.exists()
+    # named as the user typed it; check has no --allow_pickle to offer, convert is the way
+    assert unsafe.stderr.startswith(f"imagenet_weights.py: error: check {source}: ")
+    assert "holds pickled Python objects" in unsafe.stderr
+    assert "add --allow_pickle" not in unsafe.stderr and "convert" in unsafe.stderr
     assert len(unsafe.stderr.strip().splitlines()) == 1
     done = run_tool("convert", str(source), str(target), "--allow_pickle")
     assert done.returncode == 0, done.stderr
@@ -134,6 +149,15 @@ def test_helper_lists_sources_converts_and_checks(tmp_path):
     assert set(plain) == {"model"}
     assert all(torch.equal(plain["model"][k], v) for k, v in checkpoint["model"].items())
     assert run_tool("check", str(target)).stdout.strip().endswith("fits --model lite-mono-tiny")
+
+
+def test_check_of_a_missing_file_names_what_was_typed(tmp_path):
+    missing = tmp_path / "nowhere.pth"
+    result = run_tool("check", str(missing))
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("imagenet_weights.py: error: "), lines
+    assert f"check {missing}" in lines[0] and "--mypretrain" not in lines[0]
 
 
 def broken_files(tmp_path):
@@ -160,7 +184,7 @@ def test_a_page_or_a_truncated_file_is_one_line_not_a_pickle_or_a_traceback(tmp_
         target = tmp_path / "plain.pth"
         for result in (run_tool("check", str(path)),
                        run_tool("convert", str(path), str(target), "--allow_pickle")):
-            assert result.returncode == 1 and result.stdout == ""
+            assert result.returncode == 2 and result.stdout == ""
             lines = result.stderr.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith("imagenet_weights.py: error: "), lines
             assert str(path) in lines[0] and "not a readable torch file" in lines[0]
@@ -173,7 +197,7 @@ def test_convert_leaves_no_target_when_the_weights_fit_no_variant(tmp_path):
     del checkpoint["model"]["stages.1.0.gamma"]
     torch.save(checkpoint, source)
     result = run_tool("convert", str(source), str(target), "--allow_pickle")
-    assert result.returncode == 1 and "stages.1.0.gamma" in result.stderr
+    assert result.returncode == 2 and "stages.1.0.gamma" in result.stderr
     assert f"{source} (converted)" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.pth", "ran"]
 

@@ -110,6 +110,55 @@ def test_worker_traceback_collapses_to_the_original_message():
     assert one_line(wrapped) == "cannot decode image file /a/b.jpg, split line 3"
 
 
+def test_one_line_drops_terminal_colour_codes(capsys):
+    text = "load failed, \x1b[1mdo this only if you trust it\x1b[0m.\n\tmore \x1b[31;1mred\x1b[m"
+    assert one_line(RuntimeError(text)) == "load failed, do this only if you trust it. more red"
+
+    @cli("tool.py")
+    def main(argv=None):
+        raise UserError(text)
+
+    with pytest.raises(SystemExit):
+        main([])
+    assert "\x1b" not in capsys.readouterr().err
+
+
+class Opaque:
+    """A Python object in a .pth: torch's weights-only loader refuses to rebuild it."""
+
+
+def test_a_torch_file_holding_python_objects_is_not_called_truncated(tmp_path):
+    from litemono.models.build import WeightsFileError, load_depth_network
+
+    folder = tmp_path / "weights_0"
+    folder.mkdir()
+    torch.save({"w": torch.zeros(2), "note": Opaque()}, folder / "encoder.pth")
+    torch.save({"w": torch.zeros(2)}, folder / "depth.pth")
+    for load, error, flag in ((lambda: load_depth_network(folder), WeightsFileError, ""),
+                              (lambda: ckpt.load_training_state(folder / "encoder.pth"),
+                               ckpt.CheckpointError, "--resume: ")):
+        with pytest.raises(error) as info:
+            load()
+        message = str(info.value)
+        assert message.startswith(f"{flag}{folder / 'encoder.pth'} holds pickled Python objects")
+        assert "Opaque" in message and "truncated" not in message and "\n" not in message
+
+
+def test_torch_text_in_a_cut_file_error_is_a_whole_sentence(tmp_path):
+    from litemono.models.build import read_weights_file
+
+    path = tmp_path / "last.pt"
+    torch.save({"w": torch.zeros(1000)}, path)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(RuntimeError) as raw:
+        torch.load(path, weights_only=True)
+    first = " ".join(str(raw.value).split()).split(". ")[0]  # torch's first sentence
+    for load in (lambda: ckpt.load_training_state(path), lambda: read_weights_file(path)):
+        with pytest.raises(UserError) as info:
+            load()
+        assert f"({first}), the file is truncated or not a torch file" in str(info.value)
+
+
 # ----------------------------------------------------------------------------- A: train.py cases
 
 def test_train_corrupt_frame_names_file_and_split_line(scene, tmp_path, capsys):
@@ -128,11 +177,36 @@ def test_train_missing_neighbour_frame(scene, tmp_path, capsys):
     assert_one_line(code, err, "train.py", "missing", frame_file(scene, line, offset=1))
 
 
-def test_train_malformed_split_line(scene, tmp_path, capsys):
+def malformed_third_line(scene):
+    """train_files.txt with a blank line 2 (an editor counts it) and the side 'x' on line 3."""
     path = scene.split_dir / "train_files.txt"
-    path.write_text(path.read_text().replace(" l\n", " x\n", 1))
+    good = first_line(scene)
+    path.write_text(f"{good}\n\n{good.rsplit(' ', 1)[0]} x\n")
+    return path
+
+
+def test_train_malformed_split_line(scene, tmp_path, capsys):
+    path = malformed_third_line(scene)
     code, err = run_cli(capsys, "train", train_argv(scene, tmp_path / "log"))
-    assert_one_line(code, err, "train.py", "train_files.txt line", "'l' or 'r'")
+    assert_one_line(code, err, "train.py", f"{path}:3, fix that line", "'l' or 'r'")
+
+
+@pytest.mark.parametrize("tool", ["precompute_teacher", "export_gt_depth"])
+def test_other_tools_name_a_malformed_split_line_as_train_does(scene, tmp_path, capsys, tool):
+    path = malformed_third_line(scene)
+    argv = {"precompute_teacher": teacher_argv(scene, tmp_path / "teacher"),
+            "export_gt_depth": ["--data_path", str(scene.root), "--split", "eigen",
+                                "--split_file", str(path), "--output", str(tmp_path / "gt.npz")]}
+    code, err = run_cli(capsys, tool, argv[tool])
+    assert_one_line(code, err, f"{tool}.py", f"{path}:3, fix that line", "'l' or 'r'")
+
+
+def test_precompute_names_a_split_line_without_a_side(scene, tmp_path, capsys):
+    path = scene.split_dir / "val_files.txt"
+    path.write_text(first_line(scene, "val").rsplit(" ", 1)[0] + "\n")
+    code, err = run_cli(capsys, "precompute_teacher", teacher_argv(scene, tmp_path / "teacher"))
+    assert_one_line(code, err, "precompute_teacher.py", "no side", "the teacher maps",
+                    f"{path}:1")
 
 
 def test_train_empty_train_split_is_named(scene, tmp_path, capsys):
@@ -257,16 +331,38 @@ def test_train_truncated_checkpoint_and_other_variant(scene, tmp_path, capsys):
     assert_one_line(code, err, "train.py", "--resume", last, "truncated")
 
 
-def write_teacher(scene, root, shape=(32, 96)):
-    load_script("precompute_teacher").main([
-        "--teacher", "synthetic", "--data_path", str(scene.root), "--split", str(scene.split_dir),
-        "--height", str(shape[0]), "--width", str(shape[1]), "--teacher_dir", str(root),
-        "--num_workers", "0", "--no_progress"])
+def teacher_argv(scene, root, shape=(32, 96), data_path=None):
+    return ["--teacher", "synthetic", "--data_path", str(data_path or scene.root), "--split",
+            str(scene.split_dir), "--height", str(shape[0]), "--width", str(shape[1]),
+            "--teacher_dir", str(root), "--num_workers", "0", "--no_progress"]
+
+
+def write_teacher(scene, root, shape=(32, 96), data_path=None):
+    return load_script("precompute_teacher").main(teacher_argv(scene, root, shape, data_path))
 
 
 def distill_argv(scene, tmp_path, teacher):
     return train_argv(scene, tmp_path / "log", "--teacher_dir", str(teacher), "--distill_weight",
                       "0.1")
+
+
+def test_a_teacher_map_of_the_wrong_shape_is_named_by_its_file(scene, tmp_path):
+    from litemono.config import from_dict
+    from litemono.data import build_dataset
+
+    teacher = tmp_path / "teacher"
+    write_teacher(scene, teacher)
+    line = first_line(scene).split()
+    mine = teacher_path(teacher, line[0], int(line[1]), line[2])
+    io.save_npz(mine, disp=np.zeros((16, 48), np.float16))
+    cfg = from_dict({"data_path": str(scene.root), "split": str(scene.split_dir), "height": 32,
+                     "width": 96, "teacher_dir": str(teacher)})
+    dataset = build_dataset(cfg, "train", False)
+    with pytest.raises(DataError) as info:  # found mid-training, as a DataLoader worker would
+        dataset[0]
+    message = str(info.value)
+    assert f"teacher map {mine} has shape (16, 48)" in message
+    assert "train_files.txt line 1" in message  # the split line is kept after the file
 
 
 def test_train_teacher_maps_wrong_shape_missing_truncated(scene, tmp_path, capsys):
@@ -312,13 +408,77 @@ def test_evaluate_depth_missing_disps_and_truncated_gt(tmp_path, capsys):
     assert_one_line(code, err, "evaluate_depth.py", "--gt_path", gt)
 
 
+def test_evaluate_depth_missing_gt_says_what_to_do_once(tmp_path, capsys):
+    io.save_npy(tmp_path / "d.npy", np.ones((1, 4, 6), np.float32))
+    missing = tmp_path / "none.npz"
+    code, err = run_cli(capsys, "evaluate_depth", ["--ext_disp_to_eval", str(tmp_path / "d.npy"),
+                                                   "--gt_path", str(missing)])
+    assert_one_line(code, err, "evaluate_depth.py", "no ground-truth file",
+                    f"--gt_path {missing}", "export_gt_depth.py")
+    assert err[-1].count("export_gt_depth.py") == 1 and err[-1].count(str(missing)) == 1
+
+
+@pytest.fixture
+def predict_weights(tmp_path):
+    """A lite-mono-tiny weights folder (random weights) for scripts/predict.py."""
+    from litemono.config import ModelConfig
+    from litemono.models.build import build_depth_network, depth_state_dicts
+
+    net = build_depth_network(ModelConfig(model="lite-mono-tiny", height=32, width=96))
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    for name, state in depth_state_dicts(net, 32, 96).items():
+        io.save_torch(state, folder / f"{name}.pth")
+    return folder
+
+
+def predict_argv(weights):
+    return ["--load_weights_folder", str(weights), "--device", "cpu", "--image_path"]
+
+
+def test_predict_empty_folder_is_named(predict_weights, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, err = run_cli(capsys, "predict", predict_argv(predict_weights) + [str(empty)])
+    assert_one_line(code, err, "predict.py", "no images", f"--image_path {empty}",
+                    "put images there")
+
+
+def test_predict_truncated_image_is_named(predict_weights, tmp_path, capsys):
+    from PIL import Image
+
+    argv = predict_argv(predict_weights)
+    cut = tmp_path / "photo.jpg"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(cut, quality=95)
+    cut.write_bytes(cut.read_bytes()[:-400])
+    for source in (cut, tmp_path):  # the file itself, and the folder holding it
+        code, err = run_cli(capsys, "predict", argv + [str(source)])
+        assert_one_line(code, err, "predict.py", "truncated", f", {cut}, replace or remove")
+
+
+def test_download_splits_offline_is_one_line(tmp_path, capsys, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError(OSError(errno.ENETUNREACH, "Network is unreachable"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    code, err = run_cli(capsys, "download_splits", ["--dest", str(tmp_path / "splits"),
+                                                    "--split", "eigen"])
+    assert_one_line(code, err, "download_splits.py", "could not download eigen/test_files.txt",
+                    "Network is unreachable", "--from DIR")
+    assert not (tmp_path / "splits").exists()
+
+
 def test_export_gt_depth_malformed_and_empty_split(tmp_path, capsys):
     split = tmp_path / "test_files.txt"
     split.write_text("2011_09_26/2011_09_26_drive_0001_sync notanumber l\n")
     argv = ["--data_path", str(tmp_path), "--split", "eigen", "--split_file", str(split),
             "--output", str(tmp_path / "gt.npz")]
     code, err = run_cli(capsys, "export_gt_depth", argv)
-    assert_one_line(code, err, "export_gt_depth.py", split, "line 1")
+    assert_one_line(code, err, "export_gt_depth.py", f"{split}:1", "frame index")
     split.write_text("")
     code, err = run_cli(capsys, "export_gt_depth", argv)
     assert_one_line(code, err, "export_gt_depth.py", "no lines", split)
@@ -678,6 +838,30 @@ def test_teacher_split_spellings_and_the_printed_command_works(scene, tmp_path, 
     load_script("precompute_teacher").main(words[2:] + ["--num_workers", "0", "--no_progress"])
     argv[argv.index("--teacher_dir") + 1] = command[1]
     assert load_script("train").main(argv) == 0
+
+
+def test_precompute_rerun_accepts_any_spelling_of_the_data_path(scene, tmp_path, capsys,
+                                                                monkeypatch):
+    import json
+
+    root = Path(scene.root).resolve()
+    monkeypatch.chdir(root.parent)
+    teacher = tmp_path / "teacher"
+    write_teacher(scene, teacher, data_path=root.name)  # relative
+    for spelling in (str(root), f"./{root.name}/"):  # the same folder: accepted, nothing to do
+        assert write_teacher(scene, teacher, data_path=spelling)["computed"] == 0
+    manifest = json.loads((teacher / MANIFEST_NAME).read_text())
+    assert f"--data_path {root}" in manifest["teacher_args"]
+    # a manifest that stored the path as typed (older versions) still matches from its folder
+    manifest["teacher_args"] = manifest["teacher_args"].replace(str(root), root.name)
+    io.write_json(teacher / MANIFEST_NAME, manifest)
+    assert write_teacher(scene, teacher, data_path=str(root))["computed"] == 0
+    # another folder is another setting
+    other = tmp_path / "copy"
+    shutil.copytree(root, other)
+    code, err = run_cli(capsys, "precompute_teacher",
+                        teacher_argv(scene, teacher, data_path=other))
+    assert_one_line(code, err, "precompute_teacher.py", "made with other settings", other)
 
 
 def test_precompute_validates_size_and_writes_no_manifest_on_failure(scene, tmp_path, capsys):

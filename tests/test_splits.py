@@ -52,7 +52,8 @@ def test_missing_and_tampered(tmp_path):
         splits.split_file("eigen", dest, "test")
     out = subprocess.run([sys.executable, str(ROOT / "scripts/download_splits.py"), "--dest",
                           str(dest), "--check", "--split", "eigen"], capture_output=True, text=True)
-    assert out.returncode == 1 and "does not match" in out.stderr
+    assert out.returncode == 2 and "does not match" in out.stderr
+    assert out.stderr.startswith("download_splits.py: error: ")
     # a tampered source is never written
     bad_source = tmp_path / "bad"
     (bad_source / "eigen").mkdir(parents=True)

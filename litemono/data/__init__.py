@@ -49,9 +49,14 @@ def build_dataset(cfg: "Config", part: str, is_train: bool, teacher_store=None,
     if part not in PARTS:
         raise ValueError(f"part must be one of {list(PARTS)}, got {part!r}")
     data = cfg.data
+    layouts = {"kitti": KITTIRawDataset, "kitti_odom": KITTIOdomDataset, "folder": FolderDataset}
+    if data.dataset not in layouts:
+        raise ValueError(f"--dataset {data.dataset!r} is not one of {', '.join(layouts)}")
     cache_dir = cache_dir if cache_dir is not None else data.cache_dir
     path = split_file(data.split, data.splits_dir, part)
-    lines = read_split_lines(path)
+    # a malformed line (or one without l/r where the layout needs it) is named <file>:<line>
+    lines = read_split_lines(path, f"--dataset {data.dataset}"
+                             if layouts[data.dataset].needs_side else None)
     frame_ids = [0] if part == "test" else list(data.frame_ids)
     if data.use_stereo and part != "test":
         frame_ids.append("s")  # upstream's trainer appends the stereo partner the same way
@@ -68,10 +73,6 @@ def build_dataset(cfg: "Config", part: str, is_train: bool, teacher_store=None,
                    source=str(path), augmented_scales=augmented_scales,
                    with_depth_gt=with_depth_gt)
     size = (cfg.model.height, cfg.model.width)
-    if data.dataset == "kitti":
-        return KITTIRawDataset(data.data_path, lines, *size, **options)
-    if data.dataset == "kitti_odom":
-        return KITTIOdomDataset(data.data_path, lines, *size, **options)
     if data.dataset == "folder":
-        return FolderDataset(data.data_path, lines, *size, intrinsics=data.intrinsics, **options)
-    raise ValueError(f"--dataset {data.dataset!r} is not one of kitti, kitti_odom, folder")
+        options["intrinsics"] = data.intrinsics
+    return layouts[data.dataset](data.data_path, lines, *size, **options)

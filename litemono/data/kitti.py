@@ -168,13 +168,16 @@ class MonoDataset(Dataset):
 
     # ---- start-up checks ----------------------------------------------------------------------
     def _parse(self, line_number: int, text: str) -> _Entry:
+        # split files are checked as they are read (splits.read_split_lines); this catches
+        # lines handed over directly, named the same way
+        where = f"{self.source}:{line_number}"
         try:
             line = parse_split_line(text)
         except ValueError as exc:
-            raise DataError(f"{self.source} line {line_number}: {exc}") from None
+            raise DataError(str(exc), where, "fix that line") from None
         if self.needs_side and line.side is None:
-            raise DataError(f"{self.source} line {line_number}: {text!r} has no side (l or r), "
-                             f"which --dataset {self.layout_name} needs")
+            raise DataError(f"split line {text!r} has no side (l or r), needed by --dataset "
+                            f"{self.layout_name}", where, "add l or r to that line")
         return _Entry(line_number, text, line)
 
     def _frame_keys(self, line: SplitLine) -> Iterator[Tuple[FrameId, int, Optional[str]]]:
@@ -287,9 +290,13 @@ class MonoDataset(Dataset):
             disp = np.asarray(self.teacher_store.load(line.folder, line.frame_index, line.side),
                               dtype=np.float32)
             if disp.shape != (self.height, self.width):
-                raise DataError(f"teacher map of {self.entries[index].text!r} has shape "
-                                 f"{disp.shape}, expected ({self.height}, {self.width}): "
-                                 f"recompute --teacher_dir at this --height/--width")
+                # name the .npz (the split line is added by __getitem__)
+                path_for = getattr(self.teacher_store, "path_for", None)
+                which = (path_for(line.folder, line.frame_index, line.side) if path_for
+                         else f"of {self.entries[index].text!r}")
+                raise DataError(f"teacher map {which} has shape {disp.shape}, expected "
+                                f"({self.height}, {self.width}): recompute --teacher_dir at "
+                                "this --height/--width")
             sample["teacher_disp"] = _flipped_map(disp, do_flip)
         return sample
 

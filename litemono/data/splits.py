@@ -70,12 +70,45 @@ def parse_split_line(line: str) -> SplitLine:
     return SplitLine(parts[0], int(parts[1]), side)
 
 
-def read_split_lines(path: Union[str, Path]) -> List[str]:
-    """The non-empty lines of a split file (stripped)."""
+def read_split_lines(path: Union[str, Path], side_needed_by: Optional[str] = None) -> List[str]:
+    """The non-empty lines of a split file (stripped), each checked to be a split line.
+
+    Every tool reads split files here, so a malformed line is reported one way everywhere:
+    ``<split file>:<line number>``, counting from 1 with blank lines included (as an editor
+    counts them).
+
+    Args:
+        path: the split file.
+        side_needed_by: who needs every line to name its camera (``"--dataset kitti"``, ``"the
+            teacher maps"``); when given, a line without ``l``/``r`` is refused too.
+
+    Raises:
+        SplitError: no such file.
+        DataError: the first malformed line, named ``<split file>:<line number>``.
+    """
     path = Path(path)
     if not path.is_file():
         raise SplitError(f"split file {path} not found; {HOW_TO_GET}")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    lines = []
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        text = raw.strip()
+        if not text:
+            continue
+        where = f"{path}:{number}"
+        try:
+            entry = parse_split_line(text)
+        except DataError as exc:
+            raise DataError(str(exc), where, "fix that line") from None
+        if side_needed_by and entry.side is None:
+            raise DataError(f"split line {text!r} has no side (l or r), needed by "
+                            f"{side_needed_by}", where, "add l or r to that line")
+        lines.append(text)
+    return lines
+
+
+def read_split(path: Union[str, Path], side_needed_by: Optional[str] = None) -> List[SplitLine]:
+    """The lines of a split file parsed (:func:`read_split_lines` checks and names them)."""
+    return [parse_split_line(text) for text in read_split_lines(path, side_needed_by)]
 
 
 def split_folder(split: str, splits_dir: Union[str, Path]) -> Path:
@@ -161,9 +194,11 @@ def fetch_splits(dest: Union[str, Path], source: Optional[Union[str, Path]] = No
             try:
                 with urllib.request.urlopen(url, timeout=timeout) as response:
                     data = response.read()
-            except OSError as exc:
-                raise SplitError(f"could not download {url} ({exc}); copy monodepth2's splits "
-                                 f"folder here and run with --from DIR") from None
+            except OSError as exc:  # offline, blocked, or the server refused
+                reason = getattr(exc, "reason", None) or exc
+                raise SplitError(f"could not download {rel} ({reason}), {url}, check the "
+                                 "network, or pass --from DIR with a copy of monodepth2's "
+                                 "splits folder") from None
         _check_bytes(data, rel, source or "download")
         write_bytes(target, data)
         written.append(rel)

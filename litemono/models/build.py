@@ -18,16 +18,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import pickle
+import re
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import nn
 
 from ..config import SECTIONS, ModelConfig, coerce
-from ..errors import UserError
+from ..errors import UserError, first_sentence
 from .decoder import DepthDecoder
 from .encoder import VARIANTS, LiteMono, infer_variant
 from .pose import PoseDecoder, PoseEncoder, PoseNetwork
@@ -50,19 +51,55 @@ class WeightsFileError(UserError, ValueError):
     """
 
 
+# how torch's weights-only unpickler names a Python object it refuses to rebuild
+_REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def pickled_object(exc: BaseException) -> Optional[str]:
+    """The Python object (``module.Class``) that a ``torch.load(weights_only=True)`` refused to
+    unpickle, when that is why ``exc`` was raised: the file is intact but holds more than
+    tensors and plain containers. None when ``exc`` says something else (a cut or foreign file).
+    """
+    if not isinstance(exc, pickle.UnpicklingError):
+        return None
+    found = _REFUSED_GLOBAL.search(str(exc))
+    return found.group(1) if found else None
+
+
+# what torch.save wrote first before PyTorch 1.6 (a pickled magic number, protocol 2)
+_LEGACY_TORCH_START = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
+
+
+def is_legacy_torch_file(path: Union[str, Path]) -> bool:
+    """Whether ``path`` starts as the non-zip files of ``torch.save`` before PyTorch 1.6 do."""
+    with open(path, "rb") as handle:
+        return handle.read(len(_LEGACY_TORCH_START)) == _LEGACY_TORCH_START
+
+
+def holds_objects(path: Path, name: str) -> str:
+    """The words for a file refused by :func:`pickled_object` (``name`` is its object)."""
+    return (f"{path} holds pickled Python objects ({name}), not only tensors, and is not "
+            "unpickled here because unpickling runs code stored in the file")
+
+
 def read_weights_file(path: Path, device="cpu", mmap: bool = False) -> Any:
     """``torch.load(weights_only=True)`` of one file of a weights folder.
 
     Raises:
-        WeightsFileError: the file is truncated or not a torch file (torch's own message does
-            not name the file).
+        WeightsFileError: the file is truncated or not a torch file, or it holds pickled
+            Python objects besides tensors (torch's own message does not name the file).
     """
     try:
         return torch.load(path, map_location=device, weights_only=True, mmap=mmap)
     except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        raise WeightsFileError(f"cannot read {path} ({' '.join(str(exc).split())[:200]}), the "
-                               "file is truncated or not a torch file: use an intact copy of "
-                               "the weights folder") from exc
+        name = pickled_object(exc)
+        if name is not None:
+            raise WeightsFileError(f"{holds_objects(path, name)}, save its state dict as plain "
+                                   "tensors (torch.save(module.state_dict(), file)) or use a "
+                                   "weights folder that train.py wrote") from exc
+        raise WeightsFileError(f"cannot read {path} ({first_sentence(str(exc))}), the file is "
+                               "truncated or not a torch file: use an intact copy of the "
+                               "weights folder") from exc
 
 
 # Encoder families besides Lite-Mono: ``--model`` name -> ``builder(cfg: ModelConfig)`` returning
@@ -282,7 +319,8 @@ def imagenet_file(variant: str) -> str:
     return f"{variant}-pretrain.pth"
 
 
-def load_imagenet_encoder(encoder: LiteMono, path: str, allow_pickle: bool = False) -> None:
+def load_imagenet_encoder(encoder: LiteMono, path: str, allow_pickle: bool = False,
+                          flag: str = "--mypretrain", offer_allow_pickle: bool = True) -> None:
     """``--mypretrain``: ImageNet-pretrained encoder weights (upstream's pretraining checkpoint).
 
     Upstream's pretraining code (``lite-mono-pretrain-code/utils.py``, ``save_model``) stores
@@ -299,17 +337,30 @@ def load_imagenet_encoder(encoder: LiteMono, path: str, allow_pickle: bool = Fal
 
     The file must be the zip archive ``torch.save`` writes (PyTorch >= 1.6): anything else (an
     HTML page saved from a share link, a cut download) is refused before any unpickling, unless
-    ``allow_pickle`` lets an old (PyTorch < 1.6) pickle through.
+    ``allow_pickle`` lets an old (PyTorch < 1.6) pickle through; such an old file is named as
+    one, not as a broken download.
+
+    Args:
+        flag: how the user named the file, for messages (``--mypretrain``; ``check`` and
+            ``convert`` in ``scripts/imagenet_weights.py``).
+        offer_allow_pickle: whether the tool has ``--allow_pickle`` to suggest.
 
     Raises:
         FileNotFoundError: no such file. ValueError: not a tensor file, pickled objects without
-            ``allow_pickle``, or weights that do not fit (the message names ``--mypretrain``).
+            ``allow_pickle``, or weights that do not fit (the message names ``flag``).
     """
     if not Path(path).is_file():
-        raise FileNotFoundError(f"--mypretrain: no such file {path}")
-    unreadable = (f"--mypretrain {path}: not a readable torch file ({{}}); download it again "
+        raise FileNotFoundError(f"{flag}: no such file {path}")
+    unreadable = (f"{flag} {path}: not a readable torch file ({{}}); download it again "
                   "(scripts/imagenet_weights.py)")
     if not allow_pickle and not zipfile.is_zipfile(path):  # else the unpickler reads garbage
+        if is_legacy_torch_file(path):
+            also = " or add --allow_pickle" if offer_allow_pickle else ""
+            raise ValueError(
+                f"{flag} {path}: an old-format (PyTorch < 1.6) torch file, readable only by "
+                "unpickling, and unpickling runs code stored in it; if you trust the file, "
+                f"convert it once (python scripts/imagenet_weights.py convert {path} "
+                f"OUT.pth --allow_pickle) and pass OUT.pth{also}")
         raise ValueError(unreadable.format(
             "not the zip archive torch.save writes: a truncated download, or the share link's "
             "HTML page saved instead of the file"))
@@ -319,21 +370,25 @@ def load_imagenet_encoder(encoder: LiteMono, path: str, allow_pickle: bool = Fal
                 checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
             if not allow_pickle:
+                name = pickled_object(exc)
+                also = " or add --allow_pickle" if offer_allow_pickle else ""
                 raise ValueError(
-                    f"--mypretrain {path}: the file holds pickled Python objects besides tensors, "
-                    "and unpickling runs code stored in it; if you trust the file, convert it "
-                    f"once (python scripts/imagenet_weights.py convert {path} OUT.pth "
-                    "--allow_pickle) and pass OUT.pth, or add --allow_pickle") from exc
-            warnings.warn(f"--mypretrain {path}: not a plain tensor file, unpickled "
+                    f"{flag} {path}: the file holds pickled Python objects"
+                    f"{f' ({name})' if name else ''} besides tensors, and unpickling runs code "
+                    "stored in it; if you trust the file, convert it once (python "
+                    f"scripts/imagenet_weights.py convert {path} OUT.pth --allow_pickle) and "
+                    f"pass OUT.pth{also}") from exc
+            warnings.warn(f"{flag} {path}: not a plain tensor file, unpickled "
                           "(--allow_pickle)")
             checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, KeyError) as exc:
-        raise ValueError(unreadable.format(exc)) from exc  # truncated, not a torch file
+        # truncated, not a torch file
+        raise ValueError(unreadable.format(first_sentence(str(exc)))) from exc
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, Mapping) else None
     if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for v in state.values()):
-        raise ValueError(f"--mypretrain {path}: expected a state dict of tensors or "
+        raise ValueError(f"{flag} {path}: expected a state dict of tensors or "
                          "{'model': state dict} (upstream's ImageNet pretraining checkpoint)")
     state = {k: v for k, v in state.items() if not k.startswith(IMAGENET_ONLY_PREFIXES)}
     state.update({k: v for k, v in encoder.state_dict().items()
                   if k.startswith("spatial_attention.")})
-    load_state_strict(encoder, state, f"--mypretrain {path}")
+    load_state_strict(encoder, state, f"{flag} {path}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple, Union
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.splits import SplitLine, parse_split_line, read_split_lines, split_file
+from ..data.splits import SplitLine, read_split, split_file
 from ..data.kitti import SIDE_TO_CAMERA, raw_image_path
 from ..data.transforms import read_rgb
 from ..data.teacher_store import (ARRAY_KEY, FORMAT_VERSION, MANIFEST_NAME,
@@ -48,8 +49,8 @@ def target_frames(split: str, splits_dir: Union[str, Path],
     """The distinct target frames of ``parts`` of a split, in file order."""
     seen: Dict[SplitLine, None] = {}
     for part in parts:
-        for line in read_split_lines(split_file(split, splits_dir, part)):
-            seen.setdefault(parse_split_line(line), None)
+        for line in read_split(split_file(split, splits_dir, part), "the teacher maps"):
+            seen.setdefault(line, None)
     return list(seen)
 
 
@@ -111,6 +112,23 @@ class _FrameLoader(Dataset):
         return self.frames[i], self.predictor.load(self.frames[i])
 
 
+def comparable_manifest(manifest: Dict[str, Any]) -> Dict[str, Any]:
+    """``manifest`` as two runs compare it: the ``--data_path`` inside ``teacher_args`` becomes
+    its absolute path (as the split is stored), so every spelling of one folder matches.
+    Manifests written before the path was stored absolute hold it as typed; it is resolved
+    from the current folder, so a rerun from where they were made still matches."""
+    args = manifest.get("teacher_args")
+    try:
+        words = shlex.split(args) if isinstance(args, str) else None
+    except ValueError:  # unbalanced quotes: compare the text as it is
+        words = None
+    if not words or "--data_path" not in words[:-1]:
+        return manifest
+    at = words.index("--data_path") + 1
+    words[at] = str(Path(words[at]).resolve())
+    return {**manifest, "teacher_args": words}
+
+
 def check_manifest(root: Union[str, Path], manifest: Dict[str, Any]) -> bool:
     """True when ``root`` already has this ``manifest.json``; refuse one that differs.
 
@@ -121,7 +139,8 @@ def check_manifest(root: Union[str, Path], manifest: Dict[str, Any]) -> bool:
     if not path.is_file():
         return False
     old = json.loads(path.read_text())
-    diff = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
+    old_cmp, new_cmp = comparable_manifest(old), comparable_manifest(manifest)
+    diff = sorted(k for k in set(old) | set(manifest) if old_cmp.get(k) != new_cmp.get(k))
     if diff:
         details = ", ".join(f"{k}: {old.get(k)!r} -> {manifest.get(k)!r}" for k in diff)
         raise DataError(f"--teacher_dir {root} was made with other settings ({details}); "
