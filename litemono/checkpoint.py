@@ -52,7 +52,7 @@ RESUME_FREE_OPTIONS = ("resume", "num_steps", "num_epochs", "log_frequency", "sa
                        "num_workers", "device", "mypretrain", "load_weights_folder", "log_dir",
                        "model_name", "mypretrain_required", "allow_pickle", "overwrite",
                        "keep_weights", "save_optimizer_in_weights", "check_data", "check_data_only",
-                       "cache_dir")
+                       "cache_dir", "imports")
 
 
 class CheckpointError(UserError, RuntimeError):

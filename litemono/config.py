@@ -1,42 +1,76 @@
 """Configuration: the dataclass defaults < YAML files given with ``--config`` < command-line flags.
 
 The options, one frozen dataclass per section, are in :mod:`litemono.options`. A YAML file holds
-flat keys (``bins: 64``) and/or ``net:``/``data:``/``loss:``/``train:`` sections, and may start
-from a base file (``include: base.yaml``, relative to it). Extensions add options with
-:func:`register_options`. Every boolean has ``--x`` and ``--no-x``; upstream's ``--no_ssim``,
-``--disable_automasking`` and ``--no_cuda`` stay as aliases. Unknown keys, wrong types and bad
-combinations raise :class:`ConfigError` naming the flag.
+flat keys (``bins: 64``) and/or ``model:``/``data:``/``loss:``/``train:`` sections, and may start
+from a base file (``include: base.yaml``, relative to it). Every boolean has ``--x`` and
+``--no-x``; upstream's ``--no_ssim``, ``--disable_automasking`` and ``--no_cuda`` stay as aliases.
+Unknown keys, wrong types and bad combinations raise :class:`ConfigError` naming the flag.
+
+A module outside the package extends a run with ``--import my_terms`` (or ``--import
+path/to/my_terms.py``): it is imported before the flags are parsed, so the loss terms it
+registers (:func:`litemono.losses.criterion.register_loss_term`, whose options are added here by
+:func:`register_options`), attention kinds and encoder families are there for the whole run.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import difflib
+import importlib
+import importlib.util
 import json
+import os
+import sys
 import typing
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
-from litemono.errors import OneLineParser, UserError
-from litemono.options import (CHECKS, FIELDS, PROJECT_ROOT, SECTIONS, UPSTREAM_LR,  # noqa: F401
-                              DataConfig, LossConfig, ModelConfig, TrainConfig, _variant_names,
-                              option, register_options)
+from litemono.errors import ConfigError, OneLineParser
+from litemono.options import (PROJECT_ROOT, SECTIONS, UPSTREAM_LR,  # noqa: F401
+                              DataConfig, LossConfig, ModelConfig, TrainConfig, option)
+
+# option -> (section, field, type): the dataclass fields, then the registered options (in
+# LossConfig.extra); each registration's cross-option rule joins EXTRA_CHECKS
+FIELDS: Dict[str, Tuple[str, dataclasses.Field, Any]] = {
+    f.name: (section, f, f.type) for section, cls in SECTIONS.items()
+    for f in dataclasses.fields(cls) if f.name != "extra"}
+EXTRA_OPTIONS: Dict[str, Tuple[str, dataclasses.Field, Any]] = {}
+EXTRA_CHECKS: List[Callable[[Any], None]] = []
 
 
-class ConfigError(UserError, ValueError):
-    """A configuration value or combination is invalid; the message names the flag."""
+def register_options(options: Sequence[Tuple[str, Any, Any]],
+                     check: Optional[Callable[[Any], None]] = None) -> None:
+    """Add options of a loss term registered outside the package: each ``(name, type,
+    option(...))`` becomes a flag ``--name``, a YAML key and ``cfg.loss.extra[name]``;
+    ``check(cfg)``, if given, joins :func:`validate` (it raises ``ConfigError``)."""
+    clash = [name for name, _, _ in options if name in FIELDS or name in EXTRA_OPTIONS]
+    if clash:
+        raise ValueError(f"register_options: {clash} already exist")
+    for name, tp, spec in options:
+        spec.name = name  # a bare dataclasses.Field: give it the name the flag uses
+        EXTRA_OPTIONS[name] = ("loss", spec, tp)
+    if check is not None:
+        EXTRA_CHECKS.append(check)
+
+
+def _spec(name: str) -> Optional[Tuple[str, dataclasses.Field, Any]]:
+    return FIELDS.get(name) or EXTRA_OPTIONS.get(name)
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     """The resolved configuration of a run: one instance of each section."""
 
-    model: ModelConfig = dataclasses.field(default_factory=lambda: SECTIONS["net"]())
-    data: DataConfig = dataclasses.field(default_factory=lambda: SECTIONS["data"]())
-    loss: LossConfig = dataclasses.field(default_factory=lambda: SECTIONS["loss"]())
-    train: TrainConfig = dataclasses.field(default_factory=lambda: SECTIONS["train"]())
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     def to_dict(self) -> Dict[str, Dict[str, Any]]:
         """Nested plain dict (JSON / YAML serialisable) keyed by section: what a run stores."""
@@ -44,8 +78,10 @@ class Config:
         return {section: dataclasses.asdict(p) for section, p in zip(SECTIONS, parts)}
 
     def flat(self) -> Dict[str, Any]:
-        """All options in one dict keyed by option name."""
-        return {k: v for values in self.to_dict().values() for k, v in values.items()}
+        """All options in one dict keyed by option name (registered options included)."""
+        flat = {k: v for values in self.to_dict().values() for k, v in values.items()}
+        extra = flat.pop("extra")
+        return {**flat, **extra}
 
     def replace(self, **changes: Any) -> "Config":
         """A copy with some options changed (flat names), validated."""
@@ -57,20 +93,23 @@ class Config:
 
 def _choices(f: dataclasses.Field) -> Optional[Tuple[Any, ...]]:
     choices = f.metadata["choices"]
-    return tuple(choices() if callable(choices) else choices) if choices is not None else None
+    return tuple(choices) if choices is not None else None
 
 
 def _suggest(name: str) -> str:
-    close = difflib.get_close_matches(str(name), FIELDS, n=1)
-    return f" (did you mean '--{close[0]}'?)" if close else ""
+    close = difflib.get_close_matches(str(name), [*FIELDS, *EXTRA_OPTIONS], n=1)
+    if close:
+        return f" (did you mean '--{close[0]}'?)"
+    return " (options of a loss term registered in your own module? pass its module with --import)"
 
 
 def coerce(name: str, value: Any) -> Any:
     """Check ``value`` (from YAML, JSON, flags or Python) against option ``name``: its type,
     choices and ``valid`` rule; return it normalised."""
-    if name not in FIELDS:
+    spec = _spec(name)
+    if spec is None:
         raise ConfigError(f"unknown option '--{name}'" + _suggest(name))
-    _, f, tp = FIELDS[name]
+    _, f, tp = spec
     try:
         value = _convert(tp, value)
     except (TypeError, ValueError) as exc:
@@ -103,20 +142,27 @@ def _convert(tp: Any, value: Any) -> Any:
 
 
 def _flatten(data: Any, source: str) -> Dict[str, Any]:
-    """Option name -> value from flat keys and/or ``net/data/loss/train`` sections."""
+    """Option name -> value from flat keys and/or ``model/data/loss/train`` sections.
+
+    A name no section knows is kept: :func:`from_dict` imports ``imports`` first, and then
+    refuses it unless an imported module registered it."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: expected a mapping of options, got {type(data).__name__}")
     flat: Dict[str, Any] = {}
     for key, value in data.items():
         if key in SECTIONS and isinstance(value, Mapping):
+            value = dict(value)
+            if key == "loss" and isinstance(value.get("extra"), Mapping):
+                value.update(value.pop("extra"))  # as Config.to_dict stores them
             for name in value:
-                if name not in FIELDS or FIELDS[name][0] != key:
-                    raise ConfigError(f"{source}: unknown option {key}.{name}" + _suggest(name))
+                if name in FIELDS and FIELDS[name][0] != key:
+                    raise ConfigError(f"{source}: {key}.{name}: --{name} belongs to the "
+                                      f"{FIELDS[name][0]} section")
             flat.update(value)
-        elif key in FIELDS:
-            flat[key] = value
+        elif key in SECTIONS and key not in FIELDS:  # "model: lite-mono" is the option
+            raise ConfigError(f"{source}: section {key!r} must be a mapping of options")
         else:
-            raise ConfigError(f"{source}: unknown option {key!r}" + _suggest(key))
+            flat[key] = value
     return flat
 
 
@@ -135,43 +181,67 @@ def load_yaml(path: str, _chain: Tuple[Path, ...] = ()) -> Dict[str, Any]:
     if base is not None and not isinstance(base, str):
         raise ConfigError(f"--config {path}: include takes one file name, got {base!r}")
     options = load_yaml(str(file.parent / base), (*_chain, file.resolve())) if base else {}
-    return {**options, **_flatten(data, str(path))}
+    flat = _flatten(data, str(path))
+    import_extensions(flat.get("imports") or [])  # the options they register may follow
+    for key in flat:
+        if _spec(key) is None:
+            raise ConfigError(f"{path}: unknown option {key!r}" + _suggest(key))
+    return {**options, **flat}
+
+
+def import_extensions(modules: Sequence[str]) -> None:
+    """Import each of ``modules`` (``--import``): a module name (found from the working
+    directory or ``PYTHONPATH``) or a path to a ``.py`` file. Importing twice does nothing."""
+    for name in modules:
+        try:
+            if name.endswith(".py") or os.sep in name:
+                path = Path(name)
+                if not path.is_file():
+                    raise ConfigError(f"--import {name}: no such file")
+                module_name = f"litemono_import_{path.resolve().stem}"
+                if module_name in sys.modules:
+                    continue
+                spec = importlib.util.spec_from_file_location(module_name, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[module_name] = module
+                try:
+                    spec.loader.exec_module(module)
+                except BaseException:
+                    del sys.modules[module_name]
+                    raise
+            else:
+                if os.getcwd() not in sys.path:
+                    sys.path.append(os.getcwd())
+                importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"--import {name}: {exc}, put {name}.py in the working directory "
+                              "or on PYTHONPATH, or pass its path") from None
 
 
 def from_dict(options: Mapping[str, Any]) -> Config:
-    """Build and validate a :class:`Config` from flat option names (or a nested ``to_dict``)."""
-    if options and all(k in SECTIONS for k in options):
-        options = _flatten(options, "config")
+    """Build and validate a :class:`Config` from flat option names (or a nested ``to_dict``).
+    The modules in ``imports`` are imported first (their options may be among ``options``)."""
+    options = _flatten(options, "config")
+    import_extensions(options.get("imports") or [])
     values = {name: coerce(name, value) for name, value in options.items()}
-    cfg = Config(*(cls(**{k: v for k, v in values.items() if FIELDS[k][0] == section})
-                   for section, cls in SECTIONS.items()))
+    sections: Dict[str, Dict[str, Any]] = {section: {} for section in SECTIONS}
+    extra = {name: _default(spec[1]) for name, spec in EXTRA_OPTIONS.items()}
+    for name, value in values.items():
+        if name in FIELDS:
+            sections[FIELDS[name][0]][name] = value
+        else:
+            extra[name] = value
+    sections["loss"]["extra"] = extra
+    cfg = Config(*(cls(**sections[section]) for section, cls in SECTIONS.items()))
     validate(cfg)
     return cfg
 
 
-def _family_names() -> Tuple[str, ...]:
-    from .models import build  # the registries import torch: read them only when asked
-
-    return tuple(build.ENCODER_FAMILIES)
-
-
-def _lite_mono_flags(m: ModelConfig) -> Optional[str]:
-    """The Lite-Mono-only flag set for an encoder family (which would ignore it), else None.
-    ``--drop_path`` has a non-zero default and is documented as ignored instead."""
-    if m.attention_kind:
-        flag = "--attention" if m.attention else "--spatial_attention"
-    elif m.dilations is not None:
-        flag = "--dilations"
-    else:
-        return None  # asked first: the registries are read (torch imported) only when needed
-    return flag if m.model in _family_names() else None
-
-
 def validate(cfg: Config) -> None:
     """The one place that rejects bad combinations of options: the built-in ones below, then the
-    extensions' ``CHECKS`` (a single value is checked by :func:`coerce`)."""
+    registered terms' ``EXTRA_CHECKS`` (a single value is checked by :func:`coerce`; names from
+    a registry, ``--model`` and ``--attention``, where the network is built)."""
     m, d, l = cfg.model, cfg.data, cfg.loss
-    ignored = _lite_mono_flags(m)
     for ok, message in (
             (len(d.frame_ids) > 1 or d.use_stereo,
              "--frame_ids [0] needs --use_stereo: there is no source frame to warp"),
@@ -182,40 +252,55 @@ def validate(cfg: Config) -> None:
              f"--attention {m.attention}; drop one"),
             (d.dataset != "folder" or d.intrinsics is not None,
              "--dataset folder needs --intrinsics <file.yaml>"),
-            (ignored is None,
-             f"{ignored} belongs to Lite-Mono's encoder, and --model {m.model} is an encoder "
-             f"family that would ignore it; drop {ignored} or choose a Lite-Mono variant")):
+            (l.distill_weight == 0 or d.teacher_dir is not None,
+             "--distill_weight > 0 needs --teacher_dir (run precompute_teacher.py)"),
+            (set(l.distill_scales) <= set(m.scales),
+             f"--distill_scales {l.distill_scales} must be among --scales {m.scales}"),
+            (l.chamfer_weight == 0 or m.bins > 0,
+             "--chamfer_weight > 0 needs the bin head: set --bins (e.g. 64)"),
+            (l.chamfer_weight == 0 or m.bin_mode != "fixed",
+             "--chamfer_weight > 0 with --bin_mode fixed: fixed bin centres cannot move; use "
+             "--bin_mode adaptive"),
+            (l.chamfer_weight == 0 or d.teacher_dir is not None,
+             "--chamfer_weight > 0 needs --teacher_dir (run precompute_teacher.py)")):
         if not ok:
             raise ConfigError(message)
-    for check in CHECKS:
+    for check in EXTRA_CHECKS:
         check(cfg)
+
+
+def _add_flag(group: Any, name: str, f: dataclasses.Field, tp: Any) -> None:
+    if typing.get_origin(tp) is typing.Union:  # Optional[X]: the flag takes an X
+        tp = typing.get_args(tp)[0]
+    item = typing.get_args(tp)[0] if typing.get_origin(tp) is list else None
+    kwargs = dict(default=argparse.SUPPRESS,
+                  help=f"{f.metadata['help']} (default: {_default(f)!r})")
+    if tp is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif typing.get_origin(item) is list:  # nested lists are given as JSON text
+        kwargs["type"] = json.loads
+    elif item is not None:
+        kwargs.update(nargs="+", type=item)
+    else:
+        kwargs.update(type=tp, choices=_choices(f))
+    group.add_argument("--" + name, **kwargs)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser,
                          sections: Sequence[str] = tuple(SECTIONS)) -> None:
-    """Add ``--config`` and one flag per option of ``sections``. No flag has a default (SUPPRESS),
-    so only the flags given override the YAML files and the dataclass defaults."""
+    """Add ``--config``, ``--import`` and one flag per option of ``sections`` (registered
+    options with ``loss``). No flag has a default (SUPPRESS), so only the flags given override
+    the YAML files and the dataclass defaults."""
     quiet = argparse.SUPPRESS
     parser.add_argument("--config", action="append", default=quiet,
                         help="YAML file(s) of options; later files and flags override earlier")
+    parser.add_argument("--import", dest="imports", action="append", default=quiet,
+                        metavar="MODULE", help=FIELDS["imports"][1].metadata["help"])
     for section in sections:
         group = parser.add_argument_group(section)
-        for f in dataclasses.fields(SECTIONS[section]):
-            tp = FIELDS[f.name][2]
-            if typing.get_origin(tp) is typing.Union:  # Optional[X]: the flag takes an X
-                tp = typing.get_args(tp)[0]
-            item = typing.get_args(tp)[0] if typing.get_origin(tp) is list else None
-            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
-            kwargs = dict(default=quiet, help=f"{f.metadata['help']} (default: {default!r})")
-            if tp is bool:
-                kwargs["action"] = argparse.BooleanOptionalAction
-            elif typing.get_origin(item) is list:  # nested lists are given as JSON text
-                kwargs["type"] = json.loads
-            elif item is not None:
-                kwargs.update(nargs="+", type=item)
-            else:
-                kwargs.update(type=tp, choices=_choices(f))
-            group.add_argument("--" + f.name, **kwargs)
+        for name, (where, f, tp) in [*FIELDS.items(), *EXTRA_OPTIONS.items()]:
+            if where == section and name != "imports":
+                _add_flag(group, name, f, tp)
     group = parser.add_argument_group("upstream aliases")
     if "loss" in sections:
         group.add_argument("--no_ssim", dest="ssim", action="store_false", default=quiet,
@@ -227,21 +312,45 @@ def add_config_arguments(parser: argparse.ArgumentParser,
                            default=quiet, help="same as --device cpu")
 
 
+def imports_in(argv: Sequence[str]) -> List[str]:
+    """The ``--import`` values of a command line (read before its parser is built)."""
+    found = []
+    for i, arg in enumerate(argv):
+        if arg == "--import" and i + 1 < len(argv):
+            found.append(argv[i + 1])
+        elif arg.startswith("--import="):
+            found.append(arg.split("=", 1)[1])
+    return found
+
+
 def config_from_namespace(args: argparse.Namespace) -> Config:
     """Resolve defaults < YAML (``args.config``) < the flags present in ``args``."""
+    import_extensions(getattr(args, "imports", None) or [])  # their YAML keys are known then
     options: Dict[str, Any] = {}
     for path in getattr(args, "config", None) or []:
         options.update(load_yaml(path))
-    options.update({k: v for k, v in vars(args).items() if k in FIELDS})
+    flags = {k: v for k, v in vars(args).items() if _spec(k) is not None}
+    if "imports" in flags:  # --import adds to the YAML files' imports
+        flags["imports"] = [*options.get("imports", []), *flags["imports"]]
+    options.update(flags)
     return from_dict(options)
 
 
 def parse_config(argv: Optional[Sequence[str]] = None, description: str = "") -> Config:
     """Parse a training command line into a validated :class:`Config`; a bad value exits through
-    argparse (status 2) with a message naming the flag."""
+    argparse (status 2) with a message naming the flag. ``--import`` modules are imported
+    before the parser is built, so the options they register are flags."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = OneLineParser(description=description)
+    try:
+        import_extensions(imports_in(argv))
+    except ConfigError as exc:
+        parser.error(str(exc))
     add_config_arguments(parser)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)} (options of a loss term "
+                     "registered in your own module? pass its module with --import)")
     try:
         return config_from_namespace(args)
     except ConfigError as exc:
@@ -253,13 +362,3 @@ def lr_schedule_params(lr: Sequence[float]) -> tuple:
     if len(lr) == 6:
         return tuple(float(v) for v in lr)
     return (float(lr[0]), UPSTREAM_LR[1], UPSTREAM_LR[2], float(lr[0]), *UPSTREAM_LR[4:])
-
-
-def __getattr__(name: str) -> Any:
-    if name == "VARIANT_NAMES":  # derived from the encoder registries, read when asked
-        return _variant_names()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# the built-in extra loss terms (distillation, Chamfer) register their options
-from .losses import criterion as _criterion  # noqa: E402,F401

@@ -51,6 +51,10 @@ class UserError(Exception):
         super().__init__(", ".join(str(p) for p in (what, where, todo) if p))
 
 
+class ConfigError(UserError, ValueError):
+    """A configuration value or combination is invalid; the message names the flag."""
+
+
 class DataError(UserError, ValueError):
     """An input file (frame, split line, teacher map, ground truth) is missing or unreadable."""
 

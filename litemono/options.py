@@ -1,18 +1,18 @@
 """Every option of a run, with its default and ``--help`` text (monodepth2's ``options.py``).
 
-Four frozen dataclasses, one per section (``net``, ``data``, ``loss``, ``train``), with names
-unique across them; names and defaults follow monodepth2 / Lite-Mono
-(``../shared/spec/upstream.md`` section 4). A field's ``choices`` may be a function that reads a
-registry (``--model``, ``--attention``); it and the ``valid`` rule are checked by
-:func:`litemono.config.coerce`. Extensions add their options with :func:`register_options`
-(a loss term's ``--<name>_weight``, see ``litemono/losses/criterion.py``). How the values are
-resolved (defaults < YAML < flags) is :mod:`litemono.config`.
+Four frozen dataclasses, one per section (``model``, ``data``, ``loss``, ``train``: the YAML
+section names and the attributes of :class:`litemono.config.Config`), with names unique across
+them; names and defaults follow monodepth2 / Lite-Mono (their ``options.py``). Each field's
+``valid`` rule and fixed ``choices`` are checked by :func:`litemono.config.coerce`; names that
+come from a registry (``--model``, ``--attention``) are checked where the network is built.
+Options of loss terms registered outside the package live in ``LossConfig.extra``
+(:func:`litemono.config.register_options`). How values are resolved (defaults < YAML < flags)
+is :mod:`litemono.config`.
 """
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Lite-Mono's `--lr`: depth peak, floor, cycle (epochs), then the pose network's peak, floor, cycle
@@ -23,24 +23,12 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 def option(default: Any, help: str, choices: Any = None,
            valid: Optional[Tuple[Callable[[Any], bool], str]] = None) -> Any:
-    """A config field: its default, ``--help`` text, allowed values (a sequence, or a function
-    returning one: a registry's names) and ``valid = (predicate, "be ...")`` for set values."""
+    """A config field: its default, ``--help`` text, allowed values and
+    ``valid = (predicate, "be ...")`` for set values."""
     meta = {"help": help, "choices": choices, "valid": valid}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
-
-
-def _variant_names() -> Tuple[str, ...]:
-    from .models import build  # the registries import torch: read them only when asked
-
-    return build.encoder_names()
-
-
-def _attention_names() -> Tuple[str, ...]:
-    from .models import attention
-
-    return tuple(attention.ATTENTION_KINDS)
 
 
 def _at_least(low: int) -> Tuple[Callable[[Any], bool], str]:
@@ -48,14 +36,16 @@ def _at_least(low: int) -> Tuple[Callable[[Any], bool], str]:
 
 
 _UNIT = ((lambda v: 0 <= v < 1), "be in [0, 1)")
+_NON_NEGATIVE = ((lambda v: v >= 0), "be >= 0")
 _SIZE = ((lambda v: v > 0 and v % 32 == 0), "be a positive multiple of 32")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Networks: depth encoder variant, the seed report's additions, the pose network."""
+    """Networks: depth encoder variant, the report's additions (README), the pose network."""
 
-    model: str = option("lite-mono", "depth encoder: a variant or encoder family", _variant_names)
+    model: str = option("lite-mono", "depth encoder: a Lite-Mono variant (lite-mono, "
+                        "lite-mono-small, lite-mono-tiny, lite-mono-8m) or a registered family")
     height: int = option(192, "input height (multiple of 32)", valid=_SIZE)
     width: int = option(640, "input width (multiple of 32)", valid=_SIZE)
     drop_path: float = option(0.2, "stochastic depth rate of the encoder", valid=_UNIT)
@@ -67,8 +57,8 @@ class ModelConfig:
         "be distinct values from 0, 1, 2, including 0 (the full-resolution output)"))
     spatial_attention: bool = option(False, "CBAM spatial attention after the encoder stages "
                                      "(short for --attention spatial)")
-    attention: Optional[str] = option(None, "attention module after the encoder stages "
-                                      "(unset: none)", _attention_names)
+    attention: Optional[str] = option(None, "attention module after the encoder stages: spatial "
+                                      "or a registered kind (unset: none)")
     attention_stages: List[int] = option([0, 1, 2], "encoder stages that get the attention",
                                          valid=(lambda v: set(v) <= {0, 1, 2}, "be from 0, 1, 2"))
     bins: int = option(0, "disparity bins at the full-resolution head (0 = sigmoid head)",
@@ -125,7 +115,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Self-supervised photometric loss; the extra terms register their options here."""
+    """Self-supervised photometric loss, distillation, Chamfer, and registered terms' options."""
 
     min_depth: float = option(0.1, "depth of disparity 1", valid=((lambda v: v > 0), "be > 0"))
     max_depth: float = option(100.0, "depth of disparity 0")
@@ -134,6 +124,19 @@ class LossConfig:
     automasking: bool = option(True, "identity-reprojection automasking (--disable_automasking)")
     avg_reprojection: bool = option(False, "average the reprojection errors instead of the minimum")
     v1_multiscale: bool = option(False, "warp at each scale's resolution (monodepth v1)")
+    distill_weight: float = option(0.0, "weight of the teacher distillation L1 (0 = off)",
+                                   valid=_NON_NEGATIVE)
+    distill_align: str = option("normalized", "teacher-to-student alignment",
+                                ("normalized", "si", "ssi"))
+    distill_scales: List[int] = option([0], "scales that receive the distillation term")
+    chamfer_weight: float = option(0.0, "weight of the bin-centre Chamfer loss (0 = off)",
+                                   valid=_NON_NEGATIVE)
+    chamfer_points: int = option(1024, "teacher disparities sampled per image for the Chamfer "
+                                 "loss", valid=_at_least(1))
+    chamfer_reduction: str = option("mean", "Chamfer over points: mean, or sum (the report's "
+                                    "Eq. 1)", ("mean", "sum"))
+    extra: Dict[str, Any] = option({}, "options of loss terms registered outside the package "
+                                   "(flat names, e.g. prior_weight)")
 
 
 @dataclass(frozen=True)
@@ -178,35 +181,10 @@ class TrainConfig:
     compile_mode: str = option("default", "torch.compile mode of --compile: default, "
                                "reduce-overhead (CUDA graphs) or max-autotune", COMPILE_MODES)
     sync_bn: bool = option(False, "SyncBatchNorm under torchrun (CUDA devices only)")
+    imports: List[str] = option([], "modules or .py files imported first (--import): they "
+                                "register loss terms, attention kinds or encoder families")
 
 
-# YAML / to_dict section -> its dataclass (register_options swaps in a subclass with more fields)
+# YAML / to_dict section -> its dataclass
 SECTIONS: Dict[str, type] = {
-    "net": ModelConfig, "data": DataConfig, "loss": LossConfig, "train": TrainConfig}
-FIELDS: Dict[str, Tuple[str, dataclasses.Field, Any]] = {}  # option -> (section, field, type)
-CHECKS: List[Callable[[Any], None]] = []  # the extensions' rules (cfg -> None), run by validate()
-
-
-def _index(section: str) -> None:
-    FIELDS.update({f.name: (section, f, f.type) for f in dataclasses.fields(SECTIONS[section])})
-
-
-for _section in SECTIONS:
-    _index(_section)
-
-
-def register_options(section: str, options: Sequence[Tuple[str, Any, Any]],
-                     check: Optional[Callable[[Any], None]] = None) -> None:
-    """Add an extension's options to ``section`` (``"net"``, ``"data"``, ``"loss"``, ``"train"``):
-    each ``(name, type, option(...))`` becomes a flag ``--name``, a YAML key and an attribute of
-    the section; ``check(cfg)``, if given, joins :func:`litemono.config.validate` (it raises
-    ``ConfigError``)."""
-    clash = [name for name, _, _ in options if name in FIELDS]
-    if clash:
-        raise ValueError(f"register_options: {clash} already exist")
-    base = SECTIONS[section]
-    SECTIONS[section] = dataclasses.make_dataclass(base.__name__, list(options), bases=(base,),
-                                                   frozen=True)
-    _index(section)
-    if check is not None:
-        CHECKS.append(check)
+    "model": ModelConfig, "data": DataConfig, "loss": LossConfig, "train": TrainConfig}

@@ -59,11 +59,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from litemono import benchmark as bench  # noqa: E402
-from litemono.config import (VARIANT_NAMES, add_config_arguments,  # noqa: E402
-                             config_from_namespace, from_dict)
+from litemono.config import add_config_arguments, config_from_namespace, from_dict  # noqa: E402
 from litemono.engine import AMP_DTYPES, TRAIN_ITEMS  # noqa: E402
 from litemono.errors import OneLineParser, UserError, cli  # noqa: E402
 from litemono.io import write_text  # noqa: E402
+from litemono.models.build import encoder_names  # noqa: E402
+
+VARIANT_NAMES = encoder_names()
 from litemono.models.build import build_depth_network  # noqa: E402
 
 TOOL = "bench.py"
@@ -297,7 +299,7 @@ def modes(args) -> dict:
 # --- infer ------------------------------------------------------------------------------------
 
 def add_infer_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, sections=("net",))
+    add_config_arguments(parser, sections=("model",))
     parser.add_argument("--variants", nargs="+", choices=VARIANT_NAMES,
                         help="variants to time (default: --model)")
     parser.add_argument("--batch_sizes", nargs="+", type=int, default=[1],

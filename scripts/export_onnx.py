@@ -87,7 +87,7 @@ def max_difference(wrapper: TensorOutputs, path: Path) -> float:
 def conflicting_flags(args: argparse.Namespace, stored: ModelConfig) -> List[str]:
     """Model flags given on the command line that differ from the loaded network's."""
     given = {name: value for name, value in vars(args).items()
-             if name in FIELDS and FIELDS[name][0] == "net" and name != "mypretrain"}
+             if name in FIELDS and FIELDS[name][0] == "model" and name != "mypretrain"}
     return [f"--{name} {coerce(name, value)} (the weights are {getattr(stored, name)})"
             for name, value in given.items() if coerce(name, value) != getattr(stored, name)]
 
@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="compare with PyTorch in onnxruntime (when installed)")
     parser.add_argument("--no_cuda", action="store_true",
                         help="accepted for upstream habits; the export always runs on the CPU")
-    add_config_arguments(parser, ["net"])
+    add_config_arguments(parser, ["model"])
     return parser
 
 

@@ -25,7 +25,7 @@ from litemono.models.profile import count_macs, count_parameters  # noqa: E402
 def main(argv=None) -> None:
     parser = OneLineParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser, sections=("net",))
+    add_config_arguments(parser, sections=("model",))
     parser.add_argument("--no-thop", dest="use_thop", action="store_false",
                         help="use the built-in hook counter even when thop is installed")
     args = parser.parse_args(argv)

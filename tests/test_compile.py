@@ -13,7 +13,7 @@ from litemono.compile import COMPILE_MODES, compile_step
 from litemono.config import PROJECT_ROOT, parse_config
 from litemono.losses.criterion import build_criterion
 from litemono.models.build import build_depth_network, build_pose_network
-from litemono.options import FIELDS
+from litemono.config import FIELDS
 
 from conftest import no_host_reads
 

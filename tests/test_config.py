@@ -69,7 +69,7 @@ def test_help_lists_every_option_with_its_default(capsys):
     assert exc.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     for name, (_, field, _) in C.FIELDS.items():
-        assert f"--{name}" in text, name
+        assert f"--{name if name != 'imports' else 'import'}" in text, name
         assert " ".join(field.metadata["help"].split())[:30] in text, name
     assert "--no_ssim" in text and "--disable_automasking" in text and "--no_cuda" in text
     assert "(default: [0, -1, 1])" in text and "lite-mono-8m" in text
@@ -107,13 +107,11 @@ def test_upstream_flag_spellings():
     (["--models_to_load", "encoder", "decoder"], "--models_to_load must be from encoder"),
     (["--chamfer_points", "0"], "--chamfer_points must be >= 1"),
     (["--distill_weight", "-1"], "--distill_weight must be >= 0"),
-    (["--attention", "spatial_typo"], "invalid choice"),
     (["--chamfer_weight", "0.1"], "--chamfer_weight > 0 needs the bin head"),
     (["--chamfer_weight", "0.1", "--bins", "64", "--bin_mode", "fixed", "--teacher_dir", "x"],
      "--bin_mode fixed"),
     (["--chamfer_weight", "0.1", "--bins", "64"], "--chamfer_weight > 0 needs --teacher_dir"),
     (["--distill_weight", "1"], "--distill_weight > 0 needs --teacher_dir"),
-    (["--model", "lite-mono-huge"], "invalid choice"),
     (["--batch_size", "two"], "invalid int value"),
     (["--dataset", "folder"], "--intrinsics"),
     (["--device", "foo"], "--device must be auto, cpu, cuda, cuda:N or mps"),
@@ -138,10 +136,10 @@ def test_device_option_takes_every_name_resolve_device_knows(device):
     ("batch_size: four\n", "--batch_size: expected int"),
     ("png: 1\n", "--png: expected bool"),
     ("scales: 0\n", "--scales: expected"),
-    ("net:\n  batch_size: 4\n", "unknown option net.batch_size"),
+    ("net:\n  batch_size: 4\n", "unknown option 'net'"),
+    ("model:\n  batch_size: 4\n", "model.batch_size: --batch_size belongs to the train section"),
     ("weight_decay: 1e-x\n", "--weight_decay: expected float"),
     ("bins: 2.5\n", "--bins: expected int"),
-    ("attention: nonesuch\n", "--attention: 'nonesuch' is not one of ['spatial']"),
     ("- 1\n- 2\n", "expected a mapping"),
 ])
 def test_yaml_errors_name_the_key(tmp_path, text, message):
@@ -163,6 +161,19 @@ def test_coerce_checks_one_value_type_choice_and_rule():
         with pytest.raises(C.ConfigError, match=None) as exc:
             C.coerce(name, value)
         assert message in str(exc.value)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"attention": "spatial_typo"}, "--attention 'spatial_typo' is not one of ['spatial']"),
+    ({"model": "lite-mono-huge"}, "--model 'lite-mono-huge' is not one of ['lite-mono', "),
+])
+def test_registry_names_are_checked_where_the_network_is_built(options, message):
+    from litemono.models.build import build_depth_network
+
+    cfg = C.from_dict(options)  # the registries are not the config's: no import of models
+    with pytest.raises(C.ConfigError) as exc:
+        build_depth_network(cfg.model)
+    assert message in str(exc.value)
 
 
 def test_round_trip_through_dict_and_yaml(tmp_path):

@@ -48,9 +48,9 @@ def test_config_trains_one_step(config, synthetic_kitti, teacher_dir, tmp_path):
     run = next(p for p in tmp_path.iterdir() if p.is_dir())
     net = load_depth_network(run / "models" / "weights_0")
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    assert net.config.bins == cfg["net"]["bins"]
-    assert net.config.spatial_attention == cfg["net"]["spatial_attention"]
+    assert net.config.bins == cfg["model"]["bins"]
+    assert net.config.spatial_attention == cfg["model"]["spatial_attention"]
     with torch.no_grad():
         out = net(torch.rand(1, 3, HEIGHT, WIDTH))
     assert out[("disp", 0)].shape == (1, 1, HEIGHT, WIDTH)
-    assert ("bin_centers" in out) == (cfg["net"]["bins"] > 0)
+    assert ("bin_centers" in out) == (cfg["model"]["bins"] > 0)

@@ -10,7 +10,8 @@ from litemono import config, engine
 from litemono.config import ConfigError, option, parse_config
 from litemono.losses.criterion import LOSS_TERMS, build_criterion, register_loss_term
 from litemono.models.attention import ATTENTION_KINDS, register_attention
-from litemono.models.build import ENCODER_FAMILIES, build_depth_network, load_depth_network
+from litemono.models.build import (ENCODER_FAMILIES, build_depth_network, check_model_names,
+                                   encoder_names, load_depth_network)
 from litemono.models.encoder import VARIANTS, Variant, infer_variant
 
 from test_models import _save
@@ -20,15 +21,14 @@ from test_train import TinyScene, tiny_config
 @pytest.fixture(autouse=True)
 def registries():
     """Undo this file's registrations afterwards, so the other tests see the built-ins only."""
-    tables = (config.SECTIONS, config.FIELDS, LOSS_TERMS, ATTENTION_KINDS, VARIANTS,
-              ENCODER_FAMILIES)
+    tables = (config.EXTRA_OPTIONS, LOSS_TERMS, ATTENTION_KINDS, VARIANTS, ENCODER_FAMILIES)
     saved = [dict(table) for table in tables]
-    checks = list(config.CHECKS)
+    checks = list(config.EXTRA_CHECKS)
     yield
     for table, copy in zip(tables, saved):
         table.clear()
         table.update(copy)
-    config.CHECKS[:] = checks
+    config.EXTRA_CHECKS[:] = checks
 
 
 def one_step(cfg, frames=(0, -1, 1)):
@@ -54,15 +54,16 @@ class DispPrior:
     name = "prior"
 
     def __init__(self, cfg):
-        self.weight, self.target = cfg.loss.prior_weight, cfg.loss.prior_target
+        self.weight, self.target = cfg.loss.extra["prior_weight"], cfg.loss.extra["prior_target"]
 
     def __call__(self, inputs, outputs):
         return (outputs[("disp", 0)].mean() - self.target) ** 2
 
 
 def check_prior(cfg):
-    if not 0 < cfg.loss.prior_target < 1:
-        raise ConfigError(f"--prior_target is a disparity in (0, 1), got {cfg.loss.prior_target}")
+    target = cfg.loss.extra["prior_target"]
+    if not 0 < target < 1:
+        raise ConfigError(f"--prior_target is a disparity in (0, 1), got {target}")
 
 
 def register_prior():
@@ -73,10 +74,11 @@ def register_prior():
 def test_a_registered_loss_term_gets_flags_validation_and_trains(tmp_path, capsys):
     register_prior()
     cfg = parse_config(["--prior_weight", "2", "--prior_target", "0.25"])
-    assert (cfg.loss.prior_weight, cfg.loss.prior_target) == (2.0, 0.25)
+    assert cfg.loss.extra == {"prior_weight": 2.0, "prior_target": 0.25}
+    assert config.from_dict(cfg.to_dict()) == cfg  # what a run stores reads back
     yml = tmp_path / "prior.yaml"
     yml.write_text("loss:\n  prior_weight: 1e-1\n")  # PyYAML reads 1e-1 as a string
-    assert parse_config(["--config", str(yml)]).loss.prior_weight == 0.1
+    assert parse_config(["--config", str(yml)]).loss.extra["prior_weight"] == 0.1
     for argv, message in ((["--prior_weight", "-1"], "--prior_weight must be >= 0"),
                           (["--prior_target", "2"], "--prior_target is a disparity in (0, 1)")):
         with pytest.raises(SystemExit):
@@ -114,9 +116,8 @@ class ChannelGate(nn.Module):
 
 def test_a_registered_attention_kind_is_a_choice_and_trains(tmp_path, capsys):
     register_attention("channel", ChannelGate)
-    with pytest.raises(SystemExit):
-        parse_config(["--attention", "nonesuch"])
-    assert "'channel'" in capsys.readouterr().err  # the choices come from the table
+    with pytest.raises(ConfigError, match="'channel'"):  # the choices come from the table
+        build_depth_network(parse_config(["--attention", "nonesuch"]).model)
     with pytest.raises(SystemExit):
         parse_config(["--attention", "channel", "--spatial_attention"])
     assert "--spatial_attention is short for --attention spatial" in capsys.readouterr().err
@@ -142,7 +143,7 @@ TOY_VARIANT = Variant(dims=(16, 24, 32), depths=(2, 2, 3),
 
 def test_a_variant_row_is_a_model_choice_trains_and_round_trips(tmp_path):
     VARIANTS["toy-mono"] = TOY_VARIANT
-    assert "toy-mono" in config.VARIANT_NAMES
+    assert "toy-mono" in encoder_names()
     assert parse_config(["--model", "toy-mono"]).model.model == "toy-mono"
 
     parts, *_ = one_step(tiny_config(tmp_path, model="toy-mono"))
@@ -204,6 +205,85 @@ def test_an_encoder_family_refuses_lite_mono_only_flags():
                           ({"dilations": [[1], [2], [1, 3]]}, "--dilations")):
         with pytest.raises(ConfigError, match=f"^{flag} belongs to Lite-Mono's encoder, and "
                                               "--model toy-resnet is an encoder family"):
-            config.from_dict({"model": "toy-resnet", **options})
-        assert config.from_dict({"model": "lite-mono-tiny", **options})  # a variant takes it
-    assert config.from_dict({"model": "toy-resnet", "drop_path": 0.1})  # documented: ignored
+            check_model_names(config.from_dict({"model": "toy-resnet", **options}).model)
+        check_model_names(config.from_dict({"model": "lite-mono-tiny", **options}).model)
+    check_model_names(config.from_dict({"model": "toy-resnet", "drop_path": 0.1}).model)
+
+
+# ------------------------------------------------ all of them from a file outside the package
+
+MY_EXTENSIONS = '''
+"""A researcher's own module: registers a loss term, an attention kind and a variant."""
+import torch
+from torch import nn
+
+from litemono.config import option
+from litemono.losses.criterion import register_loss_term
+from litemono.models.attention import register_attention
+from litemono.models.encoder import VARIANTS, Variant
+
+CALLS = []
+
+
+class MeanDisp:
+    name = "meandisp"
+
+    def __init__(self, cfg):
+        self.weight, self.target = cfg.loss.extra["meandisp_weight"], cfg.loss.extra["meandisp_to"]
+
+    def __call__(self, inputs, outputs):
+        CALLS.append(self.target)
+        return (outputs[("disp", 0)].mean() - self.target) ** 2
+
+
+class Gate(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x):
+        return x * self.scale[:, None, None]
+
+
+register_loss_term("meandisp", MeanDisp, help="pull the mean disparity to --meandisp_to",
+                   options=[("meandisp_to", float, option(0.3, "target mean disparity"))])
+register_attention("gate", Gate)
+VARIANTS["mini-mono"] = Variant(dims=(16, 24, 32), depths=(2, 2, 3),
+                                dilations_narrow=((1,), (2,), (1, 3)),
+                                dilations_wide=((1,), (2,), (1, 3)))
+'''
+
+
+@pytest.mark.slow
+def test_train_imports_a_researchers_module_and_uses_what_it_registers(tmp_path, capsys):
+    """``train.py --import path/to/my_extensions.py``: its loss term's flags exist, its attention
+    kind and variant are --attention / --model choices, one step trains with all three, and
+    the run folder records the import (a resume with the same command finds it again)."""
+    import sys
+
+    import yaml
+
+    from litemono.data import synthetic
+    from test_reliability import TINY_SCENE, load_script, train_argv
+
+    # without --import the term's flag is unknown, and the message says what to do
+    with pytest.raises(SystemExit):
+        parse_config(["--meandisp_weight", "1"])
+    assert "pass its module with --import" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_config(["--import", str(tmp_path / "absent.py")])
+    assert f"--import {tmp_path / 'absent.py'}: no such file" in capsys.readouterr().err
+
+    module = tmp_path / "my_extensions.py"
+    module.write_text(MY_EXTENSIONS)
+    scene = synthetic.make_synthetic_kitti(tmp_path / "scene", **TINY_SCENE)
+    argv = train_argv(scene, tmp_path / "log", "--import", str(module), "--model", "mini-mono",
+                      "--attention", "gate", "--meandisp_weight", "0.5", "--meandisp_to", "0.2")
+    assert load_script("train").main(argv) == 0
+    calls = sys.modules["litemono_import_my_extensions"].CALLS
+    assert calls and set(calls) == {0.2}  # the term ran, with its own option
+    stored = yaml.safe_load((tmp_path / "log" / "r" / "config.yaml").read_text())
+    assert stored["train"]["imports"] == [str(module)] and stored["model"]["model"] == "mini-mono"
+    assert stored["loss"]["extra"] == {"meandisp_weight": 0.5, "meandisp_to": 0.2}
+    state = torch.load(tmp_path / "log" / "r" / "checkpoints" / "last.pt", weights_only=True)
+    assert any(k.endswith(".scale") for k in state["models"]["depth"])  # the gate trained

@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import config
-from ..config import ConfigError, option
+from ..options import option
 from ..geometry import backproject, disp_to_depth, project, warp
-from .chamfer import REDUCTIONS, ChamferTerm
-from .distill import PAIRS, DistillationTerm
+from .chamfer import ChamferTerm
+from .distill import DistillationTerm
 from .photometric import TargetMoments, photometric_error, select_reprojection, target_moments
 from .smoothness import edge_weights, smoothness_loss
 
@@ -162,28 +162,40 @@ class LossTerm:
     build: Callable[[Any], Any]
 
 
-LOSS_TERMS: Dict[str, LossTerm] = {}  # name -> term, in the order they are added to the loss
+# name -> term, in the order they are added to the loss. The built-in terms' options are fields
+# of LossConfig (``--distill_weight`` ...); a registered term's live in ``cfg.loss.extra``.
+LOSS_TERMS: Dict[str, LossTerm] = {"distill": LossTerm("distill", DistillationTerm),
+                                   "chamfer": LossTerm("chamfer", ChamferTerm)}
 
 
 def register_loss_term(name: str, build: Callable[[Any], Any],
                        options: Sequence[Tuple[str, Any, Any]] = (),
                        check: Optional[Callable[[Any], None]] = None, help: str = "") -> None:
-    """The one place a new loss term is declared (see docs/architecture.md, "Extending").
+    """Declare a new loss term, from any module (``train.py --import my_terms``; see
+    docs/architecture.md, "Extending").
 
     Adds the option ``--<name>_weight`` (default 0: off; >= 0), the term's own ``options``
-    (``(name, type, config.option(...))``, see :func:`litemono.config.register_options`) and
-    its ``check`` (cross-option rules) to ``config.validate``.
+    (``(name, type, option(...))``) and its ``check`` (cross-option rules, raising
+    ``ConfigError``); their values are in ``cfg.loss.extra``.
 
     Args:
         name: the term's name in logs and in ``terms``.
         build: ``cfg -> term``, called by :func:`build_criterion` when the weight is positive.
-        options, check: the term's extra options and their validation (raises ConfigError).
+        options, check: the term's extra options and their validation.
         help: ``--help`` text of the weight.
     """
+    if name in LOSS_TERMS:
+        raise ValueError(f"loss term {name!r} already exists")
     weight = option(0.0, help or f"weight of the {name} term (0 = off)",
                     valid=((lambda v: v >= 0), "be >= 0"))
-    config.register_options("loss", [(f"{name}_weight", float, weight), *options], check)
+    config.register_options([(f"{name}_weight", float, weight), *options], check)
     LOSS_TERMS[name] = LossTerm(name, build)
+
+
+def term_weight(loss: Any, name: str) -> float:
+    """``--<name>_weight`` of a loss term: a LossConfig field, or a registered option."""
+    key = f"{name}_weight"
+    return getattr(loss, key) if hasattr(loss, key) else loss.extra[key]
 
 
 def build_criterion(cfg) -> Criterion:
@@ -194,7 +206,7 @@ def build_criterion(cfg) -> Criterion:
     """
     loss = cfg.loss
     extra_terms = [term.build(cfg) for term in LOSS_TERMS.values()
-                   if getattr(loss, f"{term.name}_weight") > 0]
+                   if term_weight(loss, term.name) > 0]
     sources: List[FrameId] = list(cfg.data.frame_ids[1:])
     if cfg.data.use_stereo:
         sources.append("s")
@@ -203,41 +215,3 @@ def build_criterion(cfg) -> Criterion:
                      use_ssim=loss.ssim, automasking=loss.automasking,
                      avg_reprojection=loss.avg_reprojection, v1_multiscale=loss.v1_multiscale,
                      extra_terms=extra_terms)
-
-
-# ------------------------------------------------------------------ the built-in extra terms
-
-def _check_distillation(cfg: Any) -> None:
-    loss = cfg.loss
-    if loss.distill_weight > 0 and cfg.data.teacher_dir is None:
-        raise ConfigError("--distill_weight > 0 needs --teacher_dir (run precompute_teacher.py)")
-    if not set(loss.distill_scales) <= set(cfg.model.scales):
-        raise ConfigError(f"--distill_scales {loss.distill_scales} must be among --scales "
-                          f"{cfg.model.scales}")
-
-
-def _check_chamfer(cfg: Any) -> None:
-    if cfg.loss.chamfer_weight > 0:
-        if cfg.model.bins == 0:
-            raise ConfigError("--chamfer_weight > 0 needs the bin head: set --bins (e.g. 64)")
-        if cfg.model.bin_mode == "fixed":
-            raise ConfigError("--chamfer_weight > 0 with --bin_mode fixed: fixed bin centres "
-                              "cannot move; use --bin_mode adaptive")
-        if cfg.data.teacher_dir is None:
-            raise ConfigError("--chamfer_weight > 0 needs --teacher_dir "
-                              "(run precompute_teacher.py)")
-
-
-register_loss_term("distill", DistillationTerm,
-                   help="weight of the teacher distillation L1 (0 = off)",
-                   check=_check_distillation, options=[
-    ("distill_align", str, option("normalized", "teacher-to-student alignment", tuple(PAIRS))),
-    ("distill_scales", List[int], option([0], "scales that receive the distillation term")),
-])
-register_loss_term("chamfer", ChamferTerm, help="weight of the bin-centre Chamfer loss (0 = off)",
-                   check=_check_chamfer, options=[
-    ("chamfer_points", int, option(1024, "teacher disparities sampled per image for the Chamfer "
-                                   "loss", valid=((lambda v: v >= 1), "be >= 1"))),
-    ("chamfer_reduction", str, option("mean", "Chamfer over points: mean, or sum (the report's "
-                                      "Eq. 1)", REDUCTIONS)),
-])

@@ -27,8 +27,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from ..config import SECTIONS, ModelConfig, coerce
-from ..errors import UserError, first_sentence
+from ..config import ModelConfig, coerce
+from ..errors import ConfigError, UserError, first_sentence
+from .attention import ATTENTION_KINDS
 from .decoder import DepthDecoder
 from .encoder import VARIANTS, LiteMono, infer_variant
 from .pose import PoseDecoder, PoseEncoder, PoseNetwork
@@ -116,8 +117,26 @@ def encoder_names() -> Tuple[str, ...]:
     return (*VARIANTS, *ENCODER_FAMILIES)
 
 
+def check_model_names(cfg: ModelConfig) -> None:
+    """``--model`` and ``--attention`` against the registries, and no Lite-Mono-only flag for an
+    encoder family (which would ignore it; ``--drop_path`` is documented as ignored)."""
+    if cfg.model not in encoder_names():
+        raise ConfigError(f"--model {cfg.model!r} is not one of {list(encoder_names())} (a new "
+                          "variant or family is registered by a module passed with --import)")
+    if cfg.attention is not None and cfg.attention not in ATTENTION_KINDS:
+        raise ConfigError(f"--attention {cfg.attention!r} is not one of {list(ATTENTION_KINDS)}")
+    if cfg.model in ENCODER_FAMILIES:
+        flag = ("--attention" if cfg.attention else "--spatial_attention" if cfg.attention_kind
+                else "--dilations" if cfg.dilations is not None else None)
+        if flag:
+            raise ConfigError(f"{flag} belongs to Lite-Mono's encoder, and --model {cfg.model} "
+                              f"is an encoder family that would ignore it; drop {flag} or "
+                              "choose a Lite-Mono variant")
+
+
 def build_encoder(cfg: ModelConfig) -> nn.Module:
     """The depth encoder of ``cfg.model`` (a Lite-Mono variant or a registered family)."""
+    check_model_names(cfg)
     if cfg.model in ENCODER_FAMILIES:
         return ENCODER_FAMILIES[cfg.model](cfg)
     stages = cfg.attention_stages if cfg.attention_kind else ()
@@ -225,7 +244,7 @@ def load_depth_network(weights_folder, device="cpu", model: Optional[str] = None
     options: Dict[str, Any] = {}
     stored = extras.get(CONFIG_ENTRY)
     if isinstance(stored, Mapping):
-        fields = {f.name for f in dataclasses.fields(SECTIONS["net"])}
+        fields = {f.name for f in dataclasses.fields(ModelConfig)}
         options.update({k: v for k, v in stored.items() if k in fields})
     else:
         options["model"] = infer_variant(encoder_state) or ModelConfig.model
@@ -234,7 +253,7 @@ def load_depth_network(weights_folder, device="cpu", model: Optional[str] = None
         options["model"] = model
     options.update(overrides)
     options["mypretrain"] = None  # the folder's weights replace any ImageNet initialisation
-    cfg = SECTIONS["net"](**{k: coerce(k, v) for k, v in options.items()})
+    cfg = ModelConfig(**{k: coerce(k, v) for k, v in options.items()})
     net = build_depth_network(cfg)
     load_state_strict(net.encoder, encoder_state, f"{folder / ENCODER_FILE}")
     load_state_strict(net.decoder, states[DEPTH_FILE], f"{folder / DEPTH_FILE}")
