@@ -1,5 +1,5 @@
 """What every command line tool shares: help for each option, --no_cuda / --device errors, and
-train.py's refusal to restart a run folder (issue 23's first-contact findings)."""
+train.py's refusal to restart a run folder."""
 import argparse
 import importlib.util
 import shutil
@@ -23,6 +23,7 @@ def tool_parser(path, monkeypatch):
         raise Captured(parser)
 
     monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_known_args", capture)
     spec = importlib.util.spec_from_file_location(f"cli_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
