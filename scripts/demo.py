@@ -20,9 +20,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))  # run_ablation.py's helpers
 import evaluate_depth  # noqa: E402
 import train  # noqa: E402
-from litemono import ablation, io  # noqa: E402
+import run_ablation as ablation  # noqa: E402
+from litemono import io  # noqa: E402
 from litemono.errors import OneLineParser, cli  # noqa: E402
 from litemono.config import ConfigError, from_dict, load_yaml  # noqa: E402
 from litemono.data.splits import parse_split_line, read_split_lines  # noqa: E402

@@ -1,5 +1,7 @@
-"""The ablation runner: rows train and evaluate through the real code, tables, per-row resume."""
+"""The ablation runner (scripts/run_ablation.py): rows train and evaluate through the real code,
+tables, per-row resume."""
 import csv
+import importlib.util
 import io as textio
 import json
 from pathlib import Path
@@ -9,10 +11,23 @@ import pytest
 import torch
 import yaml
 
-from litemono import ablation, engine
+from conftest import ROOT
+from litemono import engine
 from litemono.errors import UserError
 from litemono.evaluation import load_gt_depths
 from litemono.models.build import load_depth_network
+
+
+def load_runner():
+    spec = importlib.util.spec_from_file_location("run_ablation",
+                                                  ROOT / "scripts" / "run_ablation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# one copy of the script for the whole file: its StaleResults is the class the CLI raises
+ablation = load_runner()
 
 
 def write_configs(folder: Path, scene) -> Path:
@@ -165,7 +180,7 @@ def test_markdown_layout():
 
 
 def test_a_stale_or_foreign_synthetic_scene_is_refused(tmp_path):
-    """bench.py learning and the demo must not train on a scene the current renderer did not make."""
+    """The demo must not train on a scene the current renderer did not make."""
     from litemono.data import synthetic
 
     root = tmp_path / "scene"
@@ -239,14 +254,7 @@ def test_t_quantiles_match_the_t_distribution():
 
 
 def run_cli(argv):
-    import importlib.util
-
-    root = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("run_ablation",
-                                                  root / "scripts" / "run_ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(argv)
+    return ablation.main(argv)
 
 
 def test_cli_seeds_resume_and_stale_rows(synthetic_kitti, tmp_path, capsys):
@@ -289,7 +297,7 @@ def test_cli_seeds_resume_and_stale_rows(synthetic_kitti, tmp_path, capsys):
 
 
 def test_cli_refuses_rows_made_with_other_options(bench, capsys):
-    """Issue 23 item 1 as reported: the same --log_dir with --set num_steps=4."""
+    """The same --log_dir with --set num_steps=4: refused, naming the changed option."""
     argv = ["--configs", str(bench["root"] / "configs"), "--log_dir", str(bench["root"] / "runs"),
             "--set", "seed=1", "num_steps=4"]
     with pytest.raises(SystemExit) as exit_info:
@@ -329,21 +337,11 @@ def test_cli_user_errors_are_one_line_through_cli(bench, capsys):
         run_cli(common[:-1] + ["num_steps=3", "--debug"])
 
 
-def test_bench_learning_reports_stale_rows_in_one_line(bench, capsys, monkeypatch):
-    """``bench.py learning`` on a --log_dir whose rows were made with other options: one line
-    (StaleResults is a user error), not a traceback."""
-    import importlib.util
-
-    root = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("bench_script", root / "scripts" / "bench.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    # the fixture's scene is smaller than the default scene learning renders: keep it as it is
-    monkeypatch.setattr(ablation, "ensure_synthetic_scene", lambda *_: None)
-    argv = ["learning", "--configs", str(bench["root"] / "configs"),
-            "--data_path", str(bench["scene"].root), "--log_dir", str(bench["root"] / "runs"),
-            "--num_steps", "4", "--seed", "1", "--device", "cpu"]
-    err = one_line_error("bench.py", lambda: script.main(argv), capsys)
+def test_cli_checks_the_untrained_row_too(bench, capsys):
+    """--untrained adds the network as initialised; a row made with other options is refused."""
+    argv = ["--configs", str(bench["root"] / "configs"), "--log_dir", str(bench["root"] / "runs"),
+            "--untrained", "--set", "seed=1", "num_steps=4"]
+    err = one_line_error("run_ablation.py", lambda: run_cli(argv), capsys)
     assert "00_untrained was made with other options (and 2 more rows)" in err
     assert "--num_steps: 2 -> 4" in err and "--rerun" in err
 
