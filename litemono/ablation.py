@@ -145,6 +145,7 @@ def stale_changes(row: Row) -> List[str]:
     else:
         return []
     before = {k: v for section in recorded.values() for k, v in section.items()}
+    before.update(before.pop("extra", None) or {})  # registered terms' options, as flat() has
     now = row.cfg.flat()
     missing = object()
     return [f"--{name}: {before.get(name, '(unset)')!r} -> {now.get(name, '(unset)')!r}"

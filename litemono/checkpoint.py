@@ -286,21 +286,22 @@ def check_fresh_start(cfg: Config) -> None:
 
 # ----------------------------------------------------------------------------- networks <-> files
 
-def upstream_files(cfg: Config, parts: Any, with_optimizers: bool) -> Dict[str, Mapping[str, Any]]:
+def upstream_files(cfg: Config, training: Any,
+                   with_optimizers: bool) -> Dict[str, Mapping[str, Any]]:
     """Contents of a ``weights_<epoch>`` folder in upstream's layout; ``encoder.pth`` also
     carries the model config and the depth range, so the folder is usable on its own;
     ``adam.pth`` and ``adam_pose.pth`` (~60% of its size, and also in
     ``checkpoints/last.pt``) only when ``with_optimizers``."""
     files: Dict[str, Mapping[str, Any]] = depth_state_dicts(
-        parts.depth, cfg.model.height, cfg.model.width, cfg.data.use_stereo,
+        training.depth, cfg.model.height, cfg.model.width, cfg.data.use_stereo,
         depth_range=(cfg.loss.min_depth, cfg.loss.max_depth))
-    if not parts.pose.shared:
-        files["pose_encoder"] = parts.pose.encoder.state_dict()
-    files["pose"] = parts.pose.decoder.state_dict()
+    if not training.pose.shared:
+        files["pose_encoder"] = training.pose.encoder.state_dict()
+    files["pose"] = training.pose.decoder.state_dict()
     if not with_optimizers:
         return files
-    files["adam"] = parts.optimizers["depth"].state_dict()
-    files["adam_pose"] = parts.optimizers["pose"].state_dict()
+    files["adam"] = training.optimizers["depth"].state_dict()
+    files["adam_pose"] = training.optimizers["pose"].state_dict()
     return files
 
 
@@ -328,7 +329,7 @@ def check_initial_weights(cfg: Config) -> None:
                           "python scripts/imagenet_weights.py")
 
 
-def load_initial_weights(cfg: Config, parts: Any, report: Callable[[str], None]) -> None:
+def load_initial_weights(cfg: Config, training: Any, report: Callable[[str], None]) -> None:
     """``--load_weights_folder`` (``--models_to_load``, strict), then ``--mypretrain`` (upstream's
     order: the ImageNet encoder replaces a loaded one).
 
@@ -339,23 +340,23 @@ def load_initial_weights(cfg: Config, parts: Any, report: Callable[[str], None])
     check_initial_weights(cfg)
     folder = cfg.train.load_weights_folder
     if folder:
-        modules = {"encoder": parts.depth.encoder, "depth": parts.depth.decoder,
-                   "pose_encoder": None if parts.pose.shared else parts.pose.encoder,
-                   "pose": parts.pose.decoder}
+        modules = {"encoder": training.depth.encoder, "depth": training.depth.decoder,
+                   "pose_encoder": None if training.pose.shared else training.pose.encoder,
+                   "pose": training.pose.decoder}
         names = [n for n in cfg.train.models_to_load if modules[n] is not None]
         for name, state in load_weights_folder(folder, names).items():
             state = {k: v for k, v in state.items() if k not in (*UPSTREAM_EXTRAS, CONFIG_ENTRY)}
             load_strict(modules[name], state, f"--load_weights_folder {folder}/{name}.pth")
         if (Path(folder) / "adam.pth").is_file():  # upstream: optimiser states when present
             states = load_weights_folder(folder, ["adam", "adam_pose"])
-            load_optimizer_state(parts.optimizers["depth"], states["adam"])
-            load_optimizer_state(parts.optimizers["pose"], states["adam_pose"])
+            load_optimizer_state(training.optimizers["depth"], states["adam"])
+            load_optimizer_state(training.optimizers["pose"], states["adam_pose"])
             names += ["adam", "adam_pose"]
         report(f"loaded {', '.join(names)} from {folder}")
     m = cfg.model
     if m.mypretrain and m.mypretrain != NO_PRETRAIN:
         try:
-            load_imagenet_encoder(parts.depth.encoder, m.mypretrain, m.allow_pickle)
+            load_imagenet_encoder(training.depth.encoder, m.mypretrain, m.allow_pickle)
         except (ValueError, FileNotFoundError) as exc:  # a user's file: one line, no traceback
             raise ConfigError(f"{exc}" if isinstance(exc, ValueError) else
                               f"{exc}; get it with python scripts/imagenet_weights.py") from exc
@@ -379,26 +380,26 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, A
                 moments[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
-def training_state(cfg: Config, parts: Any, epoch: int, step: int, position: int,
+def training_state(cfg: Config, training: Any, epoch: int, step: int, position: int,
                    best: Optional[float]) -> Dict[str, Any]:
     """Everything :func:`restore_state` needs to continue bit-identically."""
     return {"config": cfg.to_dict(), "epoch": epoch, "step": step, "position": position,
             "best": best, "rng": capture_rng(), "threads": torch.get_num_threads(),
-            "models": {"depth": parts.depth.state_dict(), "pose": parts.pose.state_dict()},
-            "optimizers": {k: o.state_dict() for k, o in parts.optimizers.items()},
-            "schedules": {k: s.state_dict() for k, s in parts.schedules.items()},
-            "scaler": parts.scaler.state_dict()}
+            "models": {"depth": training.depth.state_dict(), "pose": training.pose.state_dict()},
+            "optimizers": {k: o.state_dict() for k, o in training.optimizers.items()},
+            "schedules": {k: s.state_dict() for k, s in training.schedules.items()},
+            "scaler": training.scaler.state_dict()}
 
 
-def restore_state(state: Mapping[str, Any], parts: Any, what: str) -> None:
+def restore_state(state: Mapping[str, Any], training: Any, what: str) -> None:
     """Load networks (strictly), optimisers, schedules and the AMP scaler from a training state."""
-    load_strict(parts.depth, state["models"]["depth"], f"{what} (depth network)")
-    load_strict(parts.pose, state["models"]["pose"], f"{what} (pose network)")
-    for name, optimizer in parts.optimizers.items():
+    load_strict(training.depth, state["models"]["depth"], f"{what} (depth network)")
+    load_strict(training.pose, state["models"]["pose"], f"{what} (pose network)")
+    for name, optimizer in training.optimizers.items():
         load_optimizer_state(optimizer, state["optimizers"][name])
-        parts.schedules[name].load_state_dict(state["schedules"][name])
+        training.schedules[name].load_state_dict(state["schedules"][name])
     if state["scaler"]:
-        parts.scaler.load_state_dict(state["scaler"])
+        training.scaler.load_state_dict(state["scaler"])
 
 
 def is_better(value: float, best: Optional[float]) -> bool:

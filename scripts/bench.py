@@ -60,7 +60,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from litemono import benchmark as bench  # noqa: E402
 from litemono.config import add_config_arguments, config_from_namespace, from_dict  # noqa: E402
-from litemono.engine import AMP_DTYPES, TRAIN_ITEMS  # noqa: E402
+from litemono.engine import TRAIN_ITEMS  # noqa: E402
+from litemono.model import AMP_DTYPES  # noqa: E402
 from litemono.errors import OneLineParser, UserError, cli  # noqa: E402
 from litemono.io import write_text  # noqa: E402
 from litemono.models.build import encoder_names  # noqa: E402
