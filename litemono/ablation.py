@@ -38,7 +38,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from . import io
-from .checkpoint import save_weights_folder, seed_everything
+from .checkpoint import save_weights_folder
+from .run import seed_everything
 from .config import FIELDS, Config, from_dict, load_yaml
 from .data.splits import parse_split_line, read_split_lines
 from .errors import UserError

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoint as ckpt
-from . import distributed, io
+from . import distributed, io, run
 from .compile import compile_step
 from .config import Config, ConfigError, lr_schedule_params
 from .data import build_dataset
@@ -222,9 +222,9 @@ def train(cfg: Config) -> TrainResult:
     # ---- set-up: run folder and resume, networks and optimisers, data
     t = cfg.train
     rank, world, device = distributed.setup_process(t.device)
-    root = ckpt.run_dir(cfg)
-    resume_path = ckpt.resolve_resume(cfg)  # fail fast on a wrong --resume
-    ckpt.check_fresh_start(cfg)
+    root = run.run_dir(cfg)
+    resume_path = run.resolve_resume(cfg)  # fail fast on a wrong --resume
+    run.check_fresh_start(cfg)
     state = ckpt.load_training_state(resume_path) if resume_path is not None else None
     if state is None:
         ckpt.check_initial_weights(cfg)  # before building: pose ImageNet weights may download
@@ -237,7 +237,7 @@ def train(cfg: Config) -> TrainResult:
     # a resumed run replays nothing that was logged: drop the events after the resumed step
     logger = RunLogger(root, enabled=rank == 0,
                        purge_step=state["step"] + 1 if state is not None else None)
-    ckpt.seed_everything(t.seed)
+    run.seed_everything(t.seed)
     training = build_training(cfg, device, world)
     criterion = build_criterion(cfg)
     datasets = _datasets(cfg, world, logger)
@@ -262,9 +262,9 @@ def train(cfg: Config) -> TrainResult:
         model = compile_step(model, t.compile_mode)
         step_criterion = compile_step(criterion, t.compile_mode, new_step=False)
     if rank == 0:
-        ckpt.write_run_config(cfg)
+        run.write_run_config(cfg)
     if state is not None:
-        ckpt.restore_rng(state["rng"])  # last: building and loading must not shift the streams
+        run.restore_rng(state["rng"])  # last: building and loading must not shift the streams
     tracker = LossTracker(world)
 
     def save(next_epoch: int, next_position: int, weights_epoch: int, improved: bool) -> None:
