@@ -188,7 +188,7 @@ def load_depth_network(weights_folder, device="cpu", model: Optional[str] = None
     for name in (ENCODER_FILE, DEPTH_FILE):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"load_depth_network: no {name} in {folder}")
-        states[name] = read_torch_file(folder / name, device)
+        states[name] = read_torch_file(folder / name, device=device)
     encoder_state = dict(states[ENCODER_FILE])
     extras = {k: encoder_state.pop(k) for k in (*UPSTREAM_EXTRAS, CONFIG_ENTRY)
               if k in encoder_state}
@@ -239,13 +239,13 @@ def load_pose_network(weights_folder, device="cpu", num_layers: int = 18) -> Pos
         raise FileNotFoundError(f"load_pose_network: no pose.pth in {folder}")
     if (folder / "pose_encoder.pth").is_file():
         net = build_pose_network(ModelConfig(num_layers=num_layers, weights_init="scratch"))
-        encoder_state = read_torch_file(folder / "pose_encoder.pth", device)
+        encoder_state = read_torch_file(folder / "pose_encoder.pth", device=device)
         load_state_strict(net.encoder, encoder_state, str(folder / "pose_encoder.pth"))
     else:
         depth_net = load_depth_network(folder, device)
         net = build_pose_network(dataclasses.replace(depth_net.config, pose_model_type="shared"),
                                  depth_net)
-    decoder_state = read_torch_file(folder / "pose.pth", device)
+    decoder_state = read_torch_file(folder / "pose.pth", device=device)
     load_state_strict(net.decoder, decoder_state, str(folder / "pose.pth"))
     return net.to(device).eval()
 
