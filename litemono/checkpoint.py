@@ -1,49 +1,34 @@
-"""Checkpoints: upstream-layout weight folders, the full training state, exact resume.
+"""Weight folders and the training state: upstream's files, exact resume.
 
-Run folder ``<log_dir>/<model_name>/`` (upstream's layout, ``../shared/spec/upstream.md``
-section 9, plus our training state)::
+``models/weights_<epoch>/`` holds upstream Lite-Mono's four files (``encoder.pth`` with height,
+width and use_stereo, plus our model config and depth range; ``depth.pth``, ``pose_encoder.pth``,
+``pose.pth``; ``adam.pth`` / ``adam_pose.pth`` with ``--save_optimizer_in_weights``), loadable
+by upstream's code. ``checkpoints/last.pt`` and ``best.pt`` hold the complete training state
+(:func:`training_state`): networks, optimisers, schedules, scaler, RNG streams, position.
+:func:`upstream_files` / :func:`load_initial_weights` map the networks to and from the weight
+files (``--load_weights_folder``, ``--models_to_load``, ``--mypretrain``).
 
-    config.yaml                    the resolved configuration
-    models/opt.json                every option, flat (upstream's options dump)
-    models/weights_<epoch>/        encoder.pth (+ height, width, use_stereo), depth.pth,
-                                   pose_encoder.pth, pose.pth (adam.pth, adam_pose.pth with
-                                   --save_optimizer_in_weights): loadable by upstream's code
-    checkpoints/last.pt            the complete training state (:func:`training_state`)
-    checkpoints/best.pt            the same at the best validation metric so far
-    train/, val/                   tensorboard events
-
-:func:`upstream_files` / :func:`load_initial_weights` map the networks to and from those files
-(``--load_weights_folder``, ``--models_to_load``, ``--mypretrain``), :func:`training_state` /
-:func:`restore_state` to and from ``last.pt``.
-
-Every file goes through :mod:`litemono.io` (temporary file + rename); a weight folder is built
-under a temporary name and renamed into place as a whole. The engine writes the weight folder,
-then ``best.pt``, then ``last.pt``: the training state is committed last, so whatever it says is
-done is on disk, and a save killed half-way is redone by ``--resume auto``
-(docs/reliability.md). The training state holds
-only tensors, numbers, strings and containers, so it loads with ``weights_only=True``.
-
-Exact resume also needs the data order: :mod:`litemono.data.sampling` (the resumable sampler
-and the per-item seeds).
+Every file is written atomically (:mod:`litemono.io`); a weight folder is built under a
+temporary name and renamed into place as a whole, and the engine commits ``last.pt`` last, so
+whatever it says is done is on disk (docs/reliability.md). Files are read with
+:func:`litemono.io.read_torch_file` (tensors and plain containers only). The run folder,
+seeding and RNG streams are :mod:`litemono.run`.
 """
 from __future__ import annotations
 
 import math
-import pickle
-import random
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
-import numpy as np
 import torch
 
 from litemono import io
 from litemono.config import Config, ConfigError, from_dict
+from litemono.errors import CheckpointError
 from litemono.models.build import (CONFIG_ENTRY, NO_PRETRAIN, UPSTREAM_EXTRAS, depth_state_dicts,
-                                   holds_objects, imagenet_file, load_imagenet_encoder,
-                                   load_state_strict, pickled_object)
-from litemono.errors import UserError, first_sentence
+                                   imagenet_file, load_imagenet_encoder, load_state_strict)
+from litemono.run import capture_rng
 
 FORMAT_VERSION = 1
 # options that may differ between a run and its resumption without changing the numbers
@@ -53,26 +38,6 @@ RESUME_FREE_OPTIONS = ("resume", "num_steps", "num_epochs", "log_frequency", "sa
                        "model_name", "mypretrain_required", "allow_pickle", "overwrite",
                        "keep_weights", "save_optimizer_in_weights", "check_data", "check_data_only",
                        "cache_dir", "imports")
-
-
-class CheckpointError(UserError, RuntimeError):
-    """A checkpoint is missing or does not fit; the message names the flag and the file."""
-
-
-def run_dir(cfg: Config) -> Path:
-    """``<log_dir>/<model_name>``."""
-    return Path(cfg.train.log_dir) / cfg.train.model_name
-
-
-def write_run_config(cfg: Config) -> None:
-    """Write ``config.yaml`` and upstream's flat ``models/opt.json`` into the run folder."""
-    root = run_dir(cfg)
-    io.write_text(root / "config.yaml", cfg.dump_yaml())
-    options = cfg.flat()
-    # upstream spells three switches negatively
-    options.update(no_ssim=not cfg.loss.ssim, disable_automasking=not cfg.loss.automasking,
-                   no_cuda=cfg.train.device == "cpu")
-    io.write_json(root / "models" / "opt.json", options)
 
 
 # ----------------------------------------------------------------------------- weight folders
@@ -156,26 +121,8 @@ def load_weights_folder(folder: str, names: Sequence[str]) -> Dict[str, Dict[str
         if not path.is_file():
             raise CheckpointError(f"--load_weights_folder {folder}: no {name}.pth "
                                   "(see --models_to_load)")
-        out[name] = read_torch_file(path, "--load_weights_folder")
+        out[name] = io.read_torch_file(path, "--load_weights_folder")
     return out
-
-
-def read_torch_file(path: Path, flag: str) -> Any:
-    """``torch.load(weights_only=True)`` on the CPU; a truncated or foreign file, or one holding
-    pickled Python objects, raises :class:`CheckpointError` naming ``flag`` and the file (torch's
-    own message names neither)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        name = pickled_object(exc)
-        if name is not None:
-            raise CheckpointError(f"{flag}: {holds_objects(path, name)}, use a file that "
-                                  "train.py wrote (plain tensors only)") from exc
-        raise CheckpointError(f"{flag}: cannot read {path} ({first_sentence(str(exc))}), the "
-                              "file is truncated or not a torch file: use an intact copy or "
-                              "delete it") from exc
 
 
 def load_strict(module: torch.nn.Module, state: Mapping[str, Any], what: str) -> None:
@@ -189,36 +136,6 @@ def load_strict(module: torch.nn.Module, state: Mapping[str, Any], what: str) ->
 
 # ----------------------------------------------------------------------------- training state
 
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (all devices) with ``--seed``."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def capture_rng(include_cuda: bool = True) -> Dict[str, Any]:
-    """The torch / CUDA / numpy / python generator states as tensors and plain lists."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    state = {"torch": torch.get_rng_state(),
-             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
-             "python": [version, list(internal), gauss_next]}
-    if include_cuda and torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: Mapping[str, Any]) -> None:
-    """Inverse of :func:`capture_rng`."""
-    torch.set_rng_state(state["torch"])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def save_training_state(path: Path, state: Mapping[str, Any]) -> None:
     """Write a training state (with :data:`FORMAT_VERSION`) atomically."""
     io.save_torch({**state, "format": FORMAT_VERSION}, path)
@@ -226,7 +143,7 @@ def save_training_state(path: Path, state: Mapping[str, Any]) -> None:
 
 def load_training_state(path: Path) -> Dict[str, Any]:
     """Read a training state on the CPU; raises naming ``--resume`` on a foreign file."""
-    state = read_torch_file(path, "--resume")
+    state = io.read_torch_file(path, "--resume")
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"--resume {path}: not a litemono training state "
                               f"(format {FORMAT_VERSION})")
@@ -245,62 +162,24 @@ def changed_options(saved_config: Mapping[str, Any], cfg: Config) -> List[str]:
             if name not in RESUME_FREE_OPTIONS and saved[name] != value]
 
 
-def resolve_resume(cfg: Config) -> Optional[Path]:
-    """The training state ``--resume`` names: ``auto`` = ``<run>/checkpoints/last.pt`` if present
-    (else None: a fresh start), a run folder, or a file."""
-    value = cfg.train.resume
-    if value is None:
-        return None
-    if value == "auto":
-        last = run_dir(cfg) / "checkpoints" / "last.pt"
-        return last if last.is_file() else None
-    path = Path(value)
-    if path.is_dir():
-        path = path / "checkpoints" / "last.pt"
-    if not path.is_file():
-        raise CheckpointError(f"--resume {value}: no training state at {path}")
-    return path
-
-
-def check_fresh_start(cfg: Config) -> None:
-    """Refuse to start a run from step 0 over one that already saved checkpoints.
-
-    Without ``--resume`` a second ``train.py`` in the same run folder would silently train
-    from scratch and replace ``config.yaml`` and the weight folders of the first run.
-
-    Raises:
-        CheckpointError: naming the run folder, ``--resume auto``, ``--model_name`` and
-            ``--overwrite``, unless ``--resume`` or ``--overwrite`` is set.
-    """
-    if cfg.train.resume is not None or cfg.train.overwrite:
-        return
-    root = run_dir(cfg)
-    saved = [p for p in (root / "checkpoints" / "last.pt", *sorted(root.glob("models/weights_*")))
-             if p.exists()]
-    if saved:
-        raise CheckpointError(
-            f"{root} already holds a run ({saved[0].relative_to(root)}), --model_name "
-            f"{cfg.train.model_name}: continue it with --resume auto, pick a new --model_name, "
-            "or start it again from step 0 with --overwrite")
-
-
 # ----------------------------------------------------------------------------- networks <-> files
 
-def upstream_files(cfg: Config, parts: Any, with_optimizers: bool) -> Dict[str, Mapping[str, Any]]:
+def upstream_files(cfg: Config, training: Any,
+                   with_optimizers: bool) -> Dict[str, Mapping[str, Any]]:
     """Contents of a ``weights_<epoch>`` folder in upstream's layout; ``encoder.pth`` also
     carries the model config and the depth range, so the folder is usable on its own;
     ``adam.pth`` and ``adam_pose.pth`` (~60% of its size, and also in
     ``checkpoints/last.pt``) only when ``with_optimizers``."""
     files: Dict[str, Mapping[str, Any]] = depth_state_dicts(
-        parts.depth, cfg.model.height, cfg.model.width, cfg.data.use_stereo,
+        training.depth, cfg.model.height, cfg.model.width, cfg.data.use_stereo,
         depth_range=(cfg.loss.min_depth, cfg.loss.max_depth))
-    if not parts.pose.shared:
-        files["pose_encoder"] = parts.pose.encoder.state_dict()
-    files["pose"] = parts.pose.decoder.state_dict()
+    if not training.pose.shared:
+        files["pose_encoder"] = training.pose.encoder.state_dict()
+    files["pose"] = training.pose.decoder.state_dict()
     if not with_optimizers:
         return files
-    files["adam"] = parts.optimizers["depth"].state_dict()
-    files["adam_pose"] = parts.optimizers["pose"].state_dict()
+    files["adam"] = training.optimizers["depth"].state_dict()
+    files["adam_pose"] = training.optimizers["pose"].state_dict()
     return files
 
 
@@ -328,7 +207,7 @@ def check_initial_weights(cfg: Config) -> None:
                           "python scripts/imagenet_weights.py")
 
 
-def load_initial_weights(cfg: Config, parts: Any, report: Callable[[str], None]) -> None:
+def load_initial_weights(cfg: Config, training: Any, report: Callable[[str], None]) -> None:
     """``--load_weights_folder`` (``--models_to_load``, strict), then ``--mypretrain`` (upstream's
     order: the ImageNet encoder replaces a loaded one).
 
@@ -339,23 +218,23 @@ def load_initial_weights(cfg: Config, parts: Any, report: Callable[[str], None])
     check_initial_weights(cfg)
     folder = cfg.train.load_weights_folder
     if folder:
-        modules = {"encoder": parts.depth.encoder, "depth": parts.depth.decoder,
-                   "pose_encoder": None if parts.pose.shared else parts.pose.encoder,
-                   "pose": parts.pose.decoder}
+        modules = {"encoder": training.depth.encoder, "depth": training.depth.decoder,
+                   "pose_encoder": None if training.pose.shared else training.pose.encoder,
+                   "pose": training.pose.decoder}
         names = [n for n in cfg.train.models_to_load if modules[n] is not None]
         for name, state in load_weights_folder(folder, names).items():
             state = {k: v for k, v in state.items() if k not in (*UPSTREAM_EXTRAS, CONFIG_ENTRY)}
             load_strict(modules[name], state, f"--load_weights_folder {folder}/{name}.pth")
         if (Path(folder) / "adam.pth").is_file():  # upstream: optimiser states when present
             states = load_weights_folder(folder, ["adam", "adam_pose"])
-            load_optimizer_state(parts.optimizers["depth"], states["adam"])
-            load_optimizer_state(parts.optimizers["pose"], states["adam_pose"])
+            load_optimizer_state(training.optimizers["depth"], states["adam"])
+            load_optimizer_state(training.optimizers["pose"], states["adam_pose"])
             names += ["adam", "adam_pose"]
         report(f"loaded {', '.join(names)} from {folder}")
     m = cfg.model
     if m.mypretrain and m.mypretrain != NO_PRETRAIN:
         try:
-            load_imagenet_encoder(parts.depth.encoder, m.mypretrain, m.allow_pickle)
+            load_imagenet_encoder(training.depth.encoder, m.mypretrain, m.allow_pickle)
         except (ValueError, FileNotFoundError) as exc:  # a user's file: one line, no traceback
             raise ConfigError(f"{exc}" if isinstance(exc, ValueError) else
                               f"{exc}; get it with python scripts/imagenet_weights.py") from exc
@@ -379,26 +258,26 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, A
                 moments[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
-def training_state(cfg: Config, parts: Any, epoch: int, step: int, position: int,
+def training_state(cfg: Config, training: Any, epoch: int, step: int, position: int,
                    best: Optional[float]) -> Dict[str, Any]:
     """Everything :func:`restore_state` needs to continue bit-identically."""
     return {"config": cfg.to_dict(), "epoch": epoch, "step": step, "position": position,
             "best": best, "rng": capture_rng(), "threads": torch.get_num_threads(),
-            "models": {"depth": parts.depth.state_dict(), "pose": parts.pose.state_dict()},
-            "optimizers": {k: o.state_dict() for k, o in parts.optimizers.items()},
-            "schedules": {k: s.state_dict() for k, s in parts.schedules.items()},
-            "scaler": parts.scaler.state_dict()}
+            "models": {"depth": training.depth.state_dict(), "pose": training.pose.state_dict()},
+            "optimizers": {k: o.state_dict() for k, o in training.optimizers.items()},
+            "schedules": {k: s.state_dict() for k, s in training.schedules.items()},
+            "scaler": training.scaler.state_dict()}
 
 
-def restore_state(state: Mapping[str, Any], parts: Any, what: str) -> None:
+def restore_state(state: Mapping[str, Any], training: Any, what: str) -> None:
     """Load networks (strictly), optimisers, schedules and the AMP scaler from a training state."""
-    load_strict(parts.depth, state["models"]["depth"], f"{what} (depth network)")
-    load_strict(parts.pose, state["models"]["pose"], f"{what} (pose network)")
-    for name, optimizer in parts.optimizers.items():
+    load_strict(training.depth, state["models"]["depth"], f"{what} (depth network)")
+    load_strict(training.pose, state["models"]["pose"], f"{what} (pose network)")
+    for name, optimizer in training.optimizers.items():
         load_optimizer_state(optimizer, state["optimizers"][name])
-        parts.schedules[name].load_state_dict(state["schedules"][name])
+        training.schedules[name].load_state_dict(state["schedules"][name])
     if state["scaler"]:
-        parts.scaler.load_state_dict(state["scaler"])
+        training.scaler.load_state_dict(state["scaler"])
 
 
 def is_better(value: float, best: Optional[float]) -> bool:

@@ -1,47 +1,39 @@
-"""The training loop of Lite-Mono (Zhang et al., CVPR 2023, section 4.2), free of ablation flags.
+"""The training loop of Lite-Mono (Zhang et al., CVPR 2023, section 4.2).
 
-Networks, optimisers and the forward pass come from :mod:`litemono.parts`, the loss from
-:func:`litemono.losses.criterion.build_criterion`, the data from :func:`litemono.data.build_dataset`
-in the order of :mod:`litemono.data.sampling`; this module only runs them. One step (upstream's
-``process_batch``, ``../shared/spec/upstream.md`` section 8): :func:`run_networks`, the
-criterion, zero_grad, backward, step the depth then the pose AdamW (section 5).
-
-The step never waits for the host (no ``.item()``, issue 22): its losses go to a device-side
-:class:`~litemono.loss_tracker.LossTracker`, read every ``--log_frequency`` steps (tensorboard
-and the progress bar get the mean since the previous log) and before every save. A NaN/inf loss
-stops the run at the next read, naming the first bad step and its terms; the weights after it
-are never saved. Under ``torchrun`` (:mod:`litemono.distributed`) each process trains on its
-shard; rank 0 alone logs and writes checkpoints.
-
-Run control: the learning rate is set at the start of every epoch (:mod:`litemono.schedule`).
-After every epoch the val files are scored (loss terms; depth metrics where ``depth_gt`` exists)
-and written, in this order: ``models/weights_<epoch>`` every ``--save_frequency`` epochs,
-``checkpoints/best.pt`` when abs_rel (or the val loss without ground truth) improved, and
-``checkpoints/last.pt`` last, so whatever the training state says is done is on disk
-(docs/reliability.md). ``--num_steps`` may stop mid-epoch: the epoch's weight folder and
-``last.pt`` are written then, and ``--resume`` continues from that exact batch.
+:func:`train` reads top to bottom: set-up (run folder, resume, networks and optimisers, data),
+the epoch loop, validation, saving. One step is upstream's ``process_batch`` (Lite-Mono's
+``trainer.py``): the model (:class:`litemono.model.DepthPoseModel`), the criterion
+(:mod:`litemono.losses.criterion`), zero_grad, backward, then the depth and the pose AdamW.
+The step never waits for the host: its losses go to a device-side
+:class:`~litemono.loss_tracker.LossTracker`, read every ``--log_frequency`` steps and before
+every save, so a NaN/inf loss stops the run naming its first bad step and the weights after it
+are never saved. After every epoch the val files are scored and ``models/weights_<epoch>``,
+``checkpoints/best.pt`` and ``checkpoints/last.pt`` are written in that order: the training
+state is committed last (docs/reliability.md). Under ``torchrun`` each process trains on its
+shard and rank 0 alone logs and writes.
 """
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoint as ckpt
-from . import distributed, io
-from .config import Config, ConfigError
+from . import distributed, io, run
+from .compile import compile_step
+from .config import Config, ConfigError, lr_schedule_params
 from .data import build_dataset
 from .data.sampling import ResumableSampler, SeededItems
 from .logging_utils import RunLogger, Timer, epoch_summary
 from .loss_tracker import LossTracker, TrainingDiverged, skip_update_if_not_finite
 from .losses.criterion import build_criterion
 from .metrics import evaluate_depth_map
-from .parts import (AMP_DTYPES, Parts, build_parts, run_networks, start_parts, to_device,
-                    wrap_for_training)
+from .model import DepthPoseModel, build_model, to_device
+from .schedule import build_schedules
 
 # a training item holds what a step reads: jittered frames at scale 0, no depth_gt (upstream
 # loads both; skipping them keeps every tensor the step reads, and the jitter draws, as they were)
@@ -62,6 +54,46 @@ def weights_folders_to_write(cfg: Config, epoch: int, step: int, steps_per_epoch
 
 
 @dataclasses.dataclass
+class Training:
+    """What a run optimises: the model, one AdamW per network (weight decay on every parameter,
+    as upstream), their learning-rate schedules (:mod:`litemono.schedule`) and the AMP scaler."""
+
+    model: DepthPoseModel
+    optimizers: Dict[str, torch.optim.Optimizer]
+    schedules: Dict[str, Any]
+    scaler: torch.amp.GradScaler
+
+    @property
+    def depth(self) -> nn.Module:
+        return self.model.depth
+
+    @property
+    def pose(self) -> nn.Module:
+        return self.model.pose
+
+
+def build_training(cfg: Config, device: torch.device, world: int) -> Training:
+    """The model on ``device`` (channels_last with ``--channels_last``; SyncBatchNorm with
+    ``--sync_bn`` under torchrun), its optimisers, schedules and scaler."""
+    model = build_model(cfg)
+    model.to(device, memory_format=torch.channels_last if cfg.train.channels_last
+             else torch.preserve_format)
+    if world > 1 and cfg.train.sync_bn:
+        if device.type != "cuda":
+            raise ConfigError("--sync_bn needs CUDA devices (SyncBatchNorm has no CPU kernels)")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    lr, decay = lr_schedule_params(cfg.train.lr), cfg.train.weight_decay
+    fused = device.type in ("cpu", "cuda")  # one kernel over all tensors, where torch has one
+    optimizers = {
+        "depth": torch.optim.AdamW(model.depth.parameters(), lr[0], weight_decay=decay,
+                                   fused=fused),
+        "pose": torch.optim.AdamW(model.pose.parameters(), lr[3], weight_decay=decay,
+                                  fused=fused)}
+    return Training(model, optimizers, build_schedules(optimizers["depth"], optimizers["pose"], lr),
+                    torch.amp.GradScaler(device.type, enabled=cfg.train.amp == "fp16"))
+
+
+@dataclasses.dataclass
 class TrainResult:
     """What :func:`train` did: ``losses`` holds the total loss of every step this call ran."""
 
@@ -72,40 +104,41 @@ class TrainResult:
     best: Optional[float]
 
 
-def train_step(parts: Parts, criterion: nn.Module, inputs: Dict,
-               amp_dtype: Optional[torch.dtype], world: int) -> tuple:
+def train_step(training: Training, model: nn.Module, criterion: nn.Module, inputs: Dict,
+               world: int) -> tuple:
     """One optimisation step, queued without waiting for the device (no host read).
 
-    Returns ``(total, terms, outputs)``: the detached scalar loss, the criterion's detached terms
-    by name, the network outputs. A non-finite loss leaves the weights unchanged (the update is
+    ``model`` is ``training.model`` or what wraps it (DDP, ``torch.compile``). Returns
+    ``(total, terms, outputs)``: the detached scalar loss, the criterion's detached terms by
+    name, the network outputs. A non-finite loss leaves the weights unchanged (the update is
     skipped on the device); :class:`~litemono.loss_tracker.LossTracker` reports it when read.
     """
-    total, terms, outputs = parts.forward_and_loss(parts.run_depth, parts.run_pose, criterion,
-                                                   inputs, amp_dtype)
-    for optimizer in parts.optimizers.values():
+    outputs = model(inputs)
+    total, terms = criterion(inputs, outputs)
+    for optimizer in training.optimizers.values():
         optimizer.zero_grad(set_to_none=True)
-    parts.scaler.scale(total).backward()
-    skip_update_if_not_finite(parts.optimizers.values(), total, world, parts.scaler)
+    training.scaler.scale(total).backward()
+    skip_update_if_not_finite(training.optimizers.values(), total, world, training.scaler)
     for name in ("depth", "pose"):  # upstream's order
-        parts.scaler.step(parts.optimizers[name])
-    parts.scaler.update()
+        training.scaler.step(training.optimizers[name])
+    training.scaler.update()
     return total.detach(), {k: v.detach() for k, v in terms.items()}, outputs
 
 
 @torch.no_grad()
-def validate(parts: Parts, criterion: nn.Module, loader, device: torch.device, channels_last: bool,
-             amp_dtype: Optional[torch.dtype], world: int, logger: RunLogger,
-             step: int) -> Dict[str, float]:
+def validate(training: Training, criterion: nn.Module, loader, device: torch.device,
+             channels_last: bool, world: int, logger: RunLogger, step: int) -> Dict[str, float]:
     """Mean loss terms (and depth metrics where ``depth_gt`` exists) over the val files.
 
     As upstream, only the depth network is put in eval mode; the pose network stays in train mode.
     """
-    parts.depth.eval()
+    model = training.model
+    model.depth.eval()
     sums: Dict[str, float] = {}
     batches = 0
     for inputs in loader:
         inputs = to_device(inputs, device, channels_last)
-        outputs = run_networks(parts.depth, parts.pose, inputs, criterion.source_frames, amp_dtype)
+        outputs = model(inputs)
         total, terms = criterion(inputs, outputs)
         values = {"loss": float(total), **{k: float(v) for k, v in terms.items()}}
         if "depth_gt" in inputs:
@@ -118,12 +151,12 @@ def validate(parts: Parts, criterion: nn.Module, loader, device: torch.device, c
         for key, value in values.items():
             sums[key] = sums.get(key, 0.0) + value
         batches += 1
-    parts.depth.train()
+    model.depth.train()
     keys = sorted(sums)
     totals = torch.tensor([sums[k] for k in keys] + [batches], dtype=torch.float64)
     totals = distributed.all_reduce(totals, world)
     # pose BatchNorm statistics moved differently on each shard: take rank 0's
-    distributed.broadcast_buffers([parts.depth, parts.pose], world)
+    distributed.broadcast_buffers([model], world)
     return {k: float(totals[i] / max(float(totals[-1]), 1.0)) for i, k in enumerate(keys)}
 
 
@@ -162,13 +195,36 @@ def _datasets(cfg: Config, world: int, logger: RunLogger) -> tuple:
     return train_set, val_set
 
 
+def start(cfg: Config, training: Training, state: Optional[Dict[str, Any]], path: Optional[Path],
+          report: Callable[[str], None]) -> tuple:
+    """Load a ``--resume`` training state, or the initial weights of a fresh start
+    (``--load_weights_folder``, ``--mypretrain``); return ``(epoch, step, position, best)``."""
+    if state is None:
+        ckpt.load_initial_weights(cfg, training, report)
+        return 0, 0, 0, None
+    ckpt.restore_state(state, training, f"--resume {path}")
+    note = " (--mypretrain ignored: resumed weights win)" if cfg.model.mypretrain else ""
+    report(f"resumed {path}: epoch {state['epoch']}, step {state['step']}{note}")
+    changes = ckpt.changed_options(state["config"], cfg)
+    if changes:
+        report("warning: resuming with changed options, so the run will not match an "
+               "uninterrupted one: " + "; ".join(changes))
+    threads = state.get("threads")
+    if threads is not None and threads != torch.get_num_threads():
+        report(f"warning: the run started with {threads} CPU threads and resumes with "
+               f"{torch.get_num_threads()}: CPU results will not be bit-identical to "
+               f"an uninterrupted run (set OMP_NUM_THREADS={threads})")
+    return state["epoch"], state["step"], state["position"], state["best"]
+
+
 def train(cfg: Config) -> TrainResult:
     """Train (or resume, ``--resume``) the run of ``cfg``; see the module docstring."""
+    # ---- set-up: run folder and resume, networks and optimisers, data
     t = cfg.train
     rank, world, device = distributed.setup_process(t.device)
-    root = ckpt.run_dir(cfg)
-    resume_path = ckpt.resolve_resume(cfg)  # fail fast on a wrong --resume
-    ckpt.check_fresh_start(cfg)
+    root = run.run_dir(cfg)
+    resume_path = run.resolve_resume(cfg)  # fail fast on a wrong --resume
+    run.check_fresh_start(cfg)
     state = ckpt.load_training_state(resume_path) if resume_path is not None else None
     if state is None:
         ckpt.check_initial_weights(cfg)  # before building: pose ImageNet weights may download
@@ -181,8 +237,8 @@ def train(cfg: Config) -> TrainResult:
     # a resumed run replays nothing that was logged: drop the events after the resumed step
     logger = RunLogger(root, enabled=rank == 0,
                        purge_step=state["step"] + 1 if state is not None else None)
-    ckpt.seed_everything(t.seed)
-    parts = build_parts(cfg, device, world)
+    run.seed_everything(t.seed)
+    training = build_training(cfg, device, world)
     criterion = build_criterion(cfg)
     datasets = _datasets(cfg, world, logger)
     if datasets is None:
@@ -194,27 +250,30 @@ def train(cfg: Config) -> TrainResult:
     train_loader = _loader(train_set, sampler, cfg, device, rank, drop_last=True)
     val_loader = _loader(val_set, ResumableSampler(len(val_set), t.seed, False, rank, world),
                          cfg, device, rank, drop_last=False)
-    epoch, step, position, best = start_parts(cfg, parts, state, resume_path, logger.print)
+    epoch, step, position, best = start(cfg, training, state, resume_path, logger.print)
     folders = weights_folders_to_write(cfg, epoch, step, epoch_size // t.batch_size)
     if t.keep_weights is None and folders > MANY_WEIGHT_FOLDERS:
         logger.print(f"note: this run will write {folders} weights folders under "
                      f"{root / 'models'} (one every --save_frequency {t.save_frequency} epochs, "
                      "all kept); --keep_weights N keeps the newest N, --save_frequency saves "
                      "less often")
-    wrap_for_training(parts, cfg, device, world)
+    model, step_criterion = distributed.wrap_ddp(training.model, device, world), criterion
+    if t.compile:  # both as graphs (litemono/compile.py); saving reads training.model
+        model = compile_step(model, t.compile_mode)
+        step_criterion = compile_step(criterion, t.compile_mode, new_step=False)
     if rank == 0:
-        ckpt.write_run_config(cfg)
+        run.write_run_config(cfg)
     if state is not None:
-        ckpt.restore_rng(state["rng"])  # last: building and loading must not shift the streams
-    tracker, amp_dtype = LossTracker(world), AMP_DTYPES[t.amp]
+        run.restore_rng(state["rng"])  # last: building and loading must not shift the streams
+    tracker = LossTracker(world)
 
     def save(next_epoch: int, next_position: int, weights_epoch: int, improved: bool) -> None:
         # the training state is committed last: whatever last.pt says is done is on disk, and
         # a kill anywhere in here makes --resume auto redo this save (docs/reliability.md)
         if rank == 0:
-            snapshot = ckpt.training_state(cfg, parts, next_epoch, step, next_position, best)
+            snapshot = ckpt.training_state(cfg, training, next_epoch, step, next_position, best)
             if weights_epoch >= 0:
-                files = ckpt.upstream_files(cfg, parts, t.save_optimizer_in_weights)
+                files = ckpt.upstream_files(cfg, training, t.save_optimizer_in_weights)
                 ckpt.save_weights_folder(root / "models" / f"weights_{weights_epoch}", files)
             if improved:
                 ckpt.save_training_state(root / "checkpoints" / "best.pt", snapshot)
@@ -223,17 +282,18 @@ def train(cfg: Config) -> TrainResult:
                                        ckpt.committed_weights(next_epoch, next_position))
         distributed.barrier(world)
 
-    parts.depth.train()
-    parts.pose.train()
+    # ---- the epoch loop
+    training.model.train()
     try:
         while epoch < t.num_epochs and (t.num_steps is None or step < t.num_steps):
-            lrs = {name: s.set_epoch(epoch) for name, s in parts.schedules.items()}
+            lrs = {name: s.set_epoch(epoch) for name, s in training.schedules.items()}
             sampler.set_epoch(epoch, position)
             timer, first_of_epoch = Timer(), len(tracker.losses)  # all read at the last save
             bar = logger.progress(train_loader, len(train_loader), f"epoch {epoch}")
             for inputs in bar:
                 inputs = to_device(inputs, device, t.channels_last)
-                total, terms, outputs = train_step(parts, criterion, inputs, amp_dtype, world)
+                total, terms, outputs = train_step(training, model, step_criterion, inputs,
+                                                   world)
                 step, position = step + 1, position + t.batch_size
                 tracker.update(step, total, terms)
                 if step % t.log_frequency == 0:  # the only host reads of the loop
@@ -248,8 +308,9 @@ def train(cfg: Config) -> TrainResult:
             if position < epoch_size:
                 save(epoch, position, epoch, improved=False)  # --num_steps stopped mid-epoch
                 break
-            val = validate(parts, criterion, val_loader, device, t.channels_last, amp_dtype,
-                           world, logger, step)
+            # ---- validation and saving
+            val = validate(training, criterion, val_loader, device, t.channels_last, world,
+                           logger, step)
             metric = val.get("abs_rel", val.get("loss", float("nan")))  # lower is better
             improved = ckpt.is_better(metric, best)
             best = metric if improved else best

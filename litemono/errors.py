@@ -55,6 +55,11 @@ class ConfigError(UserError, ValueError):
     """A configuration value or combination is invalid; the message names the flag."""
 
 
+class CheckpointError(UserError, ValueError):
+    """A weights file or training state is missing, unreadable or does not fit; the message
+    names the flag and the file."""
+
+
 class DataError(UserError, ValueError):
     """An input file (frame, split line, teacher map, ground truth) is missing or unreadable."""
 

@@ -22,12 +22,16 @@ import hashlib
 import io
 import json
 import os
+import pickle
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, List, Optional, Union
 
 import numpy as np
+
+from .errors import CheckpointError, first_sentence
 
 PathLike = Union[str, os.PathLike]
 
@@ -167,3 +171,50 @@ def sha256_file(path: PathLike, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: handle.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+# how torch's weights-only unpickler names a Python object it refuses to rebuild
+_REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def pickled_object(exc: BaseException) -> Optional[str]:
+    """The Python object (``module.Class``) that ``torch.load(weights_only=True)`` refused to
+    unpickle when that is why ``exc`` was raised (an intact file holding more than tensors and
+    plain containers); None when ``exc`` says something else (a cut or foreign file)."""
+    if not isinstance(exc, pickle.UnpicklingError):
+        return None
+    found = _REFUSED_GLOBAL.search(str(exc))
+    return found.group(1) if found else None
+
+
+def holds_objects(path: PathLike, name: str) -> str:
+    """The words for a file refused by :func:`pickled_object` (``name`` is its object)."""
+    return (f"{path} holds pickled Python objects ({name}), not only tensors, and is not "
+            "unpickled here because unpickling runs code stored in the file")
+
+
+def read_torch_file(path: PathLike, flag: str = "", device: Any = "cpu",
+                    mmap: bool = False) -> Any:
+    """``torch.load(weights_only=True)``: the one reader of the project's torch files (weight
+    folders, training states). Nothing is unpickled beyond tensors and plain containers.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: the file is truncated or not a torch file, or it holds pickled Python
+            objects; the message starts with ``flag`` (e.g. ``--resume``) and names the file.
+    """
+    import torch
+
+    where = f"{flag}: " if flag else ""
+    try:
+        return torch.load(path, map_location=device, weights_only=True, mmap=mmap)
+    except FileNotFoundError:
+        raise
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        name = pickled_object(exc)
+        if name is not None:
+            raise CheckpointError(f"{where}{holds_objects(path, name)}, save plain tensors "
+                                  "(torch.save(module.state_dict(), file)) as train.py does") from exc
+        raise CheckpointError(f"{where}cannot read {path} ({first_sentence(str(exc))}), the "
+                              "file is truncated or not a torch file: use an intact copy or "
+                              "delete it") from exc

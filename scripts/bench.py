@@ -45,8 +45,7 @@ from litemono.errors import OneLineParser, UserError, cli  # noqa: E402
 from litemono.io import write_json  # noqa: E402
 from litemono.losses.criterion import build_criterion  # noqa: E402
 from litemono.models.build import build_depth_network, encoder_names  # noqa: E402
-from litemono.parts import (AMP_DTYPES, build_parts, forward_and_loss,  # noqa: E402
-                            to_device, wrap_for_training)
+from litemono.model import to_device  # noqa: E402
 
 TOOL = "bench.py"
 VARIANT_NAMES = encoder_names()
@@ -164,16 +163,18 @@ def training_config(args):
     return config_from_namespace(args).replace(weights_init="scratch", mypretrain=None)
 
 
-def build_training(cfg, device, compile_backend=None):
-    """Networks in train mode (seeded by ``--seed``), optimisers and criterion, as in train.py."""
+def build_training(cfg, device, compile_backend="inductor"):
+    """``(training, model, criterion)`` as train.py builds them (seeded by ``--seed``, in train
+    mode); with ``--compile`` the model and the criterion are compiled in ``--compile_mode``."""
     torch.manual_seed(cfg.train.seed)
-    parts = build_parts(cfg, device, world=1)
-    wrap_for_training(parts, cfg, device, world=1)
-    if cfg.train.compile and compile_backend:
-        parts.forward_and_loss = compile_step(forward_and_loss, backend=compile_backend)
-    parts.depth.train()
-    parts.pose.train()
-    return parts, build_criterion(cfg)
+    training = engine.build_training(cfg, device, world=1)
+    model, criterion = training.model, build_criterion(cfg)
+    if cfg.train.compile:
+        mode, backend = cfg.train.compile_mode, compile_backend or "inductor"
+        model = compile_step(model, mode, backend=backend)
+        criterion = compile_step(criterion, mode, backend=backend, new_step=False)
+    training.model.train()
+    return training, model, criterion
 
 
 def training_batch(cfg, device) -> dict:
@@ -188,12 +189,12 @@ def train_mode(cfg, args, device) -> dict:
     included), ``--warmup - 1`` more untimed, then ``--repeats`` timed."""
     if cfg.train.compile:  # random numbers drawn as eager code draws them: comparable losses
         inductor_config.fallback_random = True
-    parts, criterion = build_training(cfg, device, args.compile_backend)
+    training, model, criterion = build_training(cfg, device, args.compile_backend)
     batch = training_batch(cfg, device)
-    amp, losses = AMP_DTYPES[cfg.train.amp], []
+    losses = []
 
     def step():  # clone: a CUDA-graph replay reuses the buffer of the previous loss
-        losses.append(engine.train_step(parts, criterion, batch, amp, 1)[0].clone())
+        losses.append(engine.train_step(training, model, criterion, batch, 1)[0].clone())
 
     peak_memory_mb(device, reset=True)
     first_step_s = time_call(step, device)

@@ -48,7 +48,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from litemono import io  # noqa: E402
-from litemono.checkpoint import save_weights_folder, seed_everything  # noqa: E402
+from litemono.checkpoint import save_weights_folder  # noqa: E402
+from litemono.run import seed_everything  # noqa: E402
 from litemono.config import FIELDS, Config, from_dict, load_yaml  # noqa: E402
 from litemono.data.splits import parse_split_line, read_split_lines  # noqa: E402
 from litemono.errors import OneLineParser, UserError, cli, one_line  # noqa: E402

@@ -28,7 +28,6 @@ from litemono.errors import OneLineParser, UserError, cli  # noqa: E402
 from litemono.losses.criterion import LOSS_TERMS  # noqa: E402
 from litemono.models.build import load_state_strict  # noqa: E402
 from litemono.models.encoder import VARIANTS, WIDE_INPUT  # noqa: E402
-from litemono.parts import AMP_DTYPES, run_networks  # noqa: E402
 
 TOOL = "vs_upstream.py"
 UPSTREAM_SIZES = ((192, 640), (320, 1024))  # (height, width) upstream has dilation rates for
@@ -158,7 +157,7 @@ def share_weights(trainer, parts):
 
 
 @torch.no_grad()
-def same_step_losses(trainer, up_batch, parts, criterion, batch, seed) -> dict:
+def same_step_losses(trainer, up_batch, parts, model, criterion, batch, seed) -> dict:
     """One loss evaluation of each side without an update, same seed, pose networks in eval
     mode (train-mode BatchNorm statistics differ by how the pose pairs are batched)."""
     pose_nets = [*trainer.models_pose.values(), parts.pose]
@@ -167,8 +166,7 @@ def same_step_losses(trainer, up_batch, parts, criterion, batch, seed) -> dict:
     torch.manual_seed(seed)
     upstream = float(trainer.process_batch(up_batch)[1]["loss"])
     torch.manual_seed(seed)
-    ours = float(criterion(batch, run_networks(parts.run_depth, parts.run_pose, batch,
-                                               criterion.source_frames))[0])
+    ours = float(criterion(batch, model(batch))[0])
     for net in pose_nets:
         net.train()
     return {"upstream": upstream, "ours": ours, "rel_diff": abs(ours - upstream) / abs(upstream)}
@@ -233,7 +231,7 @@ def main(argv=None) -> dict:
 
         inductor_config.fallback_random = True
     device = resolve_device(cfg.train.device)
-    parts, criterion = bench.build_training(cfg, device)
+    parts, model, criterion = bench.build_training(cfg, device)
     trainer, encoder_size = build_upstream(up, upstream_options(up, cfg, device), device)
     rates = [list(r) for r in trainer.models["encoder"].dilation]
     if rates != parts.depth.encoder.dilations:
@@ -245,13 +243,12 @@ def main(argv=None) -> dict:
     raw = bench.synthetic_batch(m.height, m.width, t.batch_size, frames, device, seed=t.seed)
     up_batch = {k: v for k, v in raw.items() if k != "index"}  # upstream's dataset keys
     batch = bench.training_batch(cfg, device)
-    same_step = same_step_losses(trainer, up_batch, parts, criterion, batch, t.seed)
+    same_step = same_step_losses(trainer, up_batch, parts, model, criterion, batch, t.seed)
     losses = {"upstream": [], "ours": []}
-    amp = AMP_DTYPES[t.amp]
     sides = interleaved({
         "upstream": lambda: losses["upstream"].append(upstream_step(trainer, up_batch)),
         "ours": lambda: losses["ours"].append(
-            float(engine.train_step(parts, criterion, batch, amp, 1)[0]))},
+            float(engine.train_step(parts, model, criterion, batch, 1)[0]))},
         device, args.warmup, args.repeats, seed=t.seed)
     for side, row in sides.items():
         row.update(first_loss=losses[side][0], samples_per_s=t.batch_size / row["step_s"])

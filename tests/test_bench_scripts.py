@@ -147,12 +147,17 @@ def test_compare_losses_reports_each_steps_relative_difference():
 def test_the_compile_backend_reaches_the_engines_step(monkeypatch):
     bench = load_script()
     calls = []
-    monkeypatch.setattr(bench, "compile_step", lambda fn, **kwargs: calls.append(kwargs) or fn)
+    monkeypatch.setattr(bench, "compile_step",
+                        lambda fn, mode, **kwargs: calls.append((type(fn).__name__, mode, kwargs))
+                        or fn)
     cfg = bench.config_from_namespace(argparse.Namespace(model="lite-mono-tiny", height=32,
                                                          width=64, compile=True,
+                                                         compile_mode="reduce-overhead",
                                                          weights_init="scratch"))
     bench.build_training(cfg, torch.device("cpu"), compile_backend="eager")
-    assert calls == [{"backend": "eager"}]
+    # as train.py: the model, then the criterion (which does not start a new CUDA-graph step)
+    assert calls == [("DepthPoseModel", "reduce-overhead", {"backend": "eager"}),
+                     ("Criterion", "reduce-overhead", {"backend": "eager", "new_step": False})]
 
 
 def test_infer_reports_every_variant_and_batch_size(capsys):

@@ -11,10 +11,10 @@ import torch
 import yaml
 
 from litemono import io
-from litemono.checkpoint import (CheckpointError, capture_rng, changed_options,
-                                 load_training_state, load_weights_folder,
-                                 resolve_resume, restore_rng, save_training_state,
-                                 save_weights_folder, write_run_config)
+from litemono.checkpoint import (changed_options, load_training_state, load_weights_folder,
+                                 save_training_state, save_weights_folder)
+from litemono.errors import CheckpointError
+from litemono.run import capture_rng, resolve_resume, restore_rng, write_run_config
 from litemono.config import from_dict
 
 ROOT = Path(__file__).resolve().parent.parent

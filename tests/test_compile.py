@@ -1,4 +1,4 @@
-"""The whole training step's forward + loss compiles as one graph, for every KITTI row.
+"""The training step's model and criterion each compile as one graph, for every KITTI row.
 
 ``compile_step`` compiles with ``fullgraph=True``, so a graph break anywhere in the networks,
 the geometry or the losses raises (naming the line). The tests use dynamo's ``eager`` backend:
@@ -8,23 +8,17 @@ seconds; the traced graph's numbers are compared with the eager step's.
 import pytest
 import torch
 
-from litemono import parts
+from litemono import engine
 from litemono.compile import COMPILE_MODES, compile_step
 from litemono.config import PROJECT_ROOT, parse_config
 from litemono.losses.criterion import build_criterion
-from litemono.models.build import build_depth_network, build_pose_network
 from litemono.config import FIELDS
+from litemono.model import build_model
 
 from conftest import no_host_reads
 
 ROWS = sorted((PROJECT_ROOT / "configs" / "kitti").glob("0*.yaml"))
 HEIGHT, WIDTH, BATCH = 64, 192, 2
-
-
-def forward_and_loss(depth, pose, criterion, inputs):
-    """The engine's step forward and loss (what --compile compiles), without the outputs."""
-    total, terms, _ = parts.forward_and_loss(depth, pose, criterion, inputs)
-    return total, terms
 
 
 def _intrinsics(height, width):
@@ -59,18 +53,16 @@ def test_kitti_row_step_compiles_into_one_graph(row):
     cfg = parse_config(["--config", str(row), "--height", str(HEIGHT), "--width", str(WIDTH),
                         "--mypretrain", "none", "--weights_init", "scratch"])
     torch.manual_seed(0)
-    depth = build_depth_network(cfg.model)
-    pose = build_pose_network(cfg.model, depth)
-    criterion = build_criterion(cfg)
-    inputs = _inputs(cfg)
+    model, criterion, inputs = build_model(cfg), build_criterion(cfg), _inputs(cfg)
 
     torch._dynamo.reset()
-    # the networks and the criterion are arguments, as the engine passes them
-    compiled = compile_step(forward_and_loss, "default", backend="eager")
+    # as the engine compiles them: the model, then the criterion (fullgraph: a break raises)
+    compiled_model = compile_step(model, "default", backend="eager")
+    compiled_criterion = compile_step(criterion, "default", backend="eager", new_step=False)
     torch.manual_seed(1)  # the same drop-path and tie-breaking noise draws in both runs
-    total, terms = compiled(depth, pose, criterion, inputs)  # fullgraph: a break raises here
+    total, terms = compiled_criterion(inputs, compiled_model(inputs))
     torch.manual_seed(1)
-    want_total, want_terms = forward_and_loss(depth, pose, criterion, inputs)
+    want_total, want_terms = criterion(inputs, model(inputs))
     torch.testing.assert_close(total, want_total)
     assert terms.keys() == want_terms.keys()
     for name in terms:
@@ -148,50 +140,40 @@ def test_reduce_overhead_step_matches_eager_on_cuda():
         torch.testing.assert_close(g, p.grad)
 
 
-def test_compile_flag_compiles_the_engine_step(monkeypatch):
-    # --compile replaces the step's forward + loss by compile_step(forward_and_loss, mode); the
-    # eager backend keeps the test fast, the step's numbers must equal the uncompiled step's
-    from litemono import engine
+@pytest.mark.slow
+def test_compile_flag_compiles_the_model_and_the_criterion(tmp_path, monkeypatch):
+    # train.py --compile compiles the model and the criterion with --compile_mode (the eager
+    # backend keeps the test fast); the run's losses equal an uncompiled run's
+    from test_train import tiny_config, use_tiny_scene
 
-    modes = []
+    compiled = []
 
-    def eager_compile(fn, mode):
-        modes.append(mode)
-        return compile_step(fn, mode, backend="eager")
+    def eager_compile(fn, mode, new_step=True):
+        compiled.append((type(fn).__name__, mode, new_step))
+        return compile_step(fn, mode, backend="eager", new_step=new_step)
 
-    monkeypatch.setattr(parts, "compile_step", eager_compile)
-    cfg = parse_config(["--config", str(ROWS[-1]), "--height", str(HEIGHT), "--width", str(WIDTH),
-                        "--mypretrain", "none", "--weights_init", "scratch", "--compile",
-                        "--compile_mode", "max-autotune"])
-    results = []
-    for compiled in (False, True):
-        torch.manual_seed(0)
-        built = parts.build_parts(cfg, torch.device("cpu"), 1)
-        if compiled:
-            torch._dynamo.reset()
-            parts.wrap_for_training(built, cfg, torch.device("cpu"), 1)
-        torch.manual_seed(1)
-        total, terms, _ = engine.train_step(built, build_criterion(cfg), _inputs(cfg), None, 1)
-        results.append((total, terms, [p.detach().clone() for p in built.depth.parameters()]))
-    assert modes == ["max-autotune"]
-    (want, want_terms, want_params), (got, got_terms, got_params) = results
-    torch.testing.assert_close(got, want)
-    assert got_terms.keys() == want_terms.keys()
-    for a, b in zip(got_params, want_params):  # the same update after the compiled forward
-        torch.testing.assert_close(a, b)
+    monkeypatch.setattr(engine, "compile_step", eager_compile)
+    use_tiny_scene(monkeypatch, train_size=2, val_size=1)
+    losses = []
+    for flag in (False, True):
+        torch._dynamo.reset()
+        cfg = tiny_config(tmp_path, f"compile_{flag}", num_steps=2, compile=flag,
+                          compile_mode="max-autotune")
+        losses.append(engine.train(cfg).losses)
+    assert compiled == [("DepthPoseModel", "max-autotune", True),
+                        ("Criterion", "max-autotune", False)]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5) and len(losses[0]) == 2
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda p: p.stem)
 def test_kitti_row_step_never_reads_a_tensor_on_the_host(row, monkeypatch):
     # every row's whole step (forward, distillation / Chamfer terms, backward, AdamW) is queued
     # without a host read, so a GPU never waits for the host inside a step
-    from litemono import engine
-
     cfg = parse_config(["--config", str(row), "--height", str(HEIGHT), "--width", str(WIDTH),
                         "--mypretrain", "none", "--weights_init", "scratch"])
     torch.manual_seed(0)
-    built = parts.build_parts(cfg, torch.device("cpu"), 1)
+    built = engine.build_training(cfg, torch.device("cpu"), 1)
     criterion, inputs = build_criterion(cfg), _inputs(cfg)
     with no_host_reads(monkeypatch):
-        total, _, _ = engine.train_step(built, criterion, inputs, None, 1)
+        total, _, _ = engine.train_step(built, built.model, criterion, inputs, 1)
     assert torch.isfinite(total)

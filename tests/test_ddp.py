@@ -27,8 +27,8 @@ def _rank_main(rank, tmp_path, port):
     monkeypatch = pytest.MonkeyPatch()
     use_tiny_scene(monkeypatch, train_size=4, val_size=2)  # 2 samples per rank: 1 step
     built = []
-    real_build = engine.build_parts
-    monkeypatch.setattr(engine, "build_parts", lambda *a: built.append(real_build(*a)) or built[0])
+    real_build = engine.build_training
+    monkeypatch.setattr(engine, "build_training", lambda *a: built.append(real_build(*a)) or built[0])
     initial = {k: v.clone() for k, v in real_build(tiny_config(tmp_path), torch.device("cpu"), 1)
                .depth.state_dict().items()}
     result = engine.train(tiny_config(tmp_path, "ddp", num_steps=1))

@@ -33,11 +33,11 @@ def registries():
 
 def one_step(cfg, frames=(0, -1, 1)):
     """One optimisation step of ``cfg`` on a tiny batch; returns (parts, loss, terms, outputs)."""
-    parts = engine.build_parts(cfg, torch.device("cpu"), 1)
+    parts = engine.build_training(cfg, torch.device("cpu"), 1)
     criterion = build_criterion(cfg)
     scene = TinyScene(2, cfg.model.height, cfg.model.width, frames)
     batch = torch.utils.data.default_collate([scene[0], scene[1]])
-    loss, terms, outputs = engine.train_step(parts, criterion, batch, None, 1)
+    loss, terms, outputs = engine.train_step(parts, parts.model, criterion, batch, 1)
     assert np.isfinite(loss)
     return parts, loss, terms, outputs
 

@@ -277,4 +277,4 @@ def test_required_marker_is_checked_only_when_initialising(tmp_path):
 
     cfg = from_dict({"model": "lite-mono-8m", "mypretrain_required": True})
     with pytest.raises(ConfigError, match="lite-mono-8m-pretrain.pth"):
-        ckpt.load_initial_weights(cfg, parts=None, report=print)
+        ckpt.load_initial_weights(cfg, training=None, report=print)

@@ -13,12 +13,12 @@ import torch.nn.functional as F
 
 import litemono
 from litemono.config import ModelConfig, from_dict
-from litemono.errors import UserError
+from litemono.errors import CheckpointError, UserError
 from litemono.losses.criterion import build_criterion
 from litemono.io import save_torch
 from litemono.models.attention import SpatialAttention
 from litemono.models.blocks import XCA, FourierPositionalEncoding
-from litemono.models.build import (WeightsFileError, build_depth_network, build_pose_network,
+from litemono.models.build import (build_depth_network, build_pose_network,
                                    depth_state_dicts, load_depth_network, load_state_strict)
 from litemono.models.encoder import VARIANTS, LiteMono, infer_variant, select_dilations
 from litemono.models.profile import count_macs, count_parameters
@@ -264,7 +264,7 @@ def test_a_truncated_weights_file_is_refused_naming_it(tmp_path, name):
     _save(_net(model="lite-mono-tiny"), tmp_path)
     data = (tmp_path / name).read_bytes()
     (tmp_path / name).write_bytes(data[:len(data) // 2])
-    with pytest.raises(WeightsFileError, match="cannot read .*" + name) as info:
+    with pytest.raises(CheckpointError, match="cannot read .*" + name) as info:
         load_depth_network(tmp_path)
     assert str(tmp_path / name) in str(info.value) and "\n" not in str(info.value)
 

@@ -93,7 +93,7 @@ def test_resume_continues_bit_identically(tmp_path, monkeypatch):
     assert whole.step == 3 and whole.epoch == 1 and len(whole.losses) == 3
 
     # interrupted mid-epoch (after step 1), resumed with --mypretrain, which must not apply
-    encoder = engine.build_parts(tiny_config(tmp_path), torch.device("cpu"), 1).depth.encoder
+    encoder = engine.build_training(tiny_config(tmp_path), torch.device("cpu"), 1).depth.encoder
     junk = {k: torch.zeros_like(v) for k, v in encoder.state_dict().items()}
     torch.save({"model": junk}, tmp_path / "imagenet.pth")
     first = engine.train(tiny_config(tmp_path, "cut", num_steps=1))
@@ -188,7 +188,7 @@ def test_nan_mid_epoch_stops_at_the_next_read_naming_the_first_bad_step(tmp_path
 
 def test_train_step_never_reads_a_tensor_on_the_host(tmp_path, monkeypatch):
     cfg = tiny_config(tmp_path)
-    parts = engine.build_parts(cfg, torch.device("cpu"), 1)
+    parts = engine.build_training(cfg, torch.device("cpu"), 1)
     criterion = engine.build_criterion(cfg)
     scene = TinyScene(2, 32, 64)
     batch = torch.utils.data.default_collate([scene[0], scene[1]])
@@ -197,7 +197,7 @@ def test_train_step_never_reads_a_tensor_on_the_host(tmp_path, monkeypatch):
     tracker = engine.LossTracker()
     with no_host_reads(monkeypatch):
         for step in (1, 2):
-            total, terms, _ = engine.train_step(parts, criterion, batch, None, 1)
+            total, terms, _ = engine.train_step(parts, parts.model, criterion, batch, 1)
             tracker.update(step, total, terms)
     assert not torch.equal(before, weight)
     steps = {float(state["step"]) for optimizer in parts.optimizers.values()
@@ -210,20 +210,20 @@ def test_train_step_never_reads_a_tensor_on_the_host(tmp_path, monkeypatch):
 
 def test_a_non_finite_step_leaves_weights_and_optimiser_state_unchanged(tmp_path):
     cfg = tiny_config(tmp_path)
-    parts = engine.build_parts(cfg, torch.device("cpu"), 1)
+    parts = engine.build_training(cfg, torch.device("cpu"), 1)
     criterion = NaNAtStep(engine.build_criterion(cfg), 2)
     scene = TinyScene(2, 32, 64)
     batch = torch.utils.data.default_collate([scene[0], scene[1]])
-    engine.train_step(parts, criterion, batch, None, 1)
+    engine.train_step(parts, parts.model, criterion, batch, 1)
     good = {k: v.detach().clone() for k, v in parts.depth.named_parameters()}
     moments = [{k: v.clone() for k, v in state.items()}
                for state in parts.optimizers["depth"].state.values()]
-    total, terms, _ = engine.train_step(parts, criterion, batch, None, 1)
+    total, terms, _ = engine.train_step(parts, parts.model, criterion, batch, 1)
     assert torch.isnan(total)
     assert_same_weights(dict(parts.depth.named_parameters()), good)  # BatchNorm stats move
     for saved, state in zip(moments, parts.optimizers["depth"].state.values()):
         assert all(torch.equal(saved[k], state[k]) for k in saved)  # step count included
-    engine.train_step(parts, criterion, batch, None, 1)  # finite again: the update runs
+    engine.train_step(parts, parts.model, criterion, batch, 1)  # finite again: the update runs
     assert not torch.equal(parts.depth.decoder.state_dict()["decoder.0.conv.conv.weight"],
                            good["decoder.decoder.0.conv.conv.weight"])
 
@@ -258,7 +258,7 @@ def test_run_folder_config_and_upstream_layout(tmp_path, monkeypatch):
     assert all(torch.equal(v, saved[f"depth.{k}"]) for k, v in net.state_dict().items())
 
     # --load_weights_folder brings every listed network back, strictly
-    parts = engine.build_parts(tiny_config(tmp_path, seed=99), torch.device("cpu"), 1)
+    parts = engine.build_training(tiny_config(tmp_path, seed=99), torch.device("cpu"), 1)
     ckpt.load_initial_weights(tiny_config(tmp_path, load_weights_folder=str(folder)), parts, print)
     assert all(torch.equal(v, saved[f"pose.{k}"]) for k, v in parts.pose.state_dict().items())
     assert all(torch.equal(v, saved[f"depth.{k}"]) for k, v in parts.depth.state_dict().items())
@@ -266,7 +266,7 @@ def test_run_folder_config_and_upstream_layout(tmp_path, monkeypatch):
 
 
 def test_mypretrain_applies_after_loaded_weights(tmp_path):
-    parts = engine.build_parts(tiny_config(tmp_path), torch.device("cpu"), 1)
+    parts = engine.build_training(tiny_config(tmp_path), torch.device("cpu"), 1)
     imagenet = {k: torch.full_like(v, 0.5) if v.is_floating_point() else v
                 for k, v in parts.depth.encoder.state_dict().items()}
     imagenet.update({"head.weight": torch.ones(1000, 4), "norm.weight": torch.ones(4)})
@@ -309,7 +309,7 @@ def test_train_script_smoke_run_writes_loadable_checkpoints(smoke_run):
     state = ckpt.load_training_state(smoke_run / "checkpoints" / "last.pt")
     assert state["step"] == 2 and state["epoch"] == 0 and state["position"] == 4
     cfg = from_dict(state["config"])
-    parts = engine.build_parts(cfg, torch.device("cpu"), 1)
+    parts = engine.build_training(cfg, torch.device("cpu"), 1)
     ckpt.restore_state(state, parts, "last.pt")  # strict
     folder = smoke_run / "models" / "weights_0"
     net = load_depth_network(folder)
@@ -343,7 +343,7 @@ def test_weight_folder_has_upstream_keys_and_shapes(smoke_run, reference):
 
 def test_amp_runs_networks_in_bf16_and_losses_in_float32(tmp_path):
     cfg = tiny_config(tmp_path, amp="bf16")
-    parts = engine.build_parts(cfg, torch.device("cpu"), 1)
+    parts = engine.build_training(cfg, torch.device("cpu"), 1)
     criterion = engine.build_criterion(cfg)
     scene = TinyScene(2, 32, 64)
     batch = torch.utils.data.default_collate([scene[0], scene[1]])
@@ -355,10 +355,9 @@ def test_amp_runs_networks_in_bf16_and_losses_in_float32(tmp_path):
         loss_dtypes.extend({outputs[("disp", 0)].dtype, outputs[("cam_T_cam", 0, -1)].dtype})
         return criterion(inputs, outputs)
 
-    recording_criterion.source_frames = criterion.source_frames
     before = parts.depth.decoder.state_dict()["decoder.0.conv.conv.weight"].clone()
-    loss, terms, outputs = engine.train_step(parts, recording_criterion, batch,
-                                             engine.AMP_DTYPES["bf16"], 1)
+    assert parts.model.amp_dtype == torch.bfloat16  # --amp bf16 reaches the model
+    loss, terms, outputs = engine.train_step(parts, parts.model, recording_criterion, batch, 1)
     assert network_dtypes == [torch.bfloat16] and loss_dtypes == [torch.float32]
     pose_fp32 = transformation_from_parameters(outputs[("axisangle", 0, -1)][:, 0],
                                                outputs[("translation", 0, -1)][:, 0], invert=True)
@@ -373,12 +372,12 @@ def test_validation_reports_losses_and_depth_metrics(synthetic_kitti, tmp_path):
                          height=64, width=192, batch_size=2, num_workers=0, device="cpu",
                          model="lite-mono-tiny", weights_init="scratch", log_dir=str(tmp_path)))
     cpu = torch.device("cpu")
-    parts = engine.build_parts(cfg, cpu, 1)
+    parts = engine.build_training(cfg, cpu, 1)
     criterion = engine.build_criterion(cfg)
     val_set = build_dataset(cfg, "val", is_train=False)
     loader = engine._loader(val_set, ResumableSampler(len(val_set), 0, shuffle=False), cfg,
                             cpu, 0, drop_last=False)
-    val = engine.validate(parts, criterion, loader, cpu, False, None, 1,
+    val = engine.validate(parts, criterion, loader, cpu, False, 1,
                           RunLogger(tmp_path, enabled=False), 0)
     assert {"loss", "photometric", "smoothness", "abs_rel", "a1"} <= set(val)
     assert parts.depth.training  # back in training mode
@@ -425,11 +424,11 @@ def test_colour_map_and_epoch_line():
 ], ids=["shared_pose", "stereo_only", "mono_and_stereo"])
 def test_train_step_reaches_every_depth_parameter(tmp_path, options, frames):
     cfg = tiny_config(tmp_path, **options)
-    parts = engine.build_parts(cfg, torch.device("cpu"), 1)
+    parts = engine.build_training(cfg, torch.device("cpu"), 1)
     criterion = engine.build_criterion(cfg)
     scene = TinyScene(2, 32, 64, frames)
     batch = torch.utils.data.default_collate([scene[0], scene[1]])
-    loss, _, outputs = engine.train_step(parts, criterion, batch, None, 1)
+    loss, _, outputs = engine.train_step(parts, parts.model, criterion, batch, 1)
     assert np.isfinite(loss)
     assert all(("cam_T_cam", 0, f) in outputs for f in frames[1:])
     if "s" in frames:
@@ -449,7 +448,7 @@ def test_channels_last_is_off_unless_asked_for(tmp_path):
     assert from_dict({}).train.channels_last is False
     for asked in (False, True):
         cfg = tiny_config(tmp_path, channels_last=asked)
-        parts = engine.build_parts(cfg, torch.device("cpu"), 1)
+        parts = engine.build_training(cfg, torch.device("cpu"), 1)
         # 3x3+ kernels over several input channels: the weights whose two layouts differ
         convs = [m.weight for net in (parts.depth, parts.pose) for m in net.modules()
                  if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1)
@@ -458,7 +457,7 @@ def test_channels_last_is_off_unless_asked_for(tmp_path):
 
 
 def test_to_device_makes_only_the_network_inputs_channels_last():
-    from litemono.engine import to_device
+    from litemono.model import to_device
 
     batch = {("color_aug", 0, 0): torch.rand(2, 3, 8, 16), ("color", 0, 0): torch.rand(2, 3, 8, 16),
              ("color", 1, 2): torch.rand(2, 3, 2, 4), ("K", 0): torch.eye(4).expand(2, 4, 4),
@@ -480,7 +479,7 @@ def test_optimisers_make_upstreams_adamw_update(tmp_path):
     # (channels_last parameters, and gradients laid out like them as autograd does: torch's
     # fused CPU kernel pairs elements in memory order)
     cfg = tiny_config(tmp_path, channels_last=True)
-    parts = engine.build_parts(cfg, torch.device("cpu"), 1)
+    parts = engine.build_training(cfg, torch.device("cpu"), 1)
     generator = torch.Generator().manual_seed(5)
     for name, module in (("depth", parts.depth), ("pose", parts.pose)):
         params = [p for p in module.parameters()]
@@ -507,8 +506,8 @@ def test_optimiser_state_from_an_nchw_network_steps_a_channels_last_one_correctl
     from litemono.checkpoint import load_optimizer_state
 
     cpu = torch.device("cpu")
-    nchw = engine.build_parts(tiny_config(tmp_path, channels_last=False), cpu, 1)
-    nhwc = engine.build_parts(tiny_config(tmp_path, channels_last=True), cpu, 1)
+    nchw = engine.build_training(tiny_config(tmp_path, channels_last=False), cpu, 1)
+    nhwc = engine.build_training(tiny_config(tmp_path, channels_last=True), cpu, 1)
     nhwc.depth.load_state_dict(nchw.depth.state_dict())
     params_a, params_b = list(nchw.depth.parameters()), list(nhwc.depth.parameters())
     assert any(p.stride() != q.stride() for p, q in zip(params_a, params_b))
@@ -549,11 +548,11 @@ def test_pose_init_forward_starts_every_pair_moving_along_the_true_motion(synthe
                          height=64, width=192, model="lite-mono-tiny", weights_init="scratch",
                          pose_model_type=pose_model_type, pose_init_forward=distance))
     torch.manual_seed(0)
-    parts = engine.build_parts(cfg, torch.device("cpu"), 1)
+    parts = engine.build_training(cfg, torch.device("cpu"), 1)
     dataset = build_dataset(cfg, "train", is_train=False)
     batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=4, shuffle=False)))
     with torch.no_grad():
-        outputs = engine.run_networks(parts.depth, parts.pose, batch, [-1, 1])
+        outputs = parts.model(batch)
     for f in (-1, 1):
         for i, index in enumerate(batch["index"].tolist()):
             line = dataset.entries[index].line

@@ -11,14 +11,13 @@ upstream code ignores that entry, and upstream's folders (without it) load too.
 
 Loading is strict: nothing is filtered silently. A mismatch raises ``ValueError`` naming the
 missing, unexpected and wrongly shaped keys, and for an encoder the variant the file fits; a
-truncated or foreign file raises :class:`WeightsFileError` naming it.
+truncated or foreign file raises :class:`litemono.errors.CheckpointError` naming it.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import pickle
-import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -29,6 +28,7 @@ from torch import nn
 
 from ..config import ModelConfig, coerce
 from ..errors import ConfigError, UserError, first_sentence
+from ..io import pickled_object, read_torch_file
 from .attention import ATTENTION_KINDS
 from .decoder import DepthDecoder
 from .encoder import VARIANTS, LiteMono, infer_variant
@@ -44,29 +44,6 @@ IMAGENET_ONLY_PREFIXES = ("head.", "norm.")
 NO_PRETRAIN = "none"  # --mypretrain none: the encoder starts from scratch on purpose
 
 
-class WeightsFileError(UserError, ValueError):
-    """A weights file is truncated or not a torch file; the message names the file.
-
-    (``checkpoint.CheckpointError`` says the same for training states; that module imports this
-    one, so the weight folders read here have their own error type.)
-    """
-
-
-# how torch's weights-only unpickler names a Python object it refuses to rebuild
-_REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
-
-
-def pickled_object(exc: BaseException) -> Optional[str]:
-    """The Python object (``module.Class``) that a ``torch.load(weights_only=True)`` refused to
-    unpickle, when that is why ``exc`` was raised: the file is intact but holds more than
-    tensors and plain containers. None when ``exc`` says something else (a cut or foreign file).
-    """
-    if not isinstance(exc, pickle.UnpicklingError):
-        return None
-    found = _REFUSED_GLOBAL.search(str(exc))
-    return found.group(1) if found else None
-
-
 # what torch.save wrote first before PyTorch 1.6 (a pickled magic number, protocol 2)
 _LEGACY_TORCH_START = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
 
@@ -75,32 +52,6 @@ def is_legacy_torch_file(path: Union[str, Path]) -> bool:
     """Whether ``path`` starts as the non-zip files of ``torch.save`` before PyTorch 1.6 do."""
     with open(path, "rb") as handle:
         return handle.read(len(_LEGACY_TORCH_START)) == _LEGACY_TORCH_START
-
-
-def holds_objects(path: Path, name: str) -> str:
-    """The words for a file refused by :func:`pickled_object` (``name`` is its object)."""
-    return (f"{path} holds pickled Python objects ({name}), not only tensors, and is not "
-            "unpickled here because unpickling runs code stored in the file")
-
-
-def read_weights_file(path: Path, device="cpu", mmap: bool = False) -> Any:
-    """``torch.load(weights_only=True)`` of one file of a weights folder.
-
-    Raises:
-        WeightsFileError: the file is truncated or not a torch file, or it holds pickled
-            Python objects besides tensors (torch's own message does not name the file).
-    """
-    try:
-        return torch.load(path, map_location=device, weights_only=True, mmap=mmap)
-    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        name = pickled_object(exc)
-        if name is not None:
-            raise WeightsFileError(f"{holds_objects(path, name)}, save its state dict as plain "
-                                   "tensors (torch.save(module.state_dict(), file)) or use a "
-                                   "weights folder that train.py wrote") from exc
-        raise WeightsFileError(f"cannot read {path} ({first_sentence(str(exc))}), the file is "
-                               "truncated or not a torch file: use an intact copy of the "
-                               "weights folder") from exc
 
 
 # Encoder families besides Lite-Mono: ``--model`` name -> ``builder(cfg: ModelConfig)`` returning
@@ -229,7 +180,7 @@ def load_depth_network(weights_folder, device="cpu", model: Optional[str] = None
         the folder's ``disp_to_depth`` range is :func:`read_depth_range`'s.
 
     Raises:
-        FileNotFoundError: a file is missing. WeightsFileError: a file is truncated or not a
+        FileNotFoundError: a file is missing. CheckpointError: a file is truncated or not a
         torch file. ValueError: the weights do not fit.
     """
     folder = Path(weights_folder)
@@ -237,7 +188,7 @@ def load_depth_network(weights_folder, device="cpu", model: Optional[str] = None
     for name in (ENCODER_FILE, DEPTH_FILE):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"load_depth_network: no {name} in {folder}")
-        states[name] = read_weights_file(folder / name, device)
+        states[name] = read_torch_file(folder / name, device=device)
     encoder_state = dict(states[ENCODER_FILE])
     extras = {k: encoder_state.pop(k) for k in (*UPSTREAM_EXTRAS, CONFIG_ENTRY)
               if k in encoder_state}
@@ -273,7 +224,7 @@ def read_depth_range(weights_folder) -> Optional[Tuple[float, float]]:
     if not path.is_file():
         return None
     # mmap: only the small entry is read, not the encoder's tensors
-    state = read_weights_file(path, mmap=True)
+    state = read_torch_file(path, mmap=True)
     return _stored_depth_range(state.get(CONFIG_ENTRY) if isinstance(state, Mapping) else None)
 
 
@@ -288,13 +239,13 @@ def load_pose_network(weights_folder, device="cpu", num_layers: int = 18) -> Pos
         raise FileNotFoundError(f"load_pose_network: no pose.pth in {folder}")
     if (folder / "pose_encoder.pth").is_file():
         net = build_pose_network(ModelConfig(num_layers=num_layers, weights_init="scratch"))
-        encoder_state = read_weights_file(folder / "pose_encoder.pth", device)
+        encoder_state = read_torch_file(folder / "pose_encoder.pth", device=device)
         load_state_strict(net.encoder, encoder_state, str(folder / "pose_encoder.pth"))
     else:
         depth_net = load_depth_network(folder, device)
         net = build_pose_network(dataclasses.replace(depth_net.config, pose_model_type="shared"),
                                  depth_net)
-    decoder_state = read_weights_file(folder / "pose.pth", device)
+    decoder_state = read_torch_file(folder / "pose.pth", device=device)
     load_state_strict(net.decoder, decoder_state, str(folder / "pose.pth"))
     return net.to(device).eval()
 
