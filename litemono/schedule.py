@@ -5,8 +5,8 @@ Self-Supervised Monocular Depth Estimation", CVPR 2023) gives each of its two Ad
 cosine schedule with warm restarts (cycle ``T_0`` epochs, ``T_mul`` 1, no warm-up) whose peak is
 multiplied by 0.9 at every restart, and steps it once at the start of every epoch. Because the
 scheduler is stepped before the first epoch trains, the cosine is already one epoch in at epoch
-0 (``../shared/spec/upstream.md`` section 5 lists the measured values, e.g. 9.976e-5 at epoch 0
-for the depth networks).
+0: the depth networks train at 9.976e-5, not 1e-4 (``tests/test_schedule.py`` holds upstream's
+values per epoch).
 
 Here the schedule is a plain function of the epoch, :func:`cosine_restart_lr`, and
 :class:`EpochLRSchedule` applies it to an optimiser; its saved state is just the epoch.

@@ -1,12 +1,14 @@
 """The whole pipeline on the built-in synthetic KITTI scene: precompute -> train -> evaluate.
 
     pip install -e ".[test]" && python scripts/demo.py
+    python scripts/demo.py --figure docs/demo.png    # also refresh the README's picture
 
-About 5 minutes on 2 CPU cores (README: the measured time and metrics), no download: renders
-the scene (if absent), makes pseudo-labels for it, trains a small Lite-Mono (lite-mono-tiny, 96x320, distillation; configs/synthetic) with
-train.py for ``--num_steps``, evaluates it with evaluate_depth.py against the scene's true depth,
-prints the metrics table and writes ``<run>/demo.png`` (input | predicted disparity | true
-disparity). ``tensorboard --logdir <run>`` shows the training curves.
+No download; about 5 minutes on 2 CPU cores. Renders the scene (if absent), makes pseudo-labels
+for it, trains lite-mono-tiny at 96x320 with distillation (configs/synthetic/03_pseudo_label.yaml)
+through train.py for ``--num_steps``, evaluates it with evaluate_depth.py against the scene's true
+depth, prints the metrics and writes ``<run>/demo.png`` (input | predicted disparity | true
+disparity; ``--figure PATH`` writes the same picture to PATH too). ``tensorboard --logdir <run>``
+shows the training curves.
 
 Pseudo-labels come from Depth Anything V2 Small when its weights are here (``--teacher_path``,
 or the Hugging Face cache), else from the scene's true disparity under a random affine map and
@@ -15,6 +17,7 @@ noise (``precompute_teacher.py --teacher synthetic``, a documented stand-in: not
 import argparse
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -45,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_cuda", dest="device", action="store_const", const="cpu",
                    help="same as --device cpu")
     p.add_argument("--teacher_path", help="local Depth Anything V2 folder (config.json + weights)")
+    p.add_argument("--figure", metavar="PATH",
+                   help="also write the picture here (the README's is docs/demo.png)")
     return p
 
 
@@ -62,9 +67,10 @@ def choose_teacher(args, height: int, width: int):
 
 
 def write_panel(run: Path, weights: Path, data_path: str, split: str, height: int,
-                width: int) -> Path:
-    """``<run>/demo.png``: the first test frame, its predicted and its true disparity, side by
-    side; each disparity coloured over its own range (sky, with no depth, is black)."""
+                width: int, figure: Optional[Path] = None) -> Path:
+    """``<run>/demo.png`` (and ``figure`` when given): the first test frame, its predicted and
+    its true disparity, side by side; each disparity coloured over its own range (sky, with no
+    depth, is black). Returns ``<run>/demo.png``."""
     import torch
     from PIL import Image
 
@@ -84,8 +90,9 @@ def write_panel(run: Path, weights: Path, data_path: str, split: str, height: in
         panels.append(colourise(disp).permute(1, 2, 0).numpy())
     strip = (np.concatenate(panels, axis=1) * 255).round().astype(np.uint8)
     out = run / "demo.png"
-    with io.atomic_write(out) as handle:
-        Image.fromarray(strip).save(handle, format="PNG")
+    for path in [out] + ([Path(figure)] if figure else []):
+        with io.atomic_write(path) as handle:
+            Image.fromarray(strip).save(handle, format="PNG", optimize=True)
     return out
 
 
@@ -122,8 +129,11 @@ def main(argv=None) -> dict:
         "--load_weights_folder", str(weights), "--data_path", args.data_path,
         "--split_folder", split, "--gt_path", str(gt_path), "--save_pred_disps",
         "--num_workers", "0", "--device", args.device])
-    panel = write_panel(run, weights, args.data_path, split, cfg.model.height, cfg.model.width)
+    panel = write_panel(run, weights, args.data_path, split, cfg.model.height, cfg.model.width,
+                        args.figure)
     print(f"\nimage (input | predicted disparity | true disparity): {panel}")
+    if args.figure:
+        print(f"the same image: {args.figure}")
     print(f"tensorboard --logdir {run}")
     return metrics
 

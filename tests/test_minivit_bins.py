@@ -14,7 +14,7 @@ from litemono.models.profile import count_macs
 from test_models import check_bin_outputs
 from test_train import tiny_config, use_tiny_scene
 
-# the report's FLOPs column (../shared/spec/report_table.md): thop MACs at 640x192, batch 1
+# the report's FLOPs column (README): thop MACs at 640x192, batch 1
 REPORT_GMACS = {"01_baseline": 5.032, "02_spatial_attention": 5.033, "03_pseudo_label": 5.032,
                 "04_fixed_bins": 5.694, "05_full": 8.675}
 KITTI_ROWS = sorted((PROJECT_ROOT / "configs" / "kitti").glob("0*.yaml"))
@@ -73,10 +73,10 @@ def test_sincos_positions_formula():
     np.testing.assert_allclose(pos[5].numpy(), expected, rtol=1e-6)
 
 
-def test_head_macs_follow_the_docstring_arithmetic():
-    """The hook counter (thop's rules) agrees with the module docstring's sums and totals."""
+def test_head_macs_follow_the_documented_arithmetic():
+    """The hook counter (thop's rules) agrees with the sums and totals of docs/architecture.md."""
     c, h, w, k = 24, 96, 320, 64
-    docstring_totals = {"adaptive": 3_629_146_112, "fixed": 676_331_520}  # 3,629.1 M, 676.3 M
+    documented_totals = {"adaptive": 3_629_146_112, "fixed": 676_331_520}  # 3,629.1 M, 676.3 M
     for mode in ("adaptive", "fixed"):
         size = MVIT_SIZES[mode]
         head = MiniViTBinHead(c, k, mode)
@@ -103,13 +103,13 @@ def test_head_macs_follow_the_docstring_arithmetic():
                         + tokens * size.depth * layer + mlp)
         else:
             expected = h * w * (9 * c * e + e * q + q * k)
-        assert total[0] == expected == docstring_totals[mode], mode
+        assert total[0] == expected == documented_totals[mode], mode
 
 
 @pytest.mark.parametrize("row", KITTI_ROWS, ids=lambda p: p.stem)
 def test_kitti_row_macs_are_the_reports(row):
     """thop MACs at 640x192, batch 1 (the report's "FLOPs"), within 0.5% of its column (the
-    minivit_bins docstring: -0.2% for 05_full, +0.1% for 04_fixed_bins), so a row with another
+    arithmetic in docs/architecture.md: -0.2% for 05_full, +0.1% for 04_fixed_bins), so a row with another
     head (4%-72% apart) fails; 01-03 differ by the spatial attention's 0.001 G only."""
     cfg = parse_config(["--config", str(row)]).model
     assert (cfg.height, cfg.width) == (192, 640)

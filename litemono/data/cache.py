@@ -1,20 +1,16 @@
-"""Opt-in cache of frames already resized to the training size (issue 9, data speed).
+"""Opt-in cache of frames already resized to the training size (``--cache_dir``).
 
-Decoding a full-size KITTI JPEG (1242x375) and LANCZOS-resizing it to 640x192 and on down the
-pyramid dominates the cost of a training item. The pyramid of monodepth2 / Lite-Mono (Godard et
-al., ICCV 2019; Zhang et al., CVPR 2023) resizes every scale from the previous one, so the whole
-pyramid is a function of the source frame: storing it losslessly (uint8) gives exactly the
-tensors of the uncached pipeline.
-
-The cache holds the unflipped frame. Upstream flips the native image and then resizes; PIL's
-LANCZOS resize is mirror-symmetric (its filter taps are symmetric and the fixed-point sums are
-exact), so flipping each resized level gives the same bytes. ``tests/test_data.py`` checks both
-facts on random images at KITTI sizes.
+Decoding a full-size KITTI JPEG (1242x375) and LANCZOS-resizing it down the pyramid dominates
+the cost of a training item. monodepth2's pyramid (Godard et al., ICCV 2019) resizes each scale
+from the previous one, so it is a function of the source frame, and storing it losslessly
+(uint8) gives exactly the uncached tensors. The cache holds the unflipped frame: PIL's LANCZOS
+resize is mirror-symmetric, so flipping each resized level gives the bytes of upstream's
+flip-then-resize (``tests/test_data.py`` checks both facts on KITTI-sized random images).
 
 Layout: ``<cache_dir>/<H>x<W>_s<levels>/<absolute image path>.npy``, one flat uint8 array per
-frame holding the levels (H / 2^s, W / 2^s, 3), s = 0..levels-1, one after the other; written
-once, atomically, by whichever worker reads the frame first. Nothing checks whether a source
-frame changed after it was cached: delete the cache folder when the data change.
+frame holding the levels (H / 2^s, W / 2^s, 3), s = 0..levels-1, in order; written once,
+atomically, by the first worker that reads the frame. A changed source frame is not detected:
+delete the cache folder when the data change.
 """
 from __future__ import annotations
 

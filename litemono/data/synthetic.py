@@ -1,26 +1,19 @@
 """A synthetic KITTI raw recording with known depth, in KITTI raw's exact on-disk layout.
 
-Renders the driving world of :mod:`litemono.data.synthetic_world` and writes it the way KITTI raw
-(Geiger et al., IJRR 2013) and monodepth2's converted copy lie on disk, so the real loaders, the
-ground-truth export and the evaluation run on it unchanged::
+Renders the world of :mod:`litemono.data.synthetic_world` and writes it as KITTI raw (Geiger et
+al., IJRR 2013) lies on disk, so the real loaders, ground-truth export and evaluation run on it::
 
-    <root>/<date>/calib_cam_to_cam.txt, calib_velo_to_cam.txt, calib_imu_to_velo.txt
-    <root>/<date>/<date>_drive_<NNNN>_sync/image_0{2,3}/data/<frame:010d>.jpg   (.png: png=True)
-    <root>/<date>/<date>_drive_<NNNN>_sync/image_0{2,3}/true_depth/<frame:010d>.npy
-    <root>/<date>/<date>_drive_<NNNN>_sync/velodyne_points/data/<frame:010d>.bin
-    <root>/<date>/<date>_drive_<NNNN>_sync/poses.txt
-    <root>/splits/synthetic/{train,val,test}_files.txt
-    <root>/manifest.json                                                   (written last)
+    <root>/<date>/calib_{cam_to_cam,velo_to_cam,imu_to_velo}.txt
+    <root>/<date>/<date>_drive_<NNNN>_sync/image_0{2,3}/{data/*.jpg,true_depth/*.npy}
+    <root>/<date>/<date>_drive_<NNNN>_sync/{velodyne_points/data/*.bin,poses.txt}
+    <root>/splits/synthetic/{train,val,test}_files.txt and <root>/manifest.json (written last)
 
-``true_depth`` is the float32 z-depth (metres) of the rectified camera at every pixel centre, with
-**0 for sky** (no surface; KITTI's "no measurement" value). ``poses.txt`` holds one camera-2 pose
-per frame, 12 numbers = the row-major 3x4 camera-to-world matrix relative to frame 0 (KITTI
-odometry format). The velodyne points are pixels of camera 2 sampled at random from the true
-depth, moved into the velodyne frame with the written calibration; so ``generate_depth_map``
-gives back the true depth, one pixel up-left (the KITTI projection quirk it keeps).
-
-Every file goes through :mod:`litemono.io` (atomic). A present ``manifest.json`` means a
-complete scene; a rerun after a kill renders only the frames whose files are missing or invalid.
+Files are named ``<frame:010d>`` (``.png`` frames with ``png=True``). ``true_depth``: float32
+z-depth in metres at every pixel centre, 0 for sky. ``poses.txt``: one camera-2 pose per frame,
+the row-major 3x4 camera-to-world matrix relative to frame 0 (KITTI odometry format). The
+velodyne points are true-depth pixels moved into the velodyne frame, so ``generate_depth_map``
+gives the true depth back (one pixel up-left, KITTI's projection quirk). Files are written
+atomically; a manifest means a complete scene; a rerun renders only missing or invalid frames.
 """
 from __future__ import annotations
 

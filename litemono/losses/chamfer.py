@@ -1,23 +1,19 @@
 """Chamfer loss between adaptive bin centres and the teacher's disparity distribution.
 
-The seed report's distribution loss (its Eq. 1) follows AdaBins (Bhat et al., CVPR 2021,
-section 3.3, "bin-center density loss"), which pulls the predicted bin centres towards the depths
-present in an image. Here the target set is the teacher's disparity (Depth Anything V2), aligned
-to the student like the distillation term, sampled at a fixed stride over the non-zero pixels;
-the 1-D Chamfer distance is computed in plain PyTorch, per image, then averaged over images,
-all in static shapes (no boolean indexing, no host synchronisation), so the step compiles whole.
+The report's (README) distribution loss, its Eq. 1, after AdaBins' bin-centre density loss
+(Bhat et al., CVPR 2021, section 3.3). The target set is the teacher's disparity, aligned to the
+student like the distillation term and sampled at a fixed stride over the non-zero pixels (sky
+is never a point); the 1-D Chamfer distance is computed per image and averaged over images, in
+static shapes so the step compiles whole. Gradients reach the bin centres only.
 ``--chamfer_reduction`` picks how each direction reduces over its points:
 
 * ``sum`` (the report's Eq. 1)::
 
     chamfer(P, C) = sum_{p in P} min_{c in C} (p - c)^2 + sum_{c in C} min_{p in P} (c - p)^2
 
-* ``mean`` (the default; AdaBins' form): the same with means. Its value does not grow with
-  ``--chamfer_points`` or K, so a weight carries over between sizes; with ``sum`` the first
-  direction scales with the number of sampled points N and the second with K, so the weight
-  ``w`` of a ``sum`` run matches roughly ``w * N`` (point side) of a ``mean`` run.
-
-Sky pixels (teacher disparity 0) are never points. Gradients flow to the bin centres only.
+* ``mean`` (default, AdaBins' form): the same with means, so a weight carries over between
+  values of ``--chamfer_points`` N and K; on the point side a ``sum`` weight ``w`` acts like a
+  ``mean`` weight ``w * N``.
 """
 from __future__ import annotations
 

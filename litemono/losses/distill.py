@@ -1,51 +1,20 @@
-"""Pixel-level L1 distillation from a precomputed relative-disparity teacher.
+"""Pixel-level L1 distillation from a precomputed relative-disparity teacher (``--distill_*``).
 
-The teacher (Depth Anything V2, Yang et al., NeurIPS 2024) predicts disparity only up to an
-unknown per-image scale and shift, and the Lite-Mono student (Zhang et al., CVPR 2023) predicts a
-sigmoid disparity in (0, 1). Each image's teacher map is therefore first aligned to the student,
-then compared with an L1 on the valid pixels. Teacher pixels equal to 0 (sky, infinitely far)
-are masked out everywhere. As targets for the Chamfer term, alignments take the student's
-statistics from a detached copy; the ``si`` and ``ssi`` distillation terms keep them in the graph.
+The teacher (Depth Anything V2, Yang et al., NeurIPS 2024) gives disparity up to an unknown
+per-image scale and shift; the Lite-Mono student (Zhang et al., CVPR 2023) a sigmoid disparity
+in (0, 1). Per image, over the valid pixels (teacher > 0; 0 is sky), the term compares the
+student with the teacher by an L1 after one of three alignments (``--distill_align``):
 
-Alignments (``--distill_align``), per image, over the valid pixels V, with t the teacher and s
-the student disparity:
+* ``normalized`` (default, the report's, README): the teacher median-centred and scaled into
+  [0, 1]; the target does not depend on the student.
+* ``si``: both maps divided by their own median, the student's median kept in the graph
+  (invariant to the student's scale).
+* ``ssi`` (MiDaS, Ranftl et al., TPAMI 2022): both maps normalised by median and mean absolute
+  deviation, the student's statistics in the graph (invariant to scale and shift).
 
-* ``normalized`` (default; the seed report's variant: median-centring, then normalising to
-  [0, 1]): ``0.5 + (t - median_V(t)) / (2 * max_V |t - median_V(t)|)``: the median goes to 0.5
-  and the farthest value to 0 or 1. It does not use the student, so nothing in it rewards
-  shrinking, but it imposes a per-image disparity shift that no depth proportional to the truth
-  has: on the synthetic scene a student equal to its target scores abs_rel 0.13, where the
-  stand-in teacher itself scores 0.047. The report's rows use it.
-* ``si`` (scale-invariant): the term is ``mean_V |m * s / median_V(s) - m * t / median_V(t)|``,
-  with the student's median *in the graph* and ``m = median_V(s)`` detached. Its gradient has
-  exactly zero slope along any scale of the student (the median moves with it), so nothing
-  rewards shrinking; the detached ``m`` only keeps the gradient in disparity units. The target
-  keeps the teacher's disparity *ratios*, i.e. its shift: the stand-in teacher's shift (up to
-  0.2 of its median) costs it abs_rel 0.047. On the synthetic scene it is the better choice
-  (abs_rel 0.156 vs the baseline's 0.184, where ``normalized`` gave 0.187;
-  docs/results_synthetic.md, "Session 4"). As an alignment (for the Chamfer term) its target
-  is ``t * median_V(s) / median_V(t)``, the student's median detached.
-* ``ssi`` (scale- and shift-invariant, the loss of MiDaS, Ranftl et al., TPAMI 2022): both maps
-  normalised by their own median and mean absolute deviation,
-  ``n(x) = (x - median_V(x)) / mean_V |x - median_V(x)|``; the term is
-  ``mad_V(s) * mean_V |n(s) - n(t)|`` with ``n(s)``'s statistics in the graph and the factor
-  ``mad_V(s)`` detached (without it the gradient grows as ``1 / mad(s)``; from the nearly flat
-  untrained map it drowned the photometric loss under Adam). Zero slope along any scale *and
-  shift* of the student: the teacher sets only the shape, and the shift is left to the
-  photometric loss, which hardly constrains it for the far pixels of a forward drive; on the
-  synthetic scene the student's shift wandered and the run was unstable
-  (docs/results_synthetic.md). As an alignment (for the Chamfer term) its target is
-  ``median_V(s) + mad_V(s) * n(t)``.
-
-Removed alignments (documented failures, used by no table row; docs/results_synthetic.md keeps
-their runs): ``median`` (``t * median_V(s) / median_V(t)`` as a target for the *detached*
-student) and ``lstsq`` (least-squares scale and shift onto the detached student) both reward
-shrinking the student: with a target that follows the detached student, the gradient along
-"scale the whole student by (1 + e)" is ``sum_V sign(s - target) * s``, and the pixels above
-their target are on average the larger ones, so it is positive; every step shrinks the student a
-little, the target follows, and the disparity walked to 0 within 300 steps (a test shows the
-sign of this slope). ``--distill_relative`` (each L1 divided by the detached student median)
-kept that slope and collapsed too; ``si`` is what it was meant to be.
+:data:`ALIGNERS` gives the Chamfer term the matching target with the student detached. The
+formulas and why the student's statistics stay in the graph: docs/architecture.md,
+"Distillation alignments". Everything runs in static shapes (no boolean indexing, no host reads).
 """
 from __future__ import annotations
 
@@ -120,7 +89,8 @@ def align_median(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tenso
 
 def align_normalized(teacher: torch.Tensor, student: torch.Tensor,
                      mask: torch.Tensor) -> torch.Tensor:
-    """Median-centre the teacher and normalise it into [0, 1] (median -> 0.5); see module doc.
+    """Median-centre the teacher and normalise it into [0, 1]: the median goes to 0.5, the
+    farthest value to 0 or 1.
 
     Args as :func:`align_median` (``student`` is unused: the target range is fixed).
     """
@@ -153,9 +123,9 @@ def robust_normalize(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def align_ssi(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Robust affine alignment: the teacher given the (detached) student's median and spread.
 
-    Args as :func:`align_median`. Returns ``median(s) + mad(s) * n(t)`` per image (module
-    docstring). :class:`DistillationTerm` does not use this target: its ``ssi`` term compares
-    ``n(s)`` and ``n(t)`` with the student's statistics kept in the graph.
+    Args as :func:`align_median`. Returns ``median(s) + mad(s) * n(t)`` per image, ``n`` being
+    :func:`robust_normalize`. :class:`DistillationTerm` does not use this target: its ``ssi``
+    term compares ``n(s)`` and ``n(t)`` with the student's statistics kept in the graph.
     """
     student_median, spread = robust_stats(student.detach(), mask)
     return student_median + spread * robust_normalize(teacher, mask)

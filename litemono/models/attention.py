@@ -4,7 +4,7 @@ Every kind is one entry of :data:`ATTENTION_KINDS`, a name -> factory table in t
 timm's ``layers/create_attn.py``; ``--attention`` choices, validation and the encoder read it.
 A new kind is one class (or any ``channels -> nn.Module`` function) and one registration.
 
-Spatial attention (``spatial``, the seed report's addition):
+Spatial attention (``spatial``, an addition of the report, README):
 
 Reference: S. Woo, J. Park, J.-Y. Lee, I. S. Kweon, "CBAM: Convolutional Block Attention
 Module", ECCV 2018, section 3 (spatial attention module, eq. 3). Only the spatial branch is used:

@@ -1,4 +1,4 @@
-"""Disparity-bin head for the full-resolution decoder level (the seed report's ``--bins K``).
+"""Disparity-bin head for the full-resolution decoder level (``--bins K``; from the report, README).
 
 Reference: S. F. Bhat, I. Alhashim, P. Wonka, "AdaBins: Depth Estimation Using Adaptive Bins",
 CVPR 2021, section 3 (bin widths from global features, eq. 1-2; depth as the probability-

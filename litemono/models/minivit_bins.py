@@ -1,44 +1,19 @@
 """AdaBins-style disparity-bin head (``--bin_head mvit``): a mini-ViT with range attention.
 
 Reference: S. F. Bhat, I. Alhashim, P. Wonka, "AdaBins: Depth Estimation Using Adaptive Bins",
-CVPR 2021, section 3.2 ("mini-ViT"): patch embedding of the top decoder feature, a few
-transformer encoder layers, a regression MLP on one output token for the bin widths, further
-output tokens used as 1x1 "range attention" queries against a per-pixel key embedding, and a 1x1
-convolution from the range-attention maps to K bin logits. Disparity is the softmax-weighted sum
-of the bin centres (AdaBins eq. 3), in normalised disparity (0, 1) as in :mod:`.bins`.
+CVPR 2021, section 3.2: patch embedding of the top decoder feature, transformer layers, an MLP on
+one output token for the bin widths, further output tokens as 1x1 "range attention" queries
+against a per-pixel key embedding, and a 1x1 convolution to K bin logits. Disparity is the
+probability-weighted sum of the bin centres, in normalised disparity (0, 1) as in :mod:`.bins`.
 
-Design choices (the seed report names the parts but not their sizes; the sizes below are the
-readings that reproduce its FLOPs column, see the arithmetic):
+* ``adaptive``: 8x8 patches of the H/2 feature, 2-D sine-cosine positions, ``1 + Q`` learnt
+  tokens prepended (so any image size works); keys, range attention and logits at full
+  resolution on the x2-upsampled feature.
+* ``fixed``: uniform centres, no transformer; the queries are learnt constants (a bias-free 1x1
+  convolution), per-pixel path at H/2, probabilities upsampled x2.
 
-* ``adaptive`` (the full model's head): the transformer reads the top decoder feature at H/2
-  (as AdaBins reads its H/2 decoder output) with 8x8 patches, 2-D sine-cosine positions and
-  ``1 + Q`` learnt tokens prepended (one for the widths, Q for the queries), so any image size
-  works; AdaBins instead reads its queries off the first Q + 1 patch tokens, which needs at
-  least Q + 1 patches. The per-pixel path (3x3 key convolution, range attention, 1x1 logits)
-  runs at full resolution on the x2-upsampled feature: the report's 3.6 GMACs over the baseline
-  are out of reach at H/2 with a 24-channel feature (AdaBins' own sizes there, E = Q = 128,
-  come to ~1.35 G; at full resolution to ~5.4 G). E = Q = 96, K = 64, 4 pre-norm layers
-  with 4 heads and an MLP ratio of 4, regression MLP E -> 256 -> 256 -> K.
-* ``fixed`` (the fixed-bin row's head): uniform centres, so there is nothing to regress and no
-  transformer; the queries are learnt constants, and a dot product with constant vectors is a
-  bias-free 1x1 convolution E -> Q. Per-pixel path at H/2 with E = Q = 64, probabilities
-  upsampled x2 (bilinear weights are convex, so they still sum to 1).
-* A GELU follows the key convolution (AdaBins has none) so that the fixed head is not a
-  factorised linear map of the feature.
-
-MAC arithmetic (thop's convention, :mod:`litemono.models.profile`: convolutions and linear
-layers only; the range-attention einsum, attention matmuls, LayerNorm and interpolation are not
-counted), lite-mono at 640x192, top decoder feature C = 24 channels at 96x320 = 30,720 pixels,
-full resolution 122,880 pixels; the head replaces the 3x3 sigmoid head at scale 0
-(30,720 * 24 * 9 = 6.6 M):
-
-* adaptive: keys 122,880 * 24 * 9 * 96 = 2,548.0 M; logits 122,880 * 96 * 64 = 755.0 M; patch
-  embedding 30,720 * 24 * 96 = 70.8 M; transformer (480 patches + 97 tokens) * 4 layers *
-  (96 * 288 + 96 * 96 + 2 * 96 * 384) = 255.2 M; regression MLP 0.1 M; total 3,629.1 M.
-  With spatial attention (5.033 G): 5.033 - 0.007 + 3.629 = 8.655 G (report: 8.675 G, -0.2%).
-* fixed: keys 30,720 * 24 * 9 * 64 = 424.7 M; queries 30,720 * 64 * 64 = 125.8 M; logits
-  30,720 * 64 * 64 = 125.8 M; total 676.3 M; baseline 5.032 - 0.007 + 0.676 = 5.701 G
-  (report: 5.694 G, +0.1%; thop measures 5.701 G and 8.655 G).
+:data:`MVIT_SIZES` are the sizes that reproduce the report's (README) FLOPs column; the MAC
+count per part is in docs/architecture.md, and ``tests/test_minivit_bins.py`` checks it.
 """
 from __future__ import annotations
 
@@ -54,7 +29,7 @@ from .bins import BIN_MODES, uniform_centers, widths_to_centers
 
 @dataclass(frozen=True)
 class MiniViTSize:
-    """Sizes of one mode of :class:`MiniViTBinHead` (module docstring: why these)."""
+    """Sizes of one mode of :class:`MiniViTBinHead` (why these: docs/architecture.md)."""
 
     full_resolution: bool  # per-pixel path at H (else at H/2, probabilities upsampled)
     embed_dim: int  # E: key and token width
