@@ -1,7 +1,7 @@
 """The loss of every training step, kept on the device until the engine reads it.
 
 A training step that calls ``.item()`` or ``float(loss)`` waits for the accelerator to finish
-before the host can queue the next step (on a GPU the step is launch-bound: issue 22). So the
+before the host can queue the next step (on a GPU the step is launch-bound). So the
 engine hands each step's total and terms to :meth:`LossTracker.update`, which only queues
 device work: running sums of the terms and, through ``torch.where``, a record of the FIRST step
 whose loss was not finite (its number, total and terms). :meth:`LossTracker.check` and

@@ -6,7 +6,7 @@
     python scripts/run_ablation.py --configs configs/synthetic --data_path synthetic_kitti \
         --seeds 0 1 2
 
-One row per YAML file of ``configs/<set>/`` (the seed report's ablation of Lite-Mono, Zhang et
+One row per YAML file of ``configs/<set>/`` (the report's ablation (README) of Lite-Mono, Zhang et
 al., CVPR 2023: baseline, + spatial attention, + distillation, + fixed bins, + adaptive bins and
 Chamfer). :func:`run_row` trains a row with :func:`litemono.engine.train` (what ``train.py``
 runs) and scores its last weights folder with :func:`litemono.evaluation.predict_split` and
@@ -344,7 +344,7 @@ def summarize(results: Sequence[Mapping[str, Any]], baseline: Optional[str] = No
 
 
 def markdown_table(results: Sequence[Mapping[str, Any]], baseline: Optional[str] = None) -> str:
-    """The seed report's layout (row, MACs (G), the seven metrics, 3 decimals) with a seeds
+    """The report's layout (README) (row, MACs (G), the seven metrics, 3 decimals) with a seeds
     column and ``mean ± std`` cells, then the paired differences to the baseline row."""
     summary = summarize(results, baseline)
     baseline = baseline or default_baseline(results)
