@@ -1,19 +1,11 @@
 """Weight folders and the training state: upstream's files, exact resume.
 
-``models/weights_<epoch>/`` holds upstream Lite-Mono's four files (``encoder.pth`` with height,
-width and use_stereo, plus our model config and depth range; ``depth.pth``, ``pose_encoder.pth``,
-``pose.pth``; ``adam.pth`` / ``adam_pose.pth`` with ``--save_optimizer_in_weights``), loadable
-by upstream's code. ``checkpoints/last.pt`` and ``best.pt`` hold the complete training state
-(:func:`training_state`): networks, optimisers, schedules, scaler, RNG streams, position.
-:func:`upstream_files` / :func:`load_initial_weights` map the networks to and from the weight
-files (``--load_weights_folder``, ``--models_to_load``, ``--mypretrain``).
-
-Every file is written atomically (:mod:`litemono.io`); a weight folder is built under a
-temporary name and renamed into place as a whole, and the engine commits ``last.pt`` last, so
-whatever it says is done is on disk (docs/reliability.md). Files are read with
-:func:`litemono.io.read_torch_file` (tensors and plain containers only). The run folder,
-seeding and RNG streams are :mod:`litemono.run`.
-"""
+``models/weights_<epoch>/`` holds upstream Lite-Mono's files (``encoder.pth`` + our config and
+depth range, ``depth.pth``, ``pose_encoder.pth``, ``pose.pth``; ``adam*.pth`` with
+``--save_optimizer_in_weights``). ``checkpoints/last.pt`` / ``best.pt`` hold the complete state
+(:func:`training_state`). Every file is written atomically; a weight folder is built under a
+temporary name and renamed whole, and the engine commits ``last.pt`` last, so whatever it says is
+done is on disk (docs/reliability.md). Reads use :func:`litemono.io.read_torch_file`."""
 from __future__ import annotations
 
 import math
@@ -43,17 +35,11 @@ RESUME_FREE_OPTIONS = ("resume", "num_steps", "num_epochs", "log_frequency", "sa
 # ----------------------------------------------------------------------------- weight folders
 
 def save_weights_folder(folder: Path, files: Mapping[str, Mapping[str, Any]]) -> None:
-    """Write ``<name>.pth`` for every entry of ``files`` into ``folder`` as one atomic unit.
+    """Write ``<name>.pth`` for each entry of ``files`` into ``folder`` as one atomic unit.
 
-    The files are written into ``.tmp-<name>.<random>`` beside ``folder``, which is then renamed
-    to ``folder``. An existing ``folder`` is first moved into ``.tmp-old.<random>`` (a rename
-    cannot replace a non-empty folder), so a kill between the two renames leaves no folder of
-    that name, never a stale one; :func:`litemono.io.remove_leftovers` clears the temporaries.
-
-    Args:
-        folder: e.g. ``<run>/models/weights_3``; replaced whole if it exists.
-        files: file stem -> object to ``torch.save`` (state dicts, optimiser states).
-    """
+    Written into ``.tmp-<name>.<random>``, then renamed; an existing ``folder`` is first moved to
+    ``.tmp-old.<random>``, so a kill leaves no folder of that name, never a stale one
+    (:func:`litemono.io.remove_leftovers` clears the temporaries)."""
     folder = Path(folder)
     staging = io.make_temp_dir(folder.parent, folder.name)
     try:
@@ -83,15 +69,11 @@ def weights_folders(models_dir: Path) -> List[Path]:
 
 
 def prune_weights_folders(models_dir: Path, keep: Optional[int], done: int) -> List[Path]:
-    """Delete all but the newest ``keep`` weight folders (``--keep_weights``; None keeps all).
+    """Delete all but the newest ``keep`` committed weight folders (``--keep_weights``; None: all).
 
-    Only folders the training state has committed count (``weights_<e>`` with ``e < done``, see
-    :func:`committed_weights`); a newer one is a save killed before its commit, which the resumed
-    run replaces. Each folder is renamed to ``.tmp-pruned-<name>.<random>`` before it is deleted,
-    so a kill leaves a leftover that :func:`litemono.io.remove_leftovers` clears, never a
-    half-deleted ``weights_<e>``. Idempotent: the engine prunes after every commit and again when
-    a run resumes.
-    """
+    Only ``weights_<e>`` with ``e < done`` count (:func:`committed_weights`). Each is renamed to
+    ``.tmp-pruned-<name>.<random>`` before deletion, so a kill never leaves a half-deleted folder.
+    Idempotent: run after every commit and on resume."""
     if keep is None:
         return []
     committed = [f for f in weights_folders(models_dir) if int(f.name.split("_", 1)[1]) < done]
@@ -113,8 +95,7 @@ def load_weights_folder(folder: str, names: Sequence[str]) -> Dict[str, Dict[str
     """Read ``<folder>/<name>.pth`` for each name (on the CPU).
 
     Raises:
-        CheckpointError: naming ``--load_weights_folder`` when a file is missing.
-    """
+        CheckpointError: naming ``--load_weights_folder`` when a file is missing."""
     out = {}
     for name in names:
         path = Path(folder) / f"{name}.pth"
@@ -151,12 +132,8 @@ def load_training_state(path: Path) -> Dict[str, Any]:
 
 
 def changed_options(saved_config: Mapping[str, Any], cfg: Config) -> List[str]:
-    """Options of ``cfg`` that differ from a training state's config and change the numbers
-    (``--resume``, ``--num_steps``, ``--num_epochs``, logging, workers ... may differ freely).
-
-    Returns:
-        One ``"--name: old -> new"`` line per changed option.
-    """
+    """``"--name: old -> new"`` per option of ``cfg`` that differs from a state's config and changes
+    the numbers (``--resume``, ``--num_steps``, logging, workers ... may differ)."""
     saved, now = from_dict(saved_config).flat(), cfg.flat()
     return [f"--{name}: {saved[name]!r} -> {value!r}" for name, value in now.items()
             if name not in RESUME_FREE_OPTIONS and saved[name] != value]
@@ -166,10 +143,8 @@ def changed_options(saved_config: Mapping[str, Any], cfg: Config) -> List[str]:
 
 def upstream_files(cfg: Config, training: Any,
                    with_optimizers: bool) -> Dict[str, Mapping[str, Any]]:
-    """Contents of a ``weights_<epoch>`` folder in upstream's layout; ``encoder.pth`` also
-    carries the model config and the depth range, so the folder is usable on its own;
-    ``adam.pth`` and ``adam_pose.pth`` (~60% of its size, and also in
-    ``checkpoints/last.pt``) only when ``with_optimizers``."""
+    """A ``weights_<epoch>`` folder's contents in upstream's layout; ``adam*.pth`` (~60% of its
+    size, also in ``last.pt``) only when ``with_optimizers``."""
     files: Dict[str, Mapping[str, Any]] = depth_state_dicts(
         training.depth, cfg.model.height, cfg.model.width, cfg.data.use_stereo,
         depth_range=(cfg.loss.min_depth, cfg.loss.max_depth))
@@ -187,11 +162,9 @@ def check_initial_weights(cfg: Config) -> None:
     """Refuse a fresh start whose initial weights cannot be had, before anything is built.
 
     Raises:
-        ConfigError: ``--mypretrain_required`` (the KITTI recipe) without ``--mypretrain`` (the
-            message names the variant's file and how to get it; ``--mypretrain none`` trains from
-            scratch on purpose), or a ``--mypretrain`` file that does not exist.
-        CheckpointError: a ``--load_weights_folder`` that is not a folder.
-    """
+        ConfigError: ``--mypretrain_required`` without ``--mypretrain`` (naming the variant's file;
+            ``--mypretrain none`` trains from scratch), or a missing ``--mypretrain`` file.
+        CheckpointError: a ``--load_weights_folder`` that is not a folder."""
     m, folder = cfg.model, cfg.train.load_weights_folder
     if folder and not Path(folder).is_dir():
         raise CheckpointError(f"--load_weights_folder {folder}: no such folder, "
@@ -208,13 +181,10 @@ def check_initial_weights(cfg: Config) -> None:
 
 
 def load_initial_weights(cfg: Config, training: Any, report: Callable[[str], None]) -> None:
-    """``--load_weights_folder`` (``--models_to_load``, strict), then ``--mypretrain`` (upstream's
-    order: the ImageNet encoder replaces a loaded one).
+    """``--load_weights_folder`` (strict), then ``--mypretrain`` (upstream's order).
 
     Raises:
-        ConfigError / CheckpointError: see :func:`check_initial_weights`; a ``--mypretrain`` or
-            ``--load_weights_folder`` file that does not fit.
-    """
+        ConfigError / CheckpointError: see :func:`check_initial_weights`, or a file that does not fit."""
     check_initial_weights(cfg)
     folder = cfg.train.load_weights_folder
     if folder:
@@ -242,14 +212,9 @@ def load_initial_weights(cfg: Config, training: Any, report: Callable[[str], Non
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
-    """``optimizer.load_state_dict``, then each moment tensor laid out like its parameter.
-
-    A state saved from a network in another memory format (upstream's NCHW ``adam.pth`` into a
-    ``--channels_last`` network) keeps its strides through ``load_state_dict``, and torch's
-    fused AdamW pairs parameter, gradient and moment elements in memory order: mismatched
-    strides would silently mix elements up (tests/test_train.py shows it). Hyper-parameters
-    come from the saved groups, as upstream.
-    """
+    """``optimizer.load_state_dict``, then each moment laid out like its parameter: fused AdamW pairs
+    elements in memory order, so an NCHW ``adam.pth`` in a ``--channels_last`` network would mix
+    them up (tests/test_train.py). Hyper-parameters come from the saved groups, as upstream."""
     optimizer.load_state_dict(state)
     for param, moments in optimizer.state.items():
         for key, value in moments.items():

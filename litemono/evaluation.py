@@ -1,17 +1,11 @@
-"""Depth evaluation: predict scaled disparities, compare them with ground truth, gt file I/O.
+"""Depth evaluation: predict scaled disparities, score them against ground truth, gt file I/O.
 
-Follows the evaluation of monodepth2 / Lite-Mono (Zhang et al., "Lite-Mono: A Lightweight CNN
-and Transformer Architecture for Self-Supervised Monocular Depth Estimation", CVPR 2023,
-section 4.1): the network's full-resolution disparity goes through ``disp_to_depth``, is
-optionally post-processed with its horizontal flip (Godard et al., CVPR 2017, section 3.5),
-resized bilinearly to each ground-truth map, inverted to depth and scored by
-:func:`litemono.metrics.evaluate_depth_map`.
-
-Ground-truth files: :func:`save_gt_depths` writes a pickle-free ``.npz`` (all maps flattened
-into one float32 vector plus an (N, 2) table of shapes). Upstream's ``gt_depths.npz`` stores an
-object array, which numpy can only read by unpickling: :func:`load_gt_depths` reads it only
-with ``allow_pickle=True`` (the ``--allow_pickle`` flag of the tools).
-"""
+monodepth2 / Lite-Mono protocol (Lite-Mono, CVPR 2023, section 4.1): full-resolution disparity
+-> ``disp_to_depth``, optional flip post-processing (Godard et al., CVPR 2017, section 3.5),
+bilinear resize to each gt map, inversion, :func:`litemono.metrics.evaluate_depth_map`.
+:func:`save_gt_depths` writes a pickle-free ``.npz`` (maps flattened into one float32 vector plus
+an (N, 2) shape table); upstream's ``gt_depths.npz`` is an object array that
+:func:`load_gt_depths` reads only with ``allow_pickle=True`` (``--allow_pickle``)."""
 from __future__ import annotations
 
 import dataclasses
@@ -39,13 +33,8 @@ POST_PROCESS_BORDER = 0.05
 
 @dataclasses.dataclass
 class EvalResult:
-    """Outcome of :func:`evaluate_predictions`.
-
-    Attributes:
-        mean: the seven metrics averaged over images (``METRIC_NAMES`` order).
-        per_image: one metrics dict per image.
-        ratios: (N,) per-image median-scaling ratios, or None when median scaling is off.
-    """
+    """Outcome of :func:`evaluate_predictions`: ``mean`` (the seven metrics, ``METRIC_NAMES``
+    order), ``per_image`` (one dict per image), ``ratios`` ((N,) median-scaling ratios or None)."""
 
     mean: Dict[str, float]
     per_image: List[Dict[str, float]]
@@ -53,20 +42,11 @@ class EvalResult:
 
 
 def batch_post_process_disparity(disp: torch.Tensor, flipped_disp: torch.Tensor) -> torch.Tensor:
-    """Blend a disparity with the prediction on the mirrored image (monodepth v1 style).
+    """Blend a disparity with the one of the mirrored image (monodepth v1 style).
 
-    Near the left border only the mirrored prediction is used, near the right border only the
-    direct one (each side is where the other has disocclusion artefacts); the two ramps go
-    from 1 to 0 over :data:`POST_PROCESS_BORDER` of the width, and the remainder of the weight
-    goes to the mean of both.
-
-    Args:
-        disp: (..., H, W) disparity of the images.
-        flipped_disp: (..., H, W) disparity of the flipped images, already flipped back.
-
-    Returns:
-        (..., H, W) blended disparity, dtype of ``disp``.
-    """
+    The mirrored prediction alone near the left border, the direct one near the right, ramps
+    over :data:`POST_PROCESS_BORDER` of the width, the mean of both in between. ``disp`` and
+    ``flipped_disp`` (already flipped back): (..., H, W); returns (..., H, W), dtype of ``disp``."""
     width = disp.shape[-1]
     x = torch.linspace(0.0, 1.0, width, dtype=torch.float64, device=disp.device)
     ramp = (1.0 - (x - POST_PROCESS_BORDER) / POST_PROCESS_BORDER).clamp(0.0, 1.0)
@@ -81,19 +61,11 @@ def batch_post_process_disparity(disp: torch.Tensor, flipped_disp: torch.Tensor)
 def predict_disparities(depth_net: torch.nn.Module, loader: Iterable, device: torch.device,
                         post_process: bool = False, min_depth: float = 0.1,
                         max_depth: float = 100.0) -> np.ndarray:
-    """Run the depth network over a loader and collect scaled disparities.
+    """Run the depth network (set to eval) over a loader and collect scaled disparities.
 
-    Args:
-        depth_net: a :class:`DepthNetwork`; put in eval mode here.
-        loader: yields sample dicts with ``("color", 0, 0)`` (B, 3, H, W) in [0, 1].
-        device: where to run the network.
-        post_process: also predict on the flipped images and blend
-            (:func:`batch_post_process_disparity`); doubles the cost.
-        min_depth, max_depth: the ``disp_to_depth`` range the network was trained with.
-
-    Returns:
-        (N, H, W) float32 scaled disparities (1 / depth up to the unknown scale), in loader order.
-    """
+    ``loader`` yields ``("color", 0, 0)`` (B, 3, H, W) in [0, 1]; ``post_process`` also predicts
+    the flipped images (:func:`batch_post_process_disparity`, twice the cost); ``min_depth`` /
+    ``max_depth``: the training ``disp_to_depth`` range. Returns (N, H, W) float32 in loader order."""
     depth_net.eval()
     chunks = []
     for batch in loader:
@@ -117,18 +89,9 @@ def predict_split(weights_folder: str, data_path: str, split: str, splits_dir: s
                   max_depth: float = 100.0) -> Tuple[np.ndarray, torch.nn.Module]:
     """Load a weights folder and predict its test split at the network's training size.
 
-    Args:
-        weights_folder: ``encoder.pth`` + ``depth.pth`` (ours or upstream's).
-        data_path: KITTI raw root.
-        split: ``eigen`` / ``eigen_benchmark`` (``<splits_dir>/<split>/test_files.txt``, checked
-            against the published checksum), or a folder holding a ``test_files.txt``.
-        splits_dir, png: as the training flags ``--splits_dir`` and ``--png``.
-        device, batch_size, num_workers, post_process, min_depth, max_depth: see
-            :func:`predict_disparities`.
-
-    Returns:
-        ((N, H, W) float32 scaled disparities, the loaded network).
-    """
+    ``split``: ``eigen`` / ``eigen_benchmark`` (``<splits_dir>/<split>/test_files.txt``, checksum
+    checked) or a folder with a ``test_files.txt``; other arguments as the training flags and
+    :func:`predict_disparities`. Returns ((N, H, W) float32 scaled disparities, the network)."""
     from torch.utils.data import DataLoader
 
     from .config import from_dict
@@ -150,18 +113,11 @@ DEFAULT_DEPTH_RANGE = (0.1, 100.0)  # upstream's --min_depth / --max_depth
 
 def depth_range(weights_folder: Optional[str], min_depth: Optional[float] = None,
                 max_depth: Optional[float] = None) -> Tuple[float, float, str]:
-    """The ``disp_to_depth`` range to read a network's sigmoid with, and where it came from.
+    """The ``disp_to_depth`` range to read a network's sigmoid with: ``(min, max, note)``.
 
-    A network trained with ``--min_depth 0.01`` must be read with 0.01: the range is an affine
-    map of the sigmoid, so the wrong one changes the *relative* depths, which median scaling
-    cannot undo. Our weight folders store the range in ``encoder.pth``
-    (:func:`~litemono.models.build.read_depth_range`), so a copied folder keeps it; for
-    upstream's folders the training run's ``models/opt.json`` (one folder above
-    ``weights_<epoch>``) holds it. Explicit values win and a mismatch is reported.
-
-    Returns:
-        ``(min_depth, max_depth, note)``; ``note`` says where the values came from.
-    """
+    The wrong range changes relative depths, which median scaling cannot undo. Ours is stored in
+    ``encoder.pth`` (:func:`~litemono.models.build.read_depth_range`); for upstream's folders the
+    run's ``models/opt.json`` one folder up. Explicit values win; a mismatch is reported in ``note``."""
     import json
 
     from .models.build import ENCODER_FILE, read_depth_range
@@ -201,18 +157,11 @@ def resize_to(disp: np.ndarray, height: int, width: int) -> np.ndarray:
 def evaluate_predictions(pred_disps: np.ndarray, gt_depths: Sequence[np.ndarray],
                          eval_split: str = "eigen", median_scaling: bool = True,
                          scale_factor: float = 1.0) -> EvalResult:
-    """Score scaled disparities against ground-truth depth maps with upstream's protocol.
+    """Score (N, h, w) scaled disparities against N gt maps (H_i, W_i) in metres (0 = unknown).
 
-    Args:
-        pred_disps: (N, h, w) scaled disparities at network resolution.
-        gt_depths: N ground-truth depth maps (H_i, W_i) in metres, 0 where unknown.
-        eval_split: ``eigen`` (1e-3..80 m and the Garg crop) or ``eigen_benchmark`` (gt > 0).
-        median_scaling: per-image median scaling (off for stereo / metric models).
-        scale_factor: fixed factor on the predicted depth (``--pred_depth_scale_factor``).
-
-    Returns:
-        :class:`EvalResult` with the mean, per-image metrics and the scaling ratios.
-    """
+    ``eval_split``: ``eigen`` (1e-3..80 m, Garg crop) or ``eigen_benchmark`` (gt > 0);
+    ``median_scaling`` per image (off for stereo / metric models); ``scale_factor``:
+    ``--pred_depth_scale_factor``. Returns an :class:`EvalResult`."""
     if eval_split not in EVAL_SPLITS:
         raise ValueError(f"--eval_split must be one of {list(EVAL_SPLITS)}, got {eval_split!r}")
     if len(pred_disps) != len(gt_depths):
@@ -232,13 +181,8 @@ def evaluate_predictions(pred_disps: np.ndarray, gt_depths: Sequence[np.ndarray]
 
 def save_gt_depths(path: io.PathLike, maps: Sequence[np.ndarray],
                    split: Optional[str] = None) -> None:
-    """Write depth maps of any sizes to a pickle-free ``.npz``, atomically.
-
-    Args:
-        path: output file (``.npz``).
-        maps: N float arrays (H_i, W_i), metres.
-        split: the evaluation split the maps belong to (stored, read by :func:`gt_split`).
-    """
+    """Write N float maps (H_i, W_i) in metres to a pickle-free ``.npz`` atomically, labelled
+    with ``split`` (read by :func:`gt_split`)."""
     shapes = np.array([m.shape for m in maps], dtype=np.int64).reshape(-1, 2)
     flat = (np.concatenate([np.asarray(m, dtype=np.float32).reshape(-1) for m in maps])
             if len(maps) else np.zeros(0, np.float32))
@@ -254,13 +198,11 @@ def gt_split(path: io.PathLike) -> Optional[str]:
 
 def check_gt_split(gt_depths: Sequence[np.ndarray], eval_split: str,
                    stored_split: Optional[str], path: io.PathLike) -> None:
-    """Refuse ground truth of the other split (the protocols differ: eigen crops and caps at
-    80 m, eigen_benchmark uses every annotated pixel), by the file's label or, for unlabelled
-    files (upstream's), by its number of maps.
+    """Refuse gt of the other split (eigen crops and caps at 80 m, eigen_benchmark does not), by
+    the file's label or, unlabelled (upstream's), its number of maps.
 
     Raises:
-        DataError: naming ``--eval_split`` and ``--gt_path``.
-    """
+        DataError: naming ``--eval_split`` and ``--gt_path``."""
     found = stored_split
     if found is None and len(gt_depths) != SPLIT_SIZES[eval_split]:
         found = next((name for name, size in SPLIT_SIZES.items() if size == len(gt_depths)),
@@ -273,17 +215,8 @@ def check_gt_split(gt_depths: Sequence[np.ndarray], eval_split: str,
 
 
 def load_gt_depths(path: io.PathLike, allow_pickle: bool = False) -> List[np.ndarray]:
-    """Read ground-truth depth maps written by :func:`save_gt_depths` or by upstream.
-
-    Args:
-        path: a ``.npz`` file: ours (``depth`` + ``shapes``) or upstream's (``data``, an object
-            array of maps).
-        allow_pickle: permit upstream's object array. Unpickling runs code stored in the file,
-            so only enable it for files from a source you trust.
-
-    Returns:
-        N float32 arrays (H_i, W_i).
-    """
+    """Read gt maps (N float32 (H_i, W_i)) from ours (``depth`` + ``shapes``) or upstream's
+    ``.npz`` (``data``, an object array: needs ``allow_pickle``, which runs code from the file)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"--gt_path: no ground-truth file {path} (write it with "
                                 "scripts/export_gt_depth.py)")

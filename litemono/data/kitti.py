@@ -1,16 +1,9 @@
-"""KITTI datasets for self-supervised training: the abstract :class:`MonoDataset` and the raw /
-odometry layouts.
+"""KITTI datasets for self-supervised training: abstract :class:`MonoDataset`, raw and odometry.
 
-The sample schema, augmentation and intrinsics are those of monodepth2 (Godard et al., ICCV
-2019, section 4 and appendix) as used by Lite-Mono (Zhang et al., CVPR 2023, section 4.1); the
-only upstream difference, per-frame colour jitter, is ``--jitter`` (see ``transforms.py``).
-Subclasses only say where files are (:meth:`MonoDataset.image_path`,
-:meth:`MonoDataset.velodyne_path`) and how ground truth is read.
-
-Randomness (seed these per worker; PyTorch's DataLoader does so for both): the flip and
-"augment or not" coin tosses use Python's ``random`` module, the jitter factors torch's global
-RNG. numpy's RNG is not used.
-"""
+Sample schema, augmentation and intrinsics are monodepth2's (ICCV 2019, section 4, appendix) as
+used by Lite-Mono (CVPR 2023, section 4.1); the one upstream difference, per-frame colour
+jitter, is ``--jitter``. Subclasses give file paths and gt reading. Randomness: flip / augment
+coins use ``random``, jitter factors torch's global RNG, numpy none (seed per worker)."""
 from __future__ import annotations
 
 import os
@@ -70,49 +63,24 @@ class _Entry(NamedTuple):
 class MonoDataset(Dataset):
     """Frames of monocular (optionally stereo) videos listed by split lines.
 
-    ``dataset[i]`` is a dict (monodepth2's vocabulary), for split line i:
+    ``dataset[i]`` (monodepth2's keys), for f in ``frame_ids`` and s in 0..num_scales-1:
 
-    * ``("color", f, s)``: float32 (3, H / 2^s, W / 2^s) in [0, 1], frame ``frame_index + f``
-      for f in ``frame_ids`` (``"s"``: the other camera, same frame), s in 0..num_scales-1,
-      LANCZOS-resized, each scale from the previous one;
-    * ``("color_aug", f, s)``: the same image colour-jittered (identical when not augmenting),
-      for s in ``augmented_scales`` (default: every scale, as upstream);
-    * ``("K", s)``, ``("inv_K", s)``: float32 (4, 4), normalised K with row 0 times W // 2^s and
-      row 1 times H // 2^s, and its pseudo-inverse (flipping does not change them);
-    * ``"stereo_T"``: float32 (4, 4) identity with t_x = side_sign * flip_sign * 0.1 (left: -1,
-      flipped: -1), only when ``"s"`` is a frame id;
-    * ``"depth_gt"``: float32 (1, 375, 1242) projected velodyne depth (metres, 0 = none), only
-      with ``with_depth_gt`` and when every line has its velodyne scan;
-    * ``"teacher_disp"``: float32 (1, H, W) teacher disparity of frame 0, only with a
-      ``teacher_store``;
-    * ``"index"``: int, i.
+    * ``("color", f, s)``: float32 (3, H/2^s, W/2^s) in [0, 1], frame ``frame_index + f`` (``"s"``:
+      the other camera), LANCZOS-resized from the previous scale;
+    * ``("color_aug", f, s)``: colour-jittered, s in ``augmented_scales`` (None: all, as upstream,
+      whose draws are made for every scale so the kept images match under the same seed);
+    * ``("K", s)``, ``("inv_K", s)``: float32 (4, 4), rows scaled by W // 2^s, H // 2^s;
+    * ``"stereo_T"``: (4, 4) with t_x = side_sign * flip_sign * 0.1 (left / flipped: -1);
+    * ``"depth_gt"``: (1, 375, 1242) velodyne depth in metres (0 = none), with ``with_depth_gt``
+      when every line has its scan; ``"teacher_disp"``: (1, H, W), with a ``teacher_store``;
+      ``"index"``: i.
 
-    In training (``is_train``) the frames are flipped left-right together with probability 0.5
-    (depth_gt and teacher_disp too) and colour-jittered with probability 0.5.
-
-    Args:
-        data_path: dataset root.
-        lines: split lines (``"<folder> <frame_index> [l|r]"``).
-        height, width: training size at scale 0, pixels.
-        frame_ids: frame offsets, 0 first; ``"s"`` for the stereo partner.
-        num_scales: pyramid levels.
-        is_train: enable flip and colour augmentation.
-        img_ext: ``".jpg"`` or ``".png"``.
-        jitter: ``"per_frame"`` (Lite-Mono) or ``"per_item"`` (monodepth2).
-        teacher_store: object with ``load(folder, frame_index, side) -> (H, W) float32``.
-        cache_dir: folder of the opt-in resized-frame cache (``cache.py``); None = off.
-        source: name of the split file, for error messages.
-        augmented_scales: the scales that get ``("color_aug", f, s)``; None = all. Upstream
-            jitters every scale but its trainer reads scale 0 only; the jitter draws of the
-            other scales are still made (and discarded), so the kept images are the ones of
-            the full pipeline under the same seed.
-        with_depth_gt: load ``depth_gt`` when the scans exist (upstream loads it for training
-            too, where only its logged metrics read it; the training loop here does not).
+    Training flips (all of it) and jitters, each with probability 0.5. ``jitter``: ``per_frame``
+    (Lite-Mono) or ``per_item`` (monodepth2); ``cache_dir``: resized-frame cache (None: off).
 
     Raises:
         FileNotFoundError: at construction, when frames needed by some lines are missing.
-        ValueError: a malformed split line (named with its line number).
-    """
+        ValueError: a malformed split line (named with its line number)."""
 
     needs_side = True  # the layout has two cameras and split lines must say which
     layout_name = "kitti"  # the --dataset value, for messages
@@ -189,12 +157,10 @@ class MonoDataset(Dataset):
                 yield frame_id, line.frame_index + int(frame_id), line.side
 
     def check_files(self) -> None:
-        """Stat every frame every line needs; decide whether ``depth_gt`` is available.
+        """Stat every needed frame; decide whether ``depth_gt`` is available.
 
         Raises:
-            FileNotFoundError: listing the first missing paths with their split line numbers,
-                and how many files and lines are affected.
-        """
+            FileNotFoundError: listing the first missing paths with their line numbers and counts."""
         exists: Dict[str, bool] = {}
         missing: List[Tuple[_Entry, str]] = []
         for entry in self.entries:

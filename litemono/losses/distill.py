@@ -1,21 +1,12 @@
 """Pixel-level L1 distillation from a precomputed relative-disparity teacher (``--distill_*``).
 
-The teacher (Depth Anything V2, Yang et al., NeurIPS 2024) gives disparity up to an unknown
-per-image scale and shift; the Lite-Mono student (Zhang et al., CVPR 2023) a sigmoid disparity
-in (0, 1). Per image, over the valid pixels (teacher > 0; 0 is sky), the term compares the
-student with the teacher by an L1 after one of three alignments (``--distill_align``):
-
-* ``normalized`` (default, the report's, README): the teacher median-centred and scaled into
-  [0, 1]; the target does not depend on the student.
-* ``si``: both maps divided by their own median, the student's median kept in the graph
-  (invariant to the student's scale).
-* ``ssi`` (MiDaS, Ranftl et al., TPAMI 2022): both maps normalised by median and mean absolute
-  deviation, the student's statistics in the graph (invariant to scale and shift).
-
-:data:`ALIGNERS` gives the Chamfer term the matching target with the student detached. The
-formulas and why the student's statistics stay in the graph: docs/architecture.md,
-"Distillation alignments". Everything runs in static shapes (no boolean indexing, no host reads).
-"""
+The teacher (Depth Anything V2, NeurIPS 2024) gives disparity up to a per-image scale and shift;
+the student a sigmoid disparity in (0, 1). Per image, over valid pixels (teacher > 0; 0 is sky),
+an L1 after one alignment (``--distill_align``): ``normalized`` (default: teacher median-centred
+into [0, 1], independent of the student), ``si`` (both divided by their median, the student's
+in the graph), ``ssi`` (MiDaS, TPAMI 2022: median and mean absolute deviation, the student's in
+the graph). :data:`ALIGNERS` gives Chamfer the matching target, student detached. Formulas:
+docs/architecture.md, "Distillation alignments". Static shapes: no boolean indexing, no host reads."""
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, Mapping
@@ -36,21 +27,12 @@ def teacher_disparity(inputs: Mapping[Any, Any], term: str) -> torch.Tensor:
 
 
 def masked_median(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-image median of the valid values, numpy's interpolating definition, in static shapes.
+    """Per-image median of the valid values (numpy's interpolating definition), static shapes.
 
-    ``torch.quantile(values[b][mask[b]], 0.5)`` for every image b, without boolean indexing or a
-    loop over images (so the step compiles into one graph and never waits for the host): the
-    invalid entries are pushed to +inf, each row is sorted, and the two middle valid entries,
-    at ranks ``floor`` and ``ceil`` of ``(V - 1) / 2``, are interpolated. The gradient goes to
-    those two entries, as torch.quantile's does.
-
-    Args:
-        values: (B, 1, H, W); computed in float32 (float64 stays float64), like torch.quantile.
-        mask: (B, 1, H, W) bool, the valid pixels V.
-
-    Returns:
-        (B, 1, 1, 1); 0 for an image without valid pixels.
-    """
+    Like ``torch.quantile(values[b][mask[b]], 0.5)`` per image, without indexing or a loop: invalid
+    entries go to +inf, rows are sorted, ranks floor / ceil of (V - 1) / 2 are interpolated (the
+    gradient goes to those two). ``values``, ``mask``: (B, 1, H, W), computed in float32 (float64
+    stays). Returns (B, 1, 1, 1); 0 for an image without valid pixels."""
     flat = values.flatten(1)  # (B, H*W)
     if flat.dtype != torch.float64:
         flat = flat.float()
@@ -72,16 +54,8 @@ def masked_max(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def align_median(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Scale the teacher so that its median matches the student's (``si``'s Chamfer target).
-
-    Args:
-        teacher: (B, 1, H, W) relative disparity, 0 = invalid.
-        student: (B, 1, H, W) student disparity (detached here).
-        mask: (B, 1, H, W) bool, valid pixels.
-
-    Returns:
-        (B, 1, H, W) ``teacher * median(student) / median(teacher)`` per image.
-    """
+    """``teacher * median(student) / median(teacher)`` per image (``si``'s Chamfer target); all
+    (B, 1, H, W), teacher 0 = invalid, student detached."""
     student_median = masked_median(student.detach(), mask)
     teacher_median = masked_median(teacher, mask)
     return teacher * student_median / teacher_median.clamp_min(EPS)
@@ -89,23 +63,15 @@ def align_median(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tenso
 
 def align_normalized(teacher: torch.Tensor, student: torch.Tensor,
                      mask: torch.Tensor) -> torch.Tensor:
-    """Median-centre the teacher and normalise it into [0, 1]: the median goes to 0.5, the
-    farthest value to 0 or 1.
-
-    Args as :func:`align_median` (``student`` is unused: the target range is fixed).
-    """
+    """Median-centre the teacher into [0, 1] (median -> 0.5, farthest value -> 0 or 1);
+    ``student`` is unused."""
     centred = teacher - masked_median(teacher, mask)
     spread = masked_max(centred.abs(), mask)
     return 0.5 + centred / (2.0 * spread.clamp_min(EPS))
 
 
 def robust_stats(values: torch.Tensor, mask: torch.Tensor):
-    """Per image ``(median_V(x), mean_V |x - median_V(x)|)``, each (B, 1, 1, 1), differentiable.
-
-    Args:
-        values: (B, 1, H, W).
-        mask: (B, 1, H, W) bool, the valid pixels V.
-    """
+    """Per image ``(median_V(x), mean_V |x - median_V(x)|)``, each (B, 1, 1, 1), differentiable."""
     median = masked_median(values, mask)
     weight = mask.to(values.dtype)
     count = weight.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1.0)
@@ -121,12 +87,8 @@ def robust_normalize(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def align_ssi(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Robust affine alignment: the teacher given the (detached) student's median and spread.
-
-    Args as :func:`align_median`. Returns ``median(s) + mad(s) * n(t)`` per image, ``n`` being
-    :func:`robust_normalize`. :class:`DistillationTerm` does not use this target: its ``ssi``
-    term compares ``n(s)`` and ``n(t)`` with the student's statistics kept in the graph.
-    """
+    """``median(s) + mad(s) * n(t)`` per image (student detached; ``n``: :func:`robust_normalize`).
+    :class:`DistillationTerm`'s ``ssi`` compares ``n(s)`` and ``n(t)`` instead, in the graph."""
     student_median, spread = robust_stats(student.detach(), mask)
     return student_median + spread * robust_normalize(teacher, mask)
 
@@ -163,14 +125,8 @@ PAIRS = {"normalized": normalized_pair, "si": si_pair, "ssi": ssi_pair}
 
 
 def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean |prediction - target| over each image's valid pixels, averaged over the images that
-    have any (a batch without valid pixels gives a differentiable 0). Static shapes: the images
-    without pixels get weight 0 instead of being indexed out.
-
-    Args:
-        prediction, target: (B, 1, H, W).
-        mask: (B, 1, H, W) bool.
-    """
+    """Mean |prediction - target| over each image's valid pixels, averaged over images that have
+    any (none: a differentiable 0); static shapes (empty images get weight 0)."""
     weight = mask.to(prediction.dtype)
     count = weight.sum(dim=(1, 2, 3))
     per_image = ((prediction - target).abs() * weight).sum(dim=(1, 2, 3)) / count.clamp_min(1.0)
@@ -186,12 +142,7 @@ def at_teacher_size(disp: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
 
 
 class DistillationTerm:
-    """Extra criterion term ``distill``: teacher-aligned L1 averaged over ``--distill_scales``.
-
-    Args:
-        cfg: the run's :class:`litemono.config.Config` (``loss.distill_weight``,
-            ``loss.distill_align``, ``loss.distill_scales``).
-    """
+    """Criterion term ``distill``: teacher-aligned L1 averaged over ``--distill_scales``."""
 
     name = "distill"
 
@@ -201,16 +152,7 @@ class DistillationTerm:
         self.pair = PAIRS[cfg.loss.distill_align]
 
     def __call__(self, inputs: Mapping[Any, Any], outputs: Mapping[Any, Any]) -> torch.Tensor:
-        """Unweighted loss.
-
-        Args:
-            inputs: with ``"teacher_disp"`` (B, 1, H, W), 0 = sky.
-            outputs: with ``("disp", s)`` (B, 1, H/2^s, W/2^s), upsampled bilinearly to the
-                teacher's size.
-
-        Returns:
-            Scalar tensor.
-        """
+        """Unweighted scalar loss; ``("disp", s)`` is upsampled bilinearly to ``"teacher_disp"`` (B, 1, H, W)."""
         teacher = teacher_disparity(inputs, self.name)
         mask = teacher > 0
         losses = []

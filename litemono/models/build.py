@@ -1,18 +1,12 @@
-"""The only place where networks are built and where weight files are read into them.
+"""The only place where networks are built and weight files read into them.
 
-Training, evaluation, prediction and the teacher tools all call :func:`build_depth_network`,
-:func:`build_pose_network` and :func:`load_depth_network`. Weight folders use upstream Lite-Mono's
-layout (noahzn/Lite-Mono, ``Trainer.save_model``): ``encoder.pth`` = encoder state dict plus
-``height``, ``width`` and ``use_stereo``; ``depth.pth`` = decoder state dict. Our own folders add
-one entry, ``litemono``: the :class:`~litemono.config.ModelConfig` as a dict plus the training
-run's ``min_depth`` / ``max_depth``, so a copied folder alone rebuilds the network exactly
-(variant, spatial attention, bins) and reads its sigmoid with the right ``disp_to_depth`` range;
-upstream code ignores that entry, and upstream's folders (without it) load too.
-
-Loading is strict: nothing is filtered silently. A mismatch raises ``ValueError`` naming the
-missing, unexpected and wrongly shaped keys, and for an encoder the variant the file fits; a
-truncated or foreign file raises :class:`litemono.errors.CheckpointError` naming it.
-"""
+Weight folders use upstream Lite-Mono's layout (``Trainer.save_model``): ``encoder.pth`` =
+encoder state dict + ``height``, ``width``, ``use_stereo``; ``depth.pth`` = decoder. Ours add a
+``litemono`` entry (the :class:`~litemono.config.ModelConfig` dict + ``min_depth`` /
+``max_depth``) so a copied folder alone rebuilds the network; upstream ignores it, and
+upstream's folders load too. Loading is strict: a mismatch raises ``ValueError`` naming missing,
+unexpected and misshaped keys (and an encoder's fitting variant); a truncated or foreign file
+raises :class:`litemono.errors.CheckpointError`."""
 from __future__ import annotations
 
 import argparse
@@ -96,11 +90,8 @@ def build_encoder(cfg: ModelConfig) -> nn.Module:
 
 
 class DepthNetwork(nn.Module):
-    """Lite-Mono encoder + depth decoder: image (B, 3, H, W) in [0, 1] -> output dict.
-
-    Outputs (docs/architecture.md): ``("disp", s)`` (B, 1, H/2^s, W/2^s) in (0, 1) for s in
-    ``config.scales``; with bins also ``"bin_centers"`` (B, K) and ``"bin_probs"`` (B, K, H, W).
-    """
+    """Lite-Mono encoder + depth decoder: (B, 3, H, W) in [0, 1] -> ``("disp", s)`` (B, 1, H/2^s,
+    W/2^s) in (0, 1); with bins also ``"bin_centers"`` (B, K), ``"bin_probs"`` (B, K, H, W)."""
 
     def __init__(self, encoder: LiteMono, decoder: DepthDecoder, config: ModelConfig):
         super().__init__()
@@ -127,12 +118,9 @@ def build_depth_network(cfg: ModelConfig) -> DepthNetwork:
 
 def build_pose_network(cfg: ModelConfig, depth_network: Optional[DepthNetwork] = None
                        ) -> PoseNetwork:
-    """Pose network for ``cfg.pose_model_type``.
-
-    ``separate_resnet``: a ResNet-``num_layers`` on the stacked pair, ImageNet-initialised unless
-    ``--weights_init scratch``; outputs (B, 2, 1, 3) as upstream. ``shared``: the decoder on the
-    depth encoder's features of both frames (monodepth2's layout: one transform, (B, 1, 1, 3)).
-    """
+    """Pose network: ``separate_resnet`` (ResNet on the stacked pair, ImageNet-initialised unless
+    ``--weights_init scratch``, (B, 2, 1, 3) as upstream) or ``shared`` (decoder on the depth
+    encoder's features, monodepth2's layout, (B, 1, 1, 3))."""
     if cfg.pose_model_type == "shared":
         if depth_network is None:
             raise ValueError("--pose_model_type shared needs the depth network "
@@ -151,11 +139,7 @@ def depth_state_dicts(depth_net: DepthNetwork, height: int, width: int,
                       use_stereo: bool = False,
                       depth_range: Optional[Tuple[float, float]] = None
                       ) -> Dict[str, Dict[str, Any]]:
-    """Contents of ``encoder.pth`` and ``depth.pth`` for a weights folder (upstream layout).
-
-    ``depth_range``: the run's (``--min_depth``, ``--max_depth``), kept in the ``litemono``
-    entry so that the folder can be used without the run's ``opt.json``.
-    """
+    """``encoder.pth`` / ``depth.pth`` contents; ``depth_range`` is kept in the ``litemono`` entry."""
     encoder_state: Dict[str, Any] = dict(depth_net.encoder.state_dict())
     encoder_state.update(height=int(height), width=int(width), use_stereo=bool(use_stereo))
     encoder_state[CONFIG_ENTRY] = dataclasses.asdict(depth_net.config)
@@ -167,22 +151,14 @@ def depth_state_dicts(depth_net: DepthNetwork, height: int, width: int,
 
 def load_depth_network(weights_folder, device="cpu", model: Optional[str] = None,
                        **overrides: Any) -> DepthNetwork:
-    """Build the depth network stored in ``weights_folder`` and load it strictly, in eval mode.
+    """Build the network stored in ``weights_folder`` and load it strictly, in eval mode.
 
-    Args:
-        weights_folder: folder with ``encoder.pth`` and ``depth.pth`` (upstream or ours).
-        device: where the tensors are mapped and the network is placed.
-        model: the variant; default: the stored config, else inferred from the tensor shapes.
-        **overrides: other :class:`ModelConfig` fields (e.g. ``dilations``, ``scales``).
-
-    Returns:
-        The network, with ``height`` / ``width`` attributes from the file (the training size);
-        the folder's ``disp_to_depth`` range is :func:`read_depth_range`'s.
+    ``model``: the variant (default: stored config, else inferred from shapes); ``**overrides``:
+    other :class:`ModelConfig` fields. The network gets ``height`` / ``width`` (training size).
 
     Raises:
         FileNotFoundError: a file is missing. CheckpointError: a file is truncated or not a
-        torch file. ValueError: the weights do not fit.
-    """
+        torch file. ValueError: the weights do not fit."""
     folder = Path(weights_folder)
     states = {}
     for name in (ENCODER_FILE, DEPTH_FILE):
@@ -229,11 +205,8 @@ def read_depth_range(weights_folder) -> Optional[Tuple[float, float]]:
 
 
 def load_pose_network(weights_folder, device="cpu", num_layers: int = 18) -> PoseNetwork:
-    """The pose network of a weights folder, loaded strictly, in eval mode.
-
-    ``pose_encoder.pth`` + ``pose.pth`` (separate ResNet-``num_layers``), or ``pose.pth`` alone
-    with the depth encoder of ``encoder.pth`` (``--pose_model_type shared``).
-    """
+    """Pose network of a weights folder, strict, eval mode: ``pose_encoder.pth`` + ``pose.pth``, or
+    ``pose.pth`` with ``encoder.pth``'s depth encoder (``--pose_model_type shared``)."""
     folder = Path(weights_folder)
     if not (folder / "pose.pth").is_file():
         raise FileNotFoundError(f"load_pose_network: no pose.pth in {folder}")
@@ -251,12 +224,10 @@ def load_pose_network(weights_folder, device="cpu", num_layers: int = 18) -> Pos
 
 
 def load_state_strict(module: nn.Module, state_dict: Mapping[str, Any], what: str) -> None:
-    """``module.load_state_dict(state_dict, strict=True)`` with a readable error first.
+    """``load_state_dict(strict=True)`` with a readable error first.
 
     Raises:
-        ValueError: naming missing, unexpected and wrongly shaped keys (and for a Lite-Mono
-            encoder the variant that ``state_dict`` fits).
-    """
+        ValueError: naming missing, unexpected and misshaped keys (and the fitting encoder variant)."""
     own = module.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
@@ -293,32 +264,17 @@ def load_imagenet_encoder(encoder: LiteMono, path: str, allow_pickle: bool = Fal
                           flag: str = "--mypretrain", offer_allow_pickle: bool = True) -> None:
     """``--mypretrain``: ImageNet-pretrained encoder weights (upstream's pretraining checkpoint).
 
-    Upstream's pretraining code (``lite-mono-pretrain-code/utils.py``, ``save_model``) stores
-    ``{'model': classifier state dict, 'optimizer', 'epoch', 'scaler', 'args'}``; a bare state
-    dict is accepted too. The file is read with ``weights_only=True``, which rebuilds tensors and
-    plain containers only; ``args`` (an ``argparse.Namespace``: attributes, no code) is allowed
-    as well. Anything else needs ``allow_pickle`` (``--allow_pickle``), because unpickling runs
-    code stored in the file; ``scripts/imagenet_weights.py convert`` makes a plain copy once.
-
-    The documented exceptions to strict loading (upstream ``trainer.load_pretrain`` drops them
-    too): the classifier's ``head.*`` and final ``norm.*`` are dropped, and the spatial attention
-    (absent from an ImageNet classifier) keeps its initialisation. Every other encoder key must
-    be in the file with its shape; a file of another variant is refused naming the variant.
-
-    The file must be the zip archive ``torch.save`` writes (PyTorch >= 1.6): anything else (an
-    HTML page saved from a share link, a cut download) is refused before any unpickling, unless
-    ``allow_pickle`` lets an old (PyTorch < 1.6) pickle through; such an old file is named as
-    one, not as a broken download.
-
-    Args:
-        flag: how the user named the file, for messages (``--mypretrain``; ``check`` and
-            ``convert`` in ``scripts/imagenet_weights.py``).
-        offer_allow_pickle: whether the tool has ``--allow_pickle`` to suggest.
+    Upstream's ``lite-mono-pretrain-code/utils.py`` ``save_model`` stores ``{'model', 'optimizer',
+    'epoch', 'scaler', 'args'}``; a bare state dict works too. Read with ``weights_only=True``
+    (``argparse.Namespace`` allowed); anything else needs ``allow_pickle``. As upstream's
+    ``trainer.load_pretrain``, ``head.*`` and the final ``norm.*`` are dropped and the spatial
+    attention keeps its init; every other key must fit. Only ``torch.save``'s zip format (PyTorch
+    >= 1.6) is accepted before unpickling, unless ``allow_pickle`` lets an old pickle through.
+    ``flag`` names the file in messages; ``offer_allow_pickle``: whether to suggest the flag.
 
     Raises:
         FileNotFoundError: no such file. ValueError: not a tensor file, pickled objects without
-            ``allow_pickle``, or weights that do not fit (the message names ``flag``).
-    """
+        ``allow_pickle``, or weights that do not fit (the message names ``flag``)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"{flag}: no such file {path}")
     unreadable = (f"{flag} {path}: not a readable torch file ({{}}); download it again "

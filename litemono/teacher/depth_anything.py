@@ -1,18 +1,11 @@
-"""Depth Anything V2 as a frozen teacher: loading via ``transformers``, inference to disparity.
+"""Depth Anything V2 (NeurIPS 2024, arXiv:2406.09414) as a frozen teacher via ``transformers``.
 
-Depth Anything V2 (Yang et al., "Depth Anything V2", NeurIPS 2024, arXiv:2406.09414) predicts a
-relative, affine-invariant inverse depth: larger values are nearer, the sky tends to 0, and the
-scale and shift are unknown per image. The relative models end in a ReLU, so values are >= 0.
-
-Preprocessing follows the authors' ``infer_image`` rather than the ``transformers`` image
-processor (which shrinks a 192x640 frame to 154x518, see ``shared/spec/measurements.md`` section
-6): the image is resized with one scale factor so that the *short* side reaches at least
-``input_size`` ("lower_bound"), each side rounded to a multiple of the 14-pixel ViT patch,
-bicubically, then normalised with the ImageNet mean and std. The prediction is resized back
-bilinearly (``align_corners=True``, as the authors do) to the requested output size.
-
-Licences: only the Small weights are Apache-2.0; Base and Large are CC-BY-NC-4.0.
-"""
+It predicts relative inverse depth >= 0 (ReLU head; sky ~0; scale and shift unknown). Inputs
+follow the authors' ``infer_image``, not the ``transformers`` processor (which shrinks 192x640
+to 154x518, ``shared/spec/measurements.md`` section 6): one scale so the short side is >=
+``input_size``, sides rounded to multiples of 14, bicubic, ImageNet mean / std; the output is
+resized back bilinearly (``align_corners=True``). Licences: Small is Apache-2.0; Base and Large
+are CC-BY-NC-4.0."""
 from __future__ import annotations
 
 import math
@@ -41,21 +34,11 @@ class TeacherUnavailableError(RuntimeError):
 
 def lower_bound_size(height: int, width: int, input_size: int = DEFAULT_INPUT_SIZE,
                      multiple: int = PATCH_SIZE) -> Tuple[int, int]:
-    """Teacher input size for an image: keep the aspect ratio, short side >= ``input_size``.
+    """Teacher input ``(height, width)``: aspect kept, short side >= ``input_size``.
 
-    One scale factor (the larger of ``input_size / height`` and ``input_size / width``) is
-    applied to both sides; each side is then rounded to the nearest multiple of ``multiple``
-    (ties to even, like the authors' ``np.round``), or rounded up when rounding would fall
-    below ``input_size``.
-
-    Args:
-        height, width: image size in pixels.
-        input_size: minimum length of both sides after resizing.
-        multiple: each side becomes a multiple of this.
-
-    Returns:
-        ``(height, width)`` of the teacher input, e.g. 192x640 -> 518x1722.
-    """
+    One scale factor for both sides; each side rounded to the nearest multiple of ``multiple``
+    (ties to even, as the authors' ``np.round``), or up if that falls below ``input_size``.
+    E.g. 192x640 -> 518x1722."""
     scale = max(input_size / height, input_size / width)
 
     def snap(length: float) -> int:
@@ -66,12 +49,11 @@ def lower_bound_size(height: int, width: int, input_size: int = DEFAULT_INPUT_SI
 
 
 def resolve_source(model: str = "small", teacher_path: Optional[str] = None) -> str:
-    """The hub id or local folder to load: ``teacher_path`` wins over the ``model`` size name.
+    """Hub id or local folder to load; ``teacher_path`` wins over ``model``.
 
     Raises:
         TeacherUnavailableError: ``teacher_path`` is not a folder with a ``config.json``.
-        ValueError: ``model`` is not a known size and not a hub id.
-    """
+        ValueError: ``model`` is not a known size and not a hub id."""
     if teacher_path is not None:
         if not (Path(teacher_path) / "config.json").is_file():
             raise TeacherUnavailableError(
@@ -97,12 +79,8 @@ def _offline_message(source: str, reason: Exception) -> str:
 
 
 class DepthAnythingTeacher(nn.Module):
-    """Frozen DA-V2 model that maps RGB images in [0, 1] to relative disparity.
-
-    Args:
-        model: a ``DepthAnythingForDepthEstimation`` (relative, ReLU head).
-        input_size: short-side lower bound of the teacher input (multiple of 14 recommended).
-    """
+    """Frozen relative DA-V2 model: RGB in [0, 1] -> relative disparity; ``input_size``: short-side
+    lower bound (a multiple of 14 recommended)."""
 
     def __init__(self, model: nn.Module, input_size: int = DEFAULT_INPUT_SIZE):
         super().__init__()
@@ -115,15 +93,7 @@ class DepthAnythingTeacher(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor, out_size: Tuple[int, int]) -> torch.Tensor:
-        """Predict disparity for a batch of equally sized images.
-
-        Args:
-            images: (B, 3, h, w) RGB in [0, 1].
-            out_size: ``(H, W)`` of the returned maps (the training resolution).
-
-        Returns:
-            (B, H, W) float32 relative disparity, >= 0 (0 = sky / infinitely far).
-        """
+        """(B, 3, h, w) RGB in [0, 1] -> (B, H, W) float32 disparity >= 0 at ``out_size`` (0 = sky)."""
         size = lower_bound_size(images.shape[-2], images.shape[-1], self.input_size)
         resized = F.interpolate(images.float(), size=size, mode="bicubic", align_corners=False)
         pixel_values = (resized - self.mean) / self.std
@@ -134,15 +104,7 @@ class DepthAnythingTeacher(nn.Module):
 
     def predict_list(self, images: Sequence[torch.Tensor],
                      out_size: Tuple[int, int]) -> List[torch.Tensor]:
-        """Predict images of possibly different sizes, batching those that share a size.
-
-        Args:
-            images: each (3, h_i, w_i) RGB in [0, 1] (KITTI dates differ by a few pixels).
-            out_size: ``(H, W)`` of every returned map.
-
-        Returns:
-            One (H, W) float32 disparity per image, in input order.
-        """
+        """Images (3, h_i, w_i) of varied sizes, batched by size -> one (H, W) float32 map each, in order."""
         device = self.mean.device
         by_size: Dict[Tuple[int, int], List[int]] = {}
         for i, image in enumerate(images):
@@ -158,18 +120,11 @@ class DepthAnythingTeacher(nn.Module):
 def load_teacher(model: str = "small", teacher_path: Optional[str] = None,
                  input_size: int = DEFAULT_INPUT_SIZE, device: str = "cpu",
                  local_files_only: bool = False) -> DepthAnythingTeacher:
-    """Load DA-V2 from the hub (or its cache) or a local folder, frozen, on ``device``.
-
-    Args:
-        model: ``small`` / ``base`` / ``large`` or a hub id; ignored with ``teacher_path``.
-        teacher_path: local folder written by ``save_pretrained`` or ``hf download``.
-        input_size: see :class:`DepthAnythingTeacher`.
-        device: torch device string.
-        local_files_only: never touch the network (fails fast when the cache lacks the model).
+    """Load DA-V2 (``small`` / ``base`` / ``large`` / hub id, or ``teacher_path``), frozen, on ``device``;
+    ``local_files_only`` never touches the network.
 
     Raises:
-        TeacherUnavailableError: with the command to download the weights and where to put them.
-    """
+        TeacherUnavailableError: with the command to download the weights and where to put them."""
     from transformers import DepthAnythingForDepthEstimation
 
     source = resolve_source(model, teacher_path)
@@ -201,13 +156,9 @@ RANDOM_ARCHITECTURES = {
 
 def random_depth_anything(architecture: str = "tiny", seed: int = 0, init_std: float = 0.15,
                           head_bias: float = 1.0):
-    """A randomly initialised ``DepthAnythingForDepthEstimation`` (relative) for tests/benchmarks.
-
-    With the library's default initialisation (std 0.02) the ReLU head outputs ~80% exact zeros
-    (measurements.md section 6), so conv / linear weights are redrawn with ``init_std`` and the
-    final head bias set to ``head_bias``: the output then varies over the image like a depth map
-    would. Not a teacher for training: it has learnt nothing.
-    """
+    """Randomly initialised relative DA-V2 for tests / benchmarks (not a teacher). The default init
+    (std 0.02) gives ~80% zeros after the ReLU (measurements.md section 6), so weights are redrawn
+    with ``init_std`` and the head bias set to ``head_bias``."""
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
 
     spec = dict(RANDOM_ARCHITECTURES[architecture])
