@@ -1,15 +1,10 @@
 """Camera geometry for view synthesis: disparity <-> depth, relative poses, reprojection, warping.
 
-The image-formation model is the one of monodepth2 (Godard et al., "Digging Into Self-Supervised
-Monocular Depth Estimation", ICCV 2019, section 3) that Lite-Mono (Zhang et al., CVPR 2023,
-section 3.3) trains with: a target pixel is lifted to 3-D with its predicted depth and the
-inverse intrinsics, moved into a source camera with the relative pose ``T`` and projected with
-``K``; the source image is then sampled bilinearly at that location.
-
-Nothing here depends on the batch size: the homogeneous pixel grid is cached per
-``(height, width, device, dtype)`` and broadcast over the batch, so the last, smaller batch of
-an epoch needs no special case (upstream bakes the batch size into its grids).
-"""
+monodepth2's image formation (ICCV 2019, section 3), as Lite-Mono trains with (CVPR 2023,
+section 3.3): a target pixel is lifted to 3-D with its depth and ``inv_K``, moved by ``T``,
+projected with ``K``, and the source image sampled bilinearly there. The pixel grid is cached
+per ``(height, width, device, dtype)`` and broadcast over the batch, so a smaller last batch
+needs no special case (upstream bakes the batch size into its grids)."""
 from __future__ import annotations
 
 import functools
@@ -26,16 +21,8 @@ PROJECTION_EPS = 1e-7
 
 def disp_to_depth(disp: torch.Tensor, min_depth: float, max_depth: float
                   ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Map the network's sigmoid output to a disparity in ``[1/max_depth, 1/min_depth]``.
-
-    Args:
-        disp: (B, 1, H, W) sigmoid disparity in [0, 1].
-        min_depth: depth (metres, up to the unknown monocular scale) of ``disp == 1``.
-        max_depth: depth of ``disp == 0``.
-
-    Returns:
-        ``(scaled_disp, depth)``, both shaped like ``disp``; ``depth = 1 / scaled_disp``.
-    """
+    """Sigmoid disparity (B, 1, H, W) in [0, 1] -> ``(scaled_disp, depth = 1 / scaled_disp)``,
+    scaled_disp in ``[1/max_depth, 1/min_depth]`` (``disp == 1`` is ``min_depth``)."""
     near_disp, far_disp = 1.0 / min_depth, 1.0 / max_depth
     scaled_disp = far_disp + (near_disp - far_disp) * disp
     return scaled_disp, 1.0 / scaled_disp
@@ -57,17 +44,8 @@ def _axis_angle_to_matrix(axisangle: torch.Tensor) -> torch.Tensor:
 
 def transformation_from_parameters(axisangle: torch.Tensor, translation: torch.Tensor,
                                    invert: bool = False) -> torch.Tensor:
-    """Build the 4x4 rigid transform predicted by the pose network.
-
-    Args:
-        axisangle: (B, 1, 3) (any shape with 3 * B elements) rotation vector in radians.
-        translation: (B, 1, 3) translation, same units as depth.
-        invert: return the inverse transform. The pose network sees frame pairs in temporal
-            order, so for a source frame before the target (id -1) its prediction is inverted.
-
-    Returns:
-        (B, 4, 4) ``T = [R | t]`` (``invert=False``) or ``[R^T | -R^T t]`` (``invert=True``).
-    """
+    """(B, 1, 3) axis-angle (radians) and translation -> (B, 4, 4) ``[R | t]``, or with ``invert``
+    ``[R^T | -R^T t]`` (used for a source frame before the target: pairs are in temporal order)."""
     batch = axisangle.shape[0]
     rotation = _axis_angle_to_matrix(axisangle.reshape(batch, 3))
     shift = translation.reshape(batch, 3, 1)
@@ -82,11 +60,7 @@ def transformation_from_parameters(axisangle: torch.Tensor, translation: torch.T
 
 def make_pixel_grid(height: int, width: int, device: torch.device,
                     dtype: torch.dtype) -> torch.Tensor:
-    """Homogeneous pixel coordinates ``(u, v, 1)`` of an image, row-major, built anew.
-
-    Returns:
-        (3, height * width): u = column index, v = row index (pixel centres at integers).
-    """
+    """(3, height * width) homogeneous ``(u, v, 1)``, row-major, u = column, v = row (centres at integers)."""
     rows, cols = torch.meshgrid(torch.arange(height, dtype=dtype, device=device),
                                 torch.arange(width, dtype=dtype, device=device), indexing="ij")
     return torch.stack([cols.reshape(-1), rows.reshape(-1), torch.ones_like(cols).reshape(-1)])
@@ -103,15 +77,7 @@ def pixel_grid(height: int, width: int, device: torch.device, dtype: torch.dtype
 
 
 def backproject(depth: torch.Tensor, inv_K: torch.Tensor) -> torch.Tensor:
-    """Lift every pixel to a 3-D point in its camera's frame.
-
-    Args:
-        depth: (B, 1, H, W) depth along the optical axis.
-        inv_K: (B, 4, 4) inverse intrinsics at the resolution of ``depth``.
-
-    Returns:
-        (B, 4, H, W) homogeneous camera-frame points ``(X, Y, Z, 1)``.
-    """
+    """Depth (B, 1, H, W) and ``inv_K`` (B, 4, 4) at its resolution -> (B, 4, H, W) ``(X, Y, Z, 1)``."""
     batch, _, height, width = depth.shape
     # a compiled step builds the grid inside its graph (torch.compile bypasses an lru_cache)
     grid_of = make_pixel_grid if torch.compiler.is_compiling() else pixel_grid
@@ -123,17 +89,8 @@ def backproject(depth: torch.Tensor, inv_K: torch.Tensor) -> torch.Tensor:
 
 
 def project(points: torch.Tensor, K: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
-    """Project camera points into another camera, as ``grid_sample`` coordinates.
-
-    Args:
-        points: (B, 4, H, W) homogeneous points from :func:`backproject`.
-        K: (B, 4, 4) intrinsics of the image that will be sampled (at H x W).
-        T: (B, 4, 4) transform from the points' camera to the sampled camera.
-
-    Returns:
-        (B, H, W, 2) sampling locations ``(x, y)`` normalised so that -1 and 1 are the centres
-        of the first and last pixels (``align_corners=True`` convention).
-    """
+    """Points (B, 4, H, W) -> (B, H, W, 2) ``grid_sample`` coordinates in the camera of ``K`` (B, 4, 4)
+    via ``T`` (B, 4, 4); -1 and 1 are the first / last pixel centres (``align_corners=True``)."""
     batch, _, height, width = points.shape
     camera = (K @ T)[:, :3, :] @ points.reshape(batch, 4, -1)  # (B, 3, H*W)
     pixels = camera[:, :2] / (camera[:, 2:3] + PROJECTION_EPS)  # (B, 2, H*W)
@@ -143,14 +100,6 @@ def project(points: torch.Tensor, K: torch.Tensor, T: torch.Tensor) -> torch.Ten
 
 
 def warp(image: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
-    """Bilinearly sample ``image`` at ``sample`` (edge pixels repeat outside the image).
-
-    Args:
-        image: (B, C, h, w) source image.
-        sample: (B, H, W, 2) coordinates from :func:`project`.
-
-    Returns:
-        (B, C, H, W) the source image seen from the target view.
-    """
+    """Sample ``image`` (B, C, h, w) bilinearly at ``sample`` (B, H, W, 2), edges repeated: (B, C, H, W)."""
     return F.grid_sample(image, sample, mode="bilinear", padding_mode="border",
                          align_corners=True)

@@ -1,20 +1,10 @@
 """Atomic file writing and small file helpers.
 
-Every file the tools write (checkpoints, teacher ``.npz`` maps, ground truth, manifests, the
-synthetic scene) goes through :func:`atomic_write`: the bytes land in a temporary file in the
-same folder, are flushed and fsync'ed, and only then renamed over the target with
-``os.replace``. A run killed half-way therefore leaves either the previous file or no file,
-never a truncated one that a later run would trust.
-
-``tempfile`` creates private files (0600) and folders (0700) and a rename keeps the mode, so
-:func:`atomic_write` and :func:`make_temp_dir` set the mode a plain ``open()`` / ``mkdir()``
-would give (0666 / 0777 minus the umask): other users of a shared machine can read the results
-exactly when they could read any other file the user writes.
-
-A kill leaves a temporary file or folder behind (``.tmp-<name>.<random>``);
-:func:`remove_leftovers` deletes those of earlier runs, and each tool calls it on the folders it
-owns (docs/reliability.md).
-"""
+Every file the tools write goes through :func:`atomic_write`: a temporary file in the same
+folder, flushed, fsync'ed, then ``os.replace``'d, so a kill leaves the old file or none, never a
+truncated one. ``tempfile``'s private modes are reset to what ``open()`` / ``mkdir()`` would give
+(0666 / 0777 minus umask). Kills leave ``.tmp-<name>.<random>``; :func:`remove_leftovers`
+deletes them in the folders each tool owns (docs/reliability.md)."""
 from __future__ import annotations
 
 import contextlib
@@ -62,17 +52,8 @@ def make_temp_dir(parent: PathLike, name: str) -> Path:
 
 
 def remove_leftovers(folder: PathLike, names: Optional[Iterable[str]] = None) -> List[Path]:
-    """Delete the temporary files / folders a killed run left in ``folder``.
-
-    Args:
-        folder: a folder the calling tool owns (missing: nothing to do).
-        names: only the leftovers of these final names (``.tmp-<name>.*``); None: every
-            ``.tmp-*`` entry. Tools whose folder is shared by concurrent processes (teacher
-            shards) pass the names only they write.
-
-    Returns:
-        The removed paths.
-    """
+    """Delete (and return) the ``.tmp-*`` leftovers in ``folder`` (missing: none); ``names``: only
+    ``.tmp-<name>.*`` of these (for folders shared by concurrent processes)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -94,14 +75,8 @@ def remove_leftovers(folder: PathLike, names: Optional[Iterable[str]] = None) ->
 
 @contextlib.contextmanager
 def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary file next to ``path``; on clean exit rename it to ``path``.
-
-    Args:
-        path: the final file name. Its parent folder is created if missing.
-        mode: ``"wb"`` or ``"w"`` (text, UTF-8).
-
-    On an exception the temporary file is removed and ``path`` is left untouched.
-    """
+    """Open a temporary file next to ``path`` (``"wb"`` or ``"w"``, UTF-8; parent created), renamed
+    to ``path`` on clean exit; on an exception it is removed and ``path`` untouched."""
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_write supports modes 'wb' and 'w', got {mode!r}")
     path = Path(path)
@@ -195,14 +170,11 @@ def holds_objects(path: PathLike, name: str) -> str:
 
 def read_torch_file(path: PathLike, flag: str = "", device: Any = "cpu",
                     mmap: bool = False) -> Any:
-    """``torch.load(weights_only=True)``: the one reader of the project's torch files (weight
-    folders, training states). Nothing is unpickled beyond tensors and plain containers.
+    """``torch.load(weights_only=True)``: the one reader of weight folders and training states.
 
     Raises:
         FileNotFoundError: no such file.
-        CheckpointError: the file is truncated or not a torch file, or it holds pickled Python
-            objects; the message starts with ``flag`` (e.g. ``--resume``) and names the file.
-    """
+        CheckpointError: truncated, not a torch file, or pickled objects; named, after ``flag``."""
     import torch
 
     where = f"{flag}: " if flag else ""

@@ -1,18 +1,11 @@
 """KITTI raw calibration files, velodyne scans and projected ground-truth depth.
 
-The on-disk formats are those of the KITTI raw recordings (Geiger et al., "Vision meets Robotics:
-The KITTI Dataset", IJRR 2013): every ``<date>`` folder holds ``calib_cam_to_cam.txt`` (per camera
-``S_rect_0c`` = rectified width height, ``R_rect_00`` = rectifying rotation of the reference
-camera, ``P_rect_0c`` = 3x4 projection from rectified camera-0 coordinates into camera c),
-``calib_velo_to_cam.txt`` (``R``, ``T``: velodyne -> unrectified camera 0) and
-``calib_imu_to_velo.txt``. Each line is ``key: v1 v2 ...`` with single spaces. A velodyne ``.bin``
-is a flat float32 array of ``x y z reflectance`` rows (metres, x forward, y left, z up).
-
-:func:`generate_depth_map` is the projection that monodepth2's ``export_gt_depth.py`` applies to
-build the eigen ``gt_depths.npz`` (Zhou et al. 2017 / Godard et al. 2019; spec upstream.md
-section 10): the nearest point wins where several land on one pixel, and ``vel_depth=True``
-stores the velodyne forward distance instead of the camera z-depth.
-"""
+KITTI raw formats (Geiger et al., IJRR 2013): ``calib_cam_to_cam.txt`` (``S_rect_0c``,
+``R_rect_00``, ``P_rect_0c``: rectified camera 0 -> camera c), ``calib_velo_to_cam.txt`` (``R``,
+``T``: velodyne -> camera 0), lines ``key: v1 v2 ...``; a ``.bin`` scan is float32 ``x y z
+reflectance`` rows (metres, x forward, y left, z up). :func:`generate_depth_map` is monodepth2's
+``export_gt_depth.py`` projection (upstream.md section 10): nearest point wins; ``vel_depth``
+stores velodyne forward distance instead of z-depth."""
 from __future__ import annotations
 
 import os
@@ -33,15 +26,7 @@ VELODYNE_COLUMNS = 4  # x, y, z, reflectance
 
 
 def read_calib_file(path: PathLike) -> Dict[str, CalibValue]:
-    """Parse a KITTI calibration text file.
-
-    Args:
-        path: a ``calib_*.txt`` file.
-
-    Returns:
-        key -> float64 1-D array for numeric lines, or the stripped text for the others
-        (``calib_time: 09-Jan-2012 13:57:47`` stays a string).
-    """
+    """``calib_*.txt`` -> key: float64 1-D array, or stripped text for non-numeric lines (``calib_time``)."""
     entries: Dict[str, CalibValue] = {}
     for number, line in enumerate(Path(path).read_text().splitlines(), 1):
         if not line.strip():
@@ -75,11 +60,7 @@ def write_calib_file(path: PathLike, entries: Mapping[str, CalibValue]) -> None:
 
 
 def read_velodyne(path: PathLike) -> np.ndarray:
-    """Read a velodyne scan.
-
-    Returns:
-        (N, 4) float32: x, y, z in metres (velodyne frame), reflectance.
-    """
+    """Velodyne scan -> (N, 4) float32: x, y, z in metres (velodyne frame), reflectance."""
     raw = np.fromfile(path, dtype=np.float32)
     if raw.size % VELODYNE_COLUMNS:
         raise ValueError(f"{path}: {raw.size} floats is not a whole number of x,y,z,r points")
@@ -104,12 +85,8 @@ def velo_to_cam_matrix(calib_dir: PathLike) -> np.ndarray:
 
 
 def velo_to_image_matrix(calib_dir: PathLike, cam: int = 2) -> Tuple[np.ndarray, Tuple[int, int]]:
-    """Projection of velodyne points into rectified camera ``cam`` at native size.
-
-    Returns:
-        P: (3, 4) matrix with ``P @ [x, y, z, 1]`` = (u * d, v * d, d), d = camera z-depth;
-        (height, width): the native image size ``S_rect_0<cam>``.
-    """
+    """(3, 4) P with ``P @ [x, y, z, 1]`` = (u * d, v * d, d) into rectified camera ``cam``, and the
+    native ``(height, width)`` (``S_rect_0<cam>``)."""
     cam2cam = read_calib_file(Path(calib_dir) / CAM_TO_CAM)
     rectify = np.eye(4)
     rectify[:3, :3] = cam2cam["R_rect_00"].reshape(3, 3)
@@ -120,24 +97,11 @@ def velo_to_image_matrix(calib_dir: PathLike, cam: int = 2) -> Tuple[np.ndarray,
 
 def generate_depth_map(calib_dir: PathLike, velo_path: PathLike, cam: int = 2,
                        vel_depth: bool = False) -> np.ndarray:
-    """Project a velodyne scan into camera ``cam`` as a sparse depth map at native size.
+    """Velodyne scan -> (H, W) float32 sparse depth in metres for camera ``cam`` (2 / 3), 0 = none.
 
-    As in monodepth2: points behind the velodyne (x < 0) are dropped, the reflectance column is
-    ignored, a point at image coordinates (u, v) lands in pixel ``(round(v) - 1, round(u) - 1)``
-    (the one-pixel shift inherited from KITTI's MATLAB tools, kept so the maps match the published
-    ground truth), and the nearest point wins on collisions. Points with non-positive projective
-    depth are dropped too (they have no image position).
-
-    Args:
-        calib_dir: the ``<date>`` folder holding the calibration files.
-        velo_path: the ``.bin`` scan.
-        cam: 2 (left colour) or 3 (right colour).
-        vel_depth: store the velodyne x (forward distance) instead of the camera z-depth;
-            monodepth2's ``export_gt_depth.py`` uses True.
-
-    Returns:
-        (H, W) float32 depth in metres, 0 where no point landed.
-    """
+    As monodepth2: x < 0 and non-positive projective depth dropped, (u, v) lands in pixel
+    ``(round(v) - 1, round(u) - 1)`` (KITTI's MATLAB shift, kept to match the published gt), nearest
+    point wins; ``vel_depth=True`` (``export_gt_depth.py``) stores velodyne x instead of z-depth."""
     projection, (height, width) = velo_to_image_matrix(calib_dir, cam)
     points = read_velodyne(velo_path).astype(np.float64)
     points = points[points[:, 0] >= 0]

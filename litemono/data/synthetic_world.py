@@ -1,18 +1,11 @@
 """A small textured driving world with known depth, ray cast with vectorised numpy.
 
-The world stands in for KITTI raw (Geiger et al., IJRR 2013) when no data can be downloaded:
-a road plane (asphalt with lane markings, pavements, grass), building blocks with brick or
-plaster facades, poles and parked boxes at several depths, a closing wall at the end of the
-street, sky at infinity, and two cars that drive along with the camera (static in the image:
-the case that monodepth2's automasking, Godard et al. ICCV 2019 section 3.3, exists for).
-
-Coordinates: the world frame is the rectified camera-2 frame of a car standing at the start of
-the road (x right, y down, z forward, metres); the ground is the plane ``y = CAMERA_HEIGHT``.
-The "rig" frame is the rectified camera-2 frame of the current frame; camera 3 sits
-``KITTI_STEREO_BASELINE`` to its right. Rays are parametrised with camera-z equal to one, so a
-hit's ray parameter is directly its z-depth. Textures (scikit-image photos and spectral noise)
-are sampled with trilinear mip-mapping so distant surfaces stay consistent between frames.
-"""
+A KITTI raw stand-in: road, pavements, grass, buildings, poles, parked boxes, a closing wall,
+sky at infinity, and two cars moving with the camera (the case of monodepth2's automasking,
+ICCV 2019, section 3.3). World frame: rectified camera 2 of the car at the road start (x right,
+y down, z forward, metres), ground ``y = CAMERA_HEIGHT``; "rig" frame: camera 2 of the current
+frame, camera 3 ``KITTI_STEREO_BASELINE`` to its right. Rays have camera-z 1, so the ray
+parameter is z-depth. Textures are sampled with trilinear mip-mapping."""
 from __future__ import annotations
 
 import functools
@@ -56,13 +49,8 @@ def _normalise(gray: np.ndarray, contrast: float = 0.22) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def texture_atlas() -> Tuple[np.ndarray, np.ndarray, dict]:
-    """All texture mip pyramids in one flat float32 array.
-
-    Returns:
-        flat: concatenated levels of every texture, gray values in [0, 1];
-        offsets: (n_textures, n_levels) int64 start of each level in ``flat``;
-        index: texture name -> row of ``offsets``.
-    """
+    """All mip pyramids in one float32 array: ``flat`` (gray in [0, 1]), ``offsets``
+    (n_textures, n_levels) int64 level starts, ``index`` (name -> row)."""
     import skimage.data
 
     rng = np.random.default_rng(20230601)  # fixed: textures do not depend on the scene seed
@@ -170,11 +158,8 @@ def intrinsics(height: int, width: int) -> Tuple[float, float, float, float]:
 
 @functools.lru_cache(maxsize=4)
 def _directions(height: int, width: int, factor: int) -> Tuple[np.ndarray, ...]:
-    """Camera-frame ray directions (x, y; z = 1) and their norms, ``factor``^2 samples/pixel.
-
-    Pixel (row i, col j) has image coordinates (u, v) = (j, i), monodepth2's convention, so the
-    samples of pixel j sit at u = j + (k + 0.5) / factor - 0.5.
-    """
+    """Ray directions (x, y; z = 1) and norms, ``factor``^2 samples per pixel; pixel (i, j) is
+    (u, v) = (j, i) (monodepth2), samples at u = j + (k + 0.5) / factor - 0.5."""
     fx, fy, cx, cy = intrinsics(height, width)
     u = (np.arange(width * factor) + 0.5) / factor - 0.5
     v = (np.arange(height * factor) + 0.5) / factor - 0.5
@@ -264,12 +249,7 @@ def _sky(dirs, sky):
 
 
 def _cast(world, frame, camera, height, width, factor):
-    """Ray cast one camera.
-
-    Returns:
-        depth: (h, w) float32 z-depth of the nearest hit, inf for sky; obj: (h, w) int32 hit
-        object (0 = ground, -1 = sky); rays: ((world origin, world dirs), (rig origin, rig dirs)).
-    """
+    """Ray cast one camera: depth (h, w) float32 (inf: sky), obj (h, w) int32 (0 ground, -1 sky), rays."""
     dx, dy, _ = _directions(height, width, factor)
     pose = world.camera_to_world(frame)
     rotation = pose[:3, :3]
@@ -330,16 +310,8 @@ def _shade(world, depth, obj, rays, norm, fx):
 
 def render_view(world: World, frame: int, camera: int, height: int, width: int,
                 supersample: int = 1) -> Tuple[np.ndarray, np.ndarray]:
-    """Render camera 2 or 3 of ``frame``.
-
-    Args:
-        supersample: samples per pixel along each axis, averaged (edge anti-aliasing; textures
-            are already filtered by mip-mapping).
-
-    Returns:
-        rgb: (height, width, 3) uint8;
-        depth: (height, width) float32 z-depth in metres at the pixel centres, 0 for sky.
-    """
+    """Render camera 2 or 3 of ``frame``, ``supersample``^2 samples per pixel: rgb (h, w, 3) uint8,
+    depth (h, w) float32 z-depth in metres at pixel centres, 0 for sky."""
     if camera not in (2, 3):
         raise ValueError(f"camera must be 2 or 3, got {camera}")
     fx = intrinsics(height, width)[0] * supersample

@@ -1,19 +1,12 @@
-"""Image transforms of the training data: colour jitter, the LANCZOS scale pyramid, to-tensor.
+"""Training image transforms: colour jitter, the LANCZOS scale pyramid, to-tensor.
 
-The data pipeline of monodepth2 (Godard et al., ICCV 2019, section 4) as Lite-Mono (Zhang et
-al., CVPR 2023) uses it:
-
-* every frame is resized with PIL's LANCZOS filter (upstream's ``Image.ANTIALIAS``) to
-  ``(H / 2^s, W / 2^s)`` for s = 0..3, each scale from the previous one;
-* colour jitter is torchvision's ``ColorJitter``: brightness, contrast and saturation factors in
-  [0.8, 1.2], hue shift in [-0.1, 0.1], in random order. Lite-Mono draws new factors for every
-  frame and scale (``--jitter per_frame``, default); monodepth2 meant one set per item
-  (``--jitter per_item``). The draws come from torch's global RNG in upstream's order.
-
-The hue shift (PIL's RGB -> HSV -> RGB) is the costly operation; both conversions are per-pixel
-maps of a 24-bit colour, so :func:`adjust_hue` reads them from two tables that PIL fills once
-per process: torchvision's ``adjust_hue`` byte for byte, about 3.7x faster at 640x192.
-"""
+monodepth2's pipeline (ICCV 2019, section 4) as Lite-Mono uses it: LANCZOS (upstream's
+``Image.ANTIALIAS``) to ``(H / 2^s, W / 2^s)``, each scale from the previous; torchvision's
+``ColorJitter`` (brightness, contrast, saturation in [0.8, 1.2], hue in [-0.1, 0.1], random
+order), new draws per frame and scale (``--jitter per_frame``, Lite-Mono) or one per item
+(``per_item``, monodepth2's intent), from torch's global RNG in upstream's order.
+:func:`adjust_hue` reads PIL's HSV conversions from tables filled once per process: byte for
+byte torchvision's, ~3.7x faster at 640x192."""
 from __future__ import annotations
 
 import sys
@@ -52,12 +45,10 @@ class CorruptImageError(OSError):
 
 
 def read_rgb(path: str) -> Image.Image:
-    """Decode an image file to a fully loaded RGB PIL image.
+    """Decode an image file to a loaded RGB PIL image.
 
     Raises:
-        FileNotFoundError: no such file (the message names it).
-        CorruptImageError: the file is truncated or not an image (the message names it).
-    """
+        FileNotFoundError: no such file. CorruptImageError: truncated or not an image (named)."""
     try:
         with Image.open(path) as image:
             return image.convert("RGB")  # convert() forces the full decode inside the try
@@ -75,12 +66,8 @@ def draw_jitter() -> JitterParams:
 
 
 class _HueTables:
-    """PIL's RGB -> HSV and HSV -> RGB conversions of every 24-bit triple, built on first use.
-
-    A triple (a, b, c) is the little-endian uint32 ``a | b << 8 | c << 16``, so an RGBX buffer
-    viewed as uint32 indexes the tables directly. 2 x 64 MiB; ~0.7 s to build. DataLoader
-    workers forked after :func:`prepare_hue_tables` share the parent's copy.
-    """
+    """PIL's RGB <-> HSV for every 24-bit triple, indexed by an RGBX buffer viewed as uint32;
+    2 x 64 MiB, ~0.7 s to build, shared by workers forked after :func:`prepare_hue_tables`."""
 
     _lock = threading.Lock()
     rgb_to_hsv: Optional[np.ndarray] = None
@@ -116,12 +103,8 @@ def prepare_hue_tables() -> None:
 
 
 def adjust_hue(image: Image.Image, hue_factor: float) -> Image.Image:
-    """torchvision's ``adjust_hue`` for PIL images, byte for byte, by table look-up.
-
-    As torchvision: the image goes to PIL's 8-bit HSV, ``int(hue_factor * 255)`` (truncated,
-    modulo 256) is added to H, and PIL converts back to RGB; images that are not RGB go to
-    torchvision unchanged.
-    """
+    """torchvision's ``adjust_hue`` for PIL images by table look-up: 8-bit HSV, H += int(hue_factor
+    * 255) modulo 256, back to RGB; non-RGB images go to torchvision."""
     if not -0.5 <= hue_factor <= 0.5:
         raise ValueError(f"hue_factor ({hue_factor}) is not in [-0.5, 0.5]")
     if image.mode != "RGB" or sys.byteorder != "little":
@@ -151,13 +134,8 @@ def apply_jitter(image: Image.Image, params: JitterParams) -> Image.Image:
 
 
 class ColorAugmenter:
-    """The colour augmentation of one item.
-
-    Args:
-        mode: ``"per_frame"`` (a new draw for every call, Lite-Mono) or ``"per_item"`` (one draw
-            at construction, shared by every call, monodepth2's intent).
-        enabled: False gives the identity (no RNG is consumed).
-    """
+    """Colour augmentation of one item: ``per_frame`` (new draw per call) or ``per_item`` (one draw at
+    construction); disabled: identity, no RNG consumed."""
 
     def __init__(self, mode: str = "per_frame", enabled: bool = True):
         if mode not in JITTER_MODES:
@@ -182,14 +160,8 @@ class ColorAugmenter:
 
 def resize_pyramid(image: Image.Image, height: int, width: int,
                    num_scales: int) -> List[Image.Image]:
-    """LANCZOS-resize ``image`` to ``(height // 2^s, width // 2^s)`` for s in 0..num_scales-1.
-
-    Each scale is resized from the previous one, as upstream. An image already at a scale's size
-    is passed on unchanged (PIL's resize would return an identical copy).
-
-    Returns:
-        ``num_scales`` PIL images, largest first.
-    """
+    """``num_scales`` LANCZOS images ``(height // 2^s, width // 2^s)``, largest first, each from the
+    previous; one already at size is passed on unchanged."""
     pyramid = []
     current = image
     for scale in range(num_scales):

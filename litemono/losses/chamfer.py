@@ -1,20 +1,10 @@
 """Chamfer loss between adaptive bin centres and the teacher's disparity distribution.
 
-The report's (README) distribution loss, its Eq. 1, after AdaBins' bin-centre density loss
-(Bhat et al., CVPR 2021, section 3.3). The target set is the teacher's disparity, aligned to the
-student like the distillation term and sampled at a fixed stride over the non-zero pixels (sky
-is never a point); the 1-D Chamfer distance is computed per image and averaged over images, in
-static shapes so the step compiles whole. Gradients reach the bin centres only.
-``--chamfer_reduction`` picks how each direction reduces over its points:
-
-* ``sum`` (the report's Eq. 1)::
-
-    chamfer(P, C) = sum_{p in P} min_{c in C} (p - c)^2 + sum_{c in C} min_{p in P} (c - p)^2
-
-* ``mean`` (default, AdaBins' form): the same with means, so a weight carries over between
-  values of ``--chamfer_points`` N and K; on the point side a ``sum`` weight ``w`` acts like a
-  ``mean`` weight ``w * N``.
-"""
+The report's Eq. 1, after AdaBins' bin-centre loss (CVPR 2021, section 3.3). Points: the
+teacher's disparity aligned like distillation, sampled at a fixed stride over non-zero pixels
+(never sky); 1-D Chamfer per image, averaged, static shapes; gradients reach the centres only.
+``--chamfer_reduction``: ``sum`` (Eq. 1: sum_P min_C (p - c)^2 + sum_C min_P (c - p)^2) or
+``mean`` (default, AdaBins; a ``sum`` weight ``w`` is a ``mean`` weight ``w * N`` on the point side)."""
 from __future__ import annotations
 
 from typing import Any, Mapping, Optional, Tuple
@@ -29,19 +19,10 @@ REDUCTIONS = ("mean", "sum")
 
 def chamfer_1d(points: torch.Tensor, centers: torch.Tensor,
                mask: Optional[torch.Tensor] = None, reduction: str = "mean") -> torch.Tensor:
-    """Symmetric squared 1-D Chamfer distance, averaged over images.
+    """Symmetric squared 1-D Chamfer of points (B, N) (``mask``: which exist) and centres (B, K).
 
-    Args:
-        points: (B, N) point values (e.g. teacher disparities).
-        centers: (B, K) bin centres.
-        mask: (B, N) bool, which points exist (padding is False); all by default.
-        reduction: ``"mean"`` or ``"sum"`` over the points of each direction (module docstring).
-
-    Returns:
-        Scalar: the mean over images with at least one point of
-        ``mean_n min_k (p_n - c_k)^2 + mean_k min_n (c_k - p_n)^2`` (``sum`` for ``"sum"``);
-        a differentiable 0 when no image has a point.
-    """
+    ``mean_n min_k (p_n - c_k)^2 + mean_k min_n (c_k - p_n)^2`` (sums for ``"sum"``), averaged over
+    images with a point; a differentiable 0 when none has."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"--chamfer_reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if mask is None:
@@ -66,22 +47,9 @@ def chamfer_1d(points: torch.Tensor, centers: torch.Tensor,
 
 def sample_points(values: torch.Tensor, mask: torch.Tensor,
                   count: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Deterministic fixed-stride sample of each image's valid values.
-
-    Image b's valid values (raster order, V of them) are sampled at indices
-    ``floor(i * V / n)`` for ``i < n = min(count, V)``; the rest of the row is padding.
-
-    Args:
-        values: (B, 1, H, W).
-        mask: (B, 1, H, W) bool.
-        count: points per image.
-
-    Returns:
-        ``(points, point_mask)``, both (B, count); padding has value 0 and mask False.
-
-    Static shapes (no boolean indexing, no loop over images): the running count of valid pixels
-    along each row locates the r-th valid pixel as the first position where the count exceeds r.
-    """
+    """Fixed-stride sample: indices ``floor(i * V / n)``, i < n = min(count, V), of each image's V
+    valid values (raster order) -> ``(points, point_mask)`` (B, count), padding 0 / False. Static
+    shapes: the r-th valid pixel is where the running count first exceeds r."""
     flat, valid = values.flatten(1), mask.flatten(1)  # (B, H*W)
     total = valid.sum(dim=1, keepdim=True)  # (B, 1): V per image
     taken = total.clamp(max=count)  # n = min(count, V)
@@ -95,12 +63,7 @@ def sample_points(values: torch.Tensor, mask: torch.Tensor,
 
 
 class ChamferTerm:
-    """Extra criterion term ``chamfer``: bin centres vs. aligned teacher disparities.
-
-    Args:
-        cfg: the run's :class:`litemono.config.Config` (``loss.chamfer_weight``,
-            ``loss.chamfer_points``, ``loss.chamfer_reduction``, ``loss.distill_align``).
-    """
+    """Criterion term ``chamfer``: bin centres vs. aligned teacher disparities."""
 
     name = "chamfer"
 
@@ -111,16 +74,7 @@ class ChamferTerm:
         self.align = ALIGNERS[cfg.loss.distill_align]
 
     def __call__(self, inputs: Mapping[Any, Any], outputs: Mapping[Any, Any]) -> torch.Tensor:
-        """Unweighted loss.
-
-        Args:
-            inputs: with ``"teacher_disp"`` (B, 1, H, W), 0 = sky.
-            outputs: with ``"bin_centers"`` (B, K) in (0, 1) and ``("disp", 0)`` (B, 1, H, W),
-                the student disparity the teacher is aligned to.
-
-        Returns:
-            Scalar tensor.
-        """
+        """Unweighted scalar; teacher aligned to ``("disp", 0)``, compared with ``"bin_centers"`` (B, K)."""
         teacher = teacher_disparity(inputs, self.name)
         if "bin_centers" not in outputs:
             raise KeyError("the chamfer loss needs outputs['bin_centers']: set --bins (e.g. 64)")

@@ -1,19 +1,13 @@
 """The training objective: view synthesis, photometric error, smoothness and extra terms.
 
-Implements the self-supervised loss of Lite-Mono (Zhang et al., CVPR 2023, section 3.3), which is
-monodepth2's (Godard et al., ICCV 2019, section 3): for every decoder scale s the disparity is
-(unless ``--v1_multiscale``) upsampled to the input size, turned into depth, and every source
-frame is warped into the target view; the per-pixel minimum of the photometric errors (with
-automasking) is averaged, ``disparity_smoothness / 2^s`` times the edge-aware smoothness is
-added, and the per-scale losses are averaged. Optional terms (teacher distillation, bin-centre
-Chamfer, or any term registered with :func:`register_loss_term`) are added with their weights.
-
-Work that does not depend on the scale is done once per call: the identity (un-warped) errors,
-the targets' SSIM moments, the image edge weights of each scale and the back-projection shared
-by all source frames.
-Numbers match upstream's ``generate_images_pred`` + ``compute_losses`` (see
-``tests/test_upstream_loss.py``), including the order of the tie-breaking noise draws.
-"""
+Lite-Mono's loss (CVPR 2023, section 3.3) = monodepth2's (ICCV 2019, section 3): per decoder
+scale s the disparity is upsampled to input size (unless ``--v1_multiscale``), every source frame
+warped into the target, the per-pixel minimum photometric error (with automasking) averaged,
+``disparity_smoothness / 2^s`` times the edge-aware smoothness added; scales averaged. Extra
+terms (:func:`register_loss_term`) are added with their weights. Scale-independent work (identity
+errors, target SSIM moments, edge weights, back-projection) is done once per call. Numbers match
+upstream's ``generate_images_pred`` + ``compute_losses`` (tests/test_upstream_loss.py), including
+the order of the tie-breaking noise draws."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,19 +30,11 @@ FrameId = Union[int, str]
 
 
 class Criterion(nn.Module):
-    """Self-supervised loss of one batch; see the module docstring.
+    """Self-supervised loss of one batch (module docstring).
 
-    Args:
-        scales: decoder scales that receive the loss (e.g. ``[0, 1, 2]``).
-        source_frames: frame ids warped into the target (e.g. ``[-1, 1]``, ``"s"`` for stereo).
-        min_depth, max_depth: depth range of the sigmoid disparity.
-        disparity_smoothness: weight of the smoothness term at scale 0.
-        use_ssim: SSIM + L1 (True) or L1 only (``--no_ssim``).
-        automasking: identity-reprojection automasking (``--disable_automasking`` turns it off).
-        avg_reprojection: average the source-frame errors instead of the minimum.
-        v1_multiscale: warp at each scale's own resolution instead of the input resolution.
-        extra_terms: objects with ``name``, ``weight`` and ``__call__(inputs, outputs)``.
-    """
+    ``source_frames``: ids warped into the target (``"s"``: stereo); ``use_ssim``: SSIM + L1 or L1
+    (``--no_ssim``); ``avg_reprojection``: mean over sources instead of minimum; ``extra_terms``:
+    objects with ``name``, ``weight`` and ``__call__(inputs, outputs)``."""
 
     def __init__(self, scales: Sequence[int], source_frames: Sequence[FrameId],
                  min_depth: float, max_depth: float, disparity_smoothness: float,
@@ -67,21 +53,12 @@ class Criterion(nn.Module):
 
     def forward(self, inputs: Mapping[Any, Any], outputs: MutableMapping[Any, Any]
                 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        """Compute the loss of a batch.
+        """Loss of a batch: ``(total, terms)``.
 
-        Args:
-            inputs: the collated sample dict (``("color", f, s)``, ``("K", s)``, ``("inv_K", s)``,
-                ``"stereo_T"`` ...), images (B, 3, H/2^s, W/2^s).
-            outputs: network outputs with ``("disp", s)`` (B, 1, H/2^s, W/2^s) and
-                ``("cam_T_cam", 0, f)`` (B, 4, 4) per source frame. Filled in place with
-                ``("depth", 0, s)``, ``("sample", f, s)``, the warped ``("color", f, s)`` and
-                ``("automask", s)`` (B, 1, H, W) bool.
-
-        Returns:
-            ``(total, terms)``: the scalar to back-propagate and detached scalars for logging:
-            ``"photometric"`` and ``"smoothness"`` (weighted, averaged over scales),
-            ``"loss/scale{s}"`` and the unweighted value of each extra term by name.
-        """
+        ``outputs`` needs ``("disp", s)`` (B, 1, H/2^s, W/2^s) and ``("cam_T_cam", 0, f)`` (B, 4, 4);
+        it gains ``("depth", 0, s)``, ``("sample", f, s)``, warped ``("color", f, s)`` and
+        ``("automask", s)`` (B, 1, H, W) bool. ``terms``: detached ``"photometric"``, ``"smoothness"``
+        (weighted, scale-averaged), ``"loss/scale{s}"`` and each extra term unweighted."""
         poses = {frame: self._pose(inputs, outputs, frame) for frame in self.source_frames}
         identity: Dict[int, torch.Tensor] = {}  # identity errors per source resolution
         moments: Dict[int, TargetMoments] = {}  # the targets' SSIM moments per resolution
@@ -171,19 +148,11 @@ LOSS_TERMS: Dict[str, LossTerm] = {"distill": LossTerm("distill", DistillationTe
 def register_loss_term(name: str, build: Callable[[Any], Any],
                        options: Sequence[Tuple[str, Any, Any]] = (),
                        check: Optional[Callable[[Any], None]] = None, help: str = "") -> None:
-    """Declare a new loss term, from any module (``train.py --import my_terms``; see
-    docs/architecture.md, "Extending").
+    """Declare a loss term from any module (``train.py --import``; docs/architecture.md, "Extending").
 
-    Adds the option ``--<name>_weight`` (default 0: off; >= 0), the term's own ``options``
-    (``(name, type, option(...))``) and its ``check`` (cross-option rules, raising
-    ``ConfigError``); their values are in ``cfg.loss.extra``.
-
-    Args:
-        name: the term's name in logs and in ``terms``.
-        build: ``cfg -> term``, called by :func:`build_criterion` when the weight is positive.
-        options, check: the term's extra options and their validation.
-        help: ``--help`` text of the weight.
-    """
+    Adds ``--<name>_weight`` (default 0: off), the term's ``options`` (``(name, type, option(...))``)
+    and ``check`` (raising ``ConfigError``), values in ``cfg.loss.extra``. ``build``: ``cfg -> term``,
+    called by :func:`build_criterion` when the weight is positive."""
     if name in LOSS_TERMS:
         raise ValueError(f"loss term {name!r} already exists")
     weight = option(0.0, help or f"weight of the {name} term (0 = off)",
@@ -199,11 +168,8 @@ def term_weight(loss: Any, name: str) -> float:
 
 
 def build_criterion(cfg) -> Criterion:
-    """The criterion of a run from its :class:`litemono.config.Config`.
-
-    Source frames are ``--frame_ids`` without the target, plus ``"s"`` with ``--use_stereo``;
-    the extra terms are the registered ones whose weight is positive.
-    """
+    """A run's criterion: sources are ``--frame_ids`` minus 0 (+ ``"s"`` with ``--use_stereo``), extra
+    terms those with a positive weight."""
     loss = cfg.loss
     extra_terms = [term.build(cfg) for term in LOSS_TERMS.values()
                    if term_weight(loss, term.name) > 0]

@@ -1,12 +1,8 @@
 """The teacher precompute loop: which frames, sharding, resume, manifest and statistics.
 
-Every target frame (frame 0) of a split's train and val lists gets one float16 ``.npz`` map at
-the training resolution (layout in :mod:`litemono.data.teacher_store`). The loop is resumable:
-maps are written atomically and a rerun skips every frame whose file is already valid; shards
-(``--shard K/N`` or torchrun's ``RANK``/``WORLD_SIZE``) take every N-th frame starting at K, so
-N processes cover each frame exactly once. Used with Depth Anything V2 (Yang et al., NeurIPS
-2024) or with the synthetic stand-in of :mod:`litemono.teacher.synthetic`.
-"""
+Each target frame of a split's train and val lists gets one float16 ``.npz`` map at training
+resolution (:mod:`litemono.data.teacher_store`). Resumable: atomic writes, valid files skipped.
+Shards (``--shard K/N`` or torchrun's ``RANK``/``WORLD_SIZE``) take ``frames[K::N]``."""
 from __future__ import annotations
 
 import json
@@ -76,13 +72,7 @@ def kitti_image_path(data_path: Union[str, Path], frame: SplitLine, png: bool) -
 
 
 class ImageTeacher:
-    """Predictor that reads KITTI frames and runs a :class:`DepthAnythingTeacher` on them.
-
-    Args:
-        teacher: the frozen network (on its device).
-        data_path: KITTI raw root (``--data_path``); ``png`` selects ``.png`` frames.
-        out_size: ``(H, W)`` training resolution of the maps.
-    """
+    """Reads KITTI frames (``data_path``, ``png``) and runs a :class:`DepthAnythingTeacher` to ``out_size``."""
 
     def __init__(self, teacher: DepthAnythingTeacher, data_path: str, png: bool,
                  out_size: Tuple[int, int]):
@@ -113,10 +103,8 @@ class _FrameLoader(Dataset):
 
 
 def comparable_manifest(manifest: Dict[str, Any]) -> Dict[str, Any]:
-    """``manifest`` as two runs compare it: the ``--data_path`` inside ``teacher_args`` becomes
-    its absolute path (as the split is stored), so every spelling of one folder matches.
-    Manifests written before the path was stored absolute hold it as typed; it is resolved
-    from the current folder, so a rerun from where they were made still matches."""
+    """``manifest`` with ``teacher_args``' ``--data_path`` made absolute (old manifests: resolved
+    from the current folder), so every spelling of one folder matches."""
     args = manifest.get("teacher_args")
     try:
         words = shlex.split(args) if isinstance(args, str) else None
@@ -130,11 +118,10 @@ def comparable_manifest(manifest: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def check_manifest(root: Union[str, Path], manifest: Dict[str, Any]) -> bool:
-    """True when ``root`` already has this ``manifest.json``; refuse one that differs.
+    """True when ``root`` already has this ``manifest.json``.
 
     Raises:
-        DataError: naming the differing settings.
-    """
+        DataError: naming the differing settings."""
     path = Path(root) / MANIFEST_NAME
     if not path.is_file():
         return False
@@ -157,21 +144,11 @@ def ensure_manifest(root: Union[str, Path], manifest: Dict[str, Any]) -> None:
 def run_precompute(predictor: Predictor, frames: Sequence[SplitLine], root: Union[str, Path],
                    manifest: Dict[str, Any], shard: Tuple[int, int] = (0, 1), batch_size: int = 4,
                    num_workers: int = 0, progress: bool = True) -> Dict[str, int]:
-    """Compute the maps of this shard's frames that are not done yet.
+    """Compute this shard's missing maps (``shard`` ``(K, N)``: ``frames[K::N]``) into ``root``.
 
-    Args:
-        predictor: see :class:`Predictor`.
-        frames: all target frames of the run (every shard passes the same list).
-        root: the ``--teacher_dir``.
-        manifest: must hold ``output_size`` [H, W]; ``version`` and ``num_frames`` are added.
-        shard: ``(K, N)``: this process handles ``frames[K::N]``.
-        batch_size, num_workers: data-loader settings.
-        progress: show a tqdm bar (frames/s).
-
-    Returns:
-        ``{"computed": ..., "skipped": ..., "shard_frames": ...}``; ``statistics.json`` is
-        (re)written once every frame of ``frames`` has a map.
-    """
+    ``manifest`` must hold ``output_size`` [H, W] (``version``, ``num_frames`` are added).
+    Returns ``{"computed", "skipped", "shard_frames"}``; ``statistics.json`` is (re)written once
+    every frame has a map."""
     height, width = manifest["output_size"]
     manifest = {**manifest, "version": FORMAT_VERSION, "num_frames": len(frames),
                 "key": ARRAY_KEY, "dtype": "float16"}
@@ -222,14 +199,9 @@ def remove_own_leftovers(root: Union[str, Path], frames: Sequence[SplitLine],
 
 
 def compute_statistics(root: Union[str, Path], frames: Sequence[SplitLine]) -> Dict[str, Any]:
-    """Distribution of the stored disparities (for choosing and checking the bins).
-
-    Returns:
-        ``zero_fraction`` (sky / unknown pixels), ``min``/``max``/``mean``/``std`` of all
-        pixels, ``percentiles`` of the non-zero values (a fixed-stride sample per frame), and a
-        ``histogram`` of non-zero values divided by their frame's median (``edges``, ``counts``):
-        the scale-free shape that median alignment hands to the bin centres.
-    """
+    """Stored disparity distribution: ``zero_fraction``, ``min``/``max``/``mean``/``std``,
+    ``percentiles`` of non-zero values (fixed-stride sample), and a ``histogram`` (``edges``,
+    ``counts``) of non-zero values over their frame's median."""
     total, zeros, value_sum, square_sum = 0, 0, 0.0, 0.0
     low, high = np.inf, -np.inf
     samples, ratios = [], []
