@@ -1,21 +1,14 @@
 """One way for every command-line tool to report a mistake the user can fix.
 
-A user error (a bad flag, a missing or corrupt file, a full disk, a folder without write
-permission) ends in one line on stderr and a non-zero exit status::
+A user error (bad flag, missing or corrupt file, full disk, no write permission) ends in one
+stderr line and a non-zero exit, never a traceback::
 
     train.py: error: <what>, <which file or flag>, <what to do>
 
-and never in a traceback; a genuine bug (anything else) still raises with its traceback.
-``--debug`` on any tool's command line, or ``LITEMONO_DEBUG=1`` in the environment, shows the
-traceback of a user error too. Each tool's ``main`` is decorated with :func:`cli`::
-
-    @cli("train.py")
-    def main(argv=None): ...
-
-Library code raises :class:`UserError` (or a subclass: ``ConfigError``, ``CheckpointError``,
-:class:`DataError`); ``OSError`` (missing file, permission, ``ENOSPC``) counts as a user error
-as well, since it describes the machine, not the code.
-"""
+Bugs still raise with their traceback; ``--debug`` or ``LITEMONO_DEBUG=1`` shows it for user
+errors too. Tools decorate ``main`` with ``@cli("train.py")``. Library code raises
+:class:`UserError` or a subclass (``ConfigError``, ``CheckpointError``, :class:`DataError`);
+``OSError`` counts as a user error (it describes the machine, not the code)."""
 from __future__ import annotations
 
 import argparse
@@ -39,13 +32,7 @@ ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
 class UserError(Exception):
-    """A problem the user can fix; its message names the file or flag and what to do.
-
-    Args:
-        what: what went wrong (or the whole message when ``where``/``todo`` are omitted).
-        where: the file or flag concerned.
-        todo: what to do about it.
-    """
+    """A problem the user can fix: ``what`` went wrong, ``where`` (file or flag), ``todo``."""
 
     def __init__(self, what: str, where: Optional[str] = None, todo: Optional[str] = None):
         super().__init__(", ".join(str(p) for p in (what, where, todo) if p))
@@ -75,13 +62,8 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def one_line(exc: BaseException) -> str:
-    """The message of ``exc`` as one line.
-
-    A DataLoader worker's exception arrives with the worker's traceback in its message
-    ("Caught DataError in DataLoader worker process 0. Original Traceback ..."); its last
-    line holds the original message, which is what the user needs. Terminal colour codes
-    (torch marks words bold in some messages) are removed.
-    """
+    """``exc``'s message on one line: a DataLoader worker's wrapped traceback reduced to its last
+    line, terminal colour codes removed."""
     text = ANSI_ESCAPE.sub("", str(exc))
     if isinstance(exc, OSError) and exc.strerror and exc.errno in OS_ADVICE:
         # torch / numpy / os phrase these "[Errno 28] No space left on device: 'x'"
@@ -94,12 +76,8 @@ def one_line(exc: BaseException) -> str:
 
 
 def first_sentence(text: str) -> str:
-    """The first sentence of a library's message, on one line, without colour codes and
-    without its closing full stop (it is quoted inside another sentence).
-
-    Some of torch's messages run to a paragraph of advice that does not apply here; quoting
-    their first sentence keeps an error line short without cutting a sentence in half.
-    """
+    """A message's first sentence, one line, no colour codes or final full stop (for quoting
+    torch's paragraph-long messages)."""
     text = " ".join(ANSI_ESCAPE.sub("", text).split())
     end = re.search(r"[.!?](?=\s|$)", text)
     sentence = text[:end.end()] if end else text
@@ -111,10 +89,9 @@ def _is_user_error(exc: BaseException) -> bool:
 
 
 def cli(tool: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorate a tool's ``main(argv=None)``: user errors become one stderr line and
-    ``SystemExit(2)``; ``--debug`` (removed from ``argv`` before ``main`` sees it) or
-    ``LITEMONO_DEBUG=1`` re-raises them with their traceback. ``main``'s return value and
-    every other exception pass through unchanged."""
+    """Decorate ``main(argv=None)``: user errors become one stderr line and ``SystemExit(2)``;
+    ``--debug`` (removed from ``argv``) or ``LITEMONO_DEBUG=1`` re-raises them. Other exceptions
+    and the return value pass through."""
 
     def decorate(main: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(main)

@@ -1,16 +1,9 @@
 """Lite-Mono's learning-rate schedule: cosine annealing with warm restarts, stepped per epoch.
 
-Lite-Mono (Zhang et al., "Lite-Mono: A Lightweight CNN and Transformer Architecture for
-Self-Supervised Monocular Depth Estimation", CVPR 2023) gives each of its two AdamW optimisers a
-cosine schedule with warm restarts (cycle ``T_0`` epochs, ``T_mul`` 1, no warm-up) whose peak is
-multiplied by 0.9 at every restart, and steps it once at the start of every epoch. Because the
-scheduler is stepped before the first epoch trains, the cosine is already one epoch in at epoch
-0: the depth networks train at 9.976e-5, not 1e-4 (``tests/test_schedule.py`` holds upstream's
-values per epoch).
-
-Here the schedule is a plain function of the epoch, :func:`cosine_restart_lr`, and
-:class:`EpochLRSchedule` applies it to an optimiser; its saved state is just the epoch.
-"""
+Each AdamW optimiser gets cosine restarts (``T_0`` epochs, ``T_mul`` 1, no warm-up, peak x 0.9
+per restart), stepped at each epoch start, also before the first, so epoch 0 already trains at
+9.976e-5, not 1e-4 (tests/test_schedule.py). :func:`cosine_restart_lr` is a function of the
+epoch; :class:`EpochLRSchedule`'s saved state is just the epoch."""
 from __future__ import annotations
 
 import math
@@ -24,19 +17,8 @@ RESTART_DECAY = 0.9
 
 def cosine_restart_lr(epoch: int, peak: float, floor: float, cycle: float,
                       decay: float = RESTART_DECAY) -> float:
-    """Learning rate that upstream's scheduler gives to (0-based) ``epoch``.
-
-    Args:
-        epoch: the epoch about to be trained, counted from 0.
-        peak: the learning rate of the first cycle's start (``--lr`` first / fourth number).
-        floor: the minimum learning rate (``--lr`` second / fifth number).
-        cycle: cycle length in epochs (``--lr`` third / sixth number; truncated to an int as
-            upstream does).
-        decay: peak multiplier per completed cycle.
-
-    Returns:
-        The learning rate for that epoch.
-    """
+    """Upstream's learning rate for 0-based ``epoch``: ``peak`` / ``floor`` / ``cycle`` (epochs,
+    truncated to int) from ``--lr``; ``decay`` per completed cycle."""
     if epoch < 0:
         raise ValueError(f"epoch must be >= 0, got {epoch}")
     period = int(cycle)
@@ -50,12 +32,7 @@ def cosine_restart_lr(epoch: int, peak: float, floor: float, cycle: float,
 
 
 class EpochLRSchedule:
-    """Sets an optimiser's learning rate from :func:`cosine_restart_lr` at each epoch start.
-
-    Args:
-        optimizer: every parameter group gets the same rate.
-        peak, floor, cycle: as in :func:`cosine_restart_lr`.
-    """
+    """Sets every group's learning rate from :func:`cosine_restart_lr` at each epoch start."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, peak: float, floor: float,
                  cycle: float) -> None:
@@ -89,15 +66,7 @@ class EpochLRSchedule:
 
 def build_schedules(depth_optimizer: torch.optim.Optimizer, pose_optimizer: torch.optim.Optimizer,
                     lr_params: tuple) -> Dict[str, EpochLRSchedule]:
-    """One schedule per optimiser from ``--lr``'s six numbers.
-
-    Args:
-        lr_params: (depth peak, depth floor, depth cycle, pose peak, pose floor, pose cycle), as
-            :func:`litemono.config.lr_schedule_params` expands ``--lr``.
-
-    Returns:
-        ``{"depth": schedule, "pose": schedule}``.
-    """
+    """``{"depth", "pose"}`` schedules from ``--lr``'s six numbers (:func:`litemono.config.lr_schedule_params`)."""
     depth = EpochLRSchedule(depth_optimizer, *lr_params[0:3])
     pose = EpochLRSchedule(pose_optimizer, *lr_params[3:6])
     return {"depth": depth, "pose": pose}

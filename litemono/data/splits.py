@@ -1,13 +1,9 @@
 """KITTI split files: where they live, how they are verified, how their lines are read.
 
-The split files are public data of the monodepth2 project (Godard et al., ICCV 2019); this
-project does not ship them. ``scripts/download_splits.py`` fetches them from monodepth2 at a
-pinned commit (or copies them from a local folder) into ``splits/`` and checks every file against
-the SHA-256 values below.
-
-A split line is ``<folder> <frame_index> [<side>]``: ``2011_09_26/2011_09_26_drive_0022_sync 473 r``
-for KITTI raw (eigen test lines zero-pad the index), ``9 0 l`` for odometry.
-"""
+monodepth2's public splits, not shipped: ``scripts/download_splits.py`` fetches them at a
+pinned commit (or copies a folder) into ``splits/``, checked against the SHA-256 values below.
+A line is ``<folder> <frame_index> [<side>]``: ``2011_09_26/2011_09_26_drive_0022_sync 473 r``
+(raw; eigen test lines zero-pad), ``9 0 l`` (odometry)."""
 from __future__ import annotations
 
 import urllib.request
@@ -71,21 +67,12 @@ def parse_split_line(line: str) -> SplitLine:
 
 
 def read_split_lines(path: Union[str, Path], side_needed_by: Optional[str] = None) -> List[str]:
-    """The non-empty lines of a split file (stripped), each checked to be a split line.
-
-    Every tool reads split files here, so a malformed line is reported one way everywhere:
-    ``<split file>:<line number>``, counting from 1 with blank lines included (as an editor
-    counts them).
-
-    Args:
-        path: the split file.
-        side_needed_by: who needs every line to name its camera (``"--dataset kitti"``, ``"the
-            teacher maps"``); when given, a line without ``l``/``r`` is refused too.
+    """The stripped non-empty lines of a split file, each checked; ``side_needed_by`` (who needs it)
+    also requires ``l``/``r``.
 
     Raises:
         SplitError: no such file.
-        DataError: the first malformed line, named ``<split file>:<line number>``.
-    """
+        DataError: the first malformed line, as ``<split file>:<line number>`` (from 1, blanks counted)."""
     path = Path(path)
     if not path.is_file():
         raise SplitError(f"split file {path} not found; {HOW_TO_GET}")
@@ -156,10 +143,10 @@ def verify_file(path: Union[str, Path], rel: str) -> None:
 
 
 def verify_splits(splits_dir: Union[str, Path], names: Optional[Iterable[str]] = None) -> List[str]:
-    """Check every published split file under ``splits_dir``; returns the relative paths checked.
+    """Check every published split under ``splits_dir``; returns the relative paths checked.
 
-    Raises :class:`SplitError` naming the first missing or mismatching file.
-    """
+    Raises:
+        SplitError: naming the first missing or mismatching file."""
     splits_dir = Path(splits_dir)
     checked = []
     for rel in names if names is not None else SPLIT_SHA256:
@@ -173,11 +160,8 @@ def verify_splits(splits_dir: Union[str, Path], names: Optional[Iterable[str]] =
 
 def fetch_splits(dest: Union[str, Path], source: Optional[Union[str, Path]] = None,
                  names: Optional[Iterable[str]] = None, timeout: float = 60.0) -> List[str]:
-    """Copy (``source`` folder) or download (monodepth2 at the pinned commit) split files into
-    ``dest``, verifying each against its SHA-256 before it is written (atomically).
-
-    Files already present with the right checksum are kept. Returns the relative paths written.
-    """
+    """Copy (``source``) or download (monodepth2, pinned commit) splits into ``dest``, each verified
+    before its atomic write; correct files are kept. Returns the relative paths written."""
     dest = Path(dest)
     written = []
     for rel in names if names is not None else SPLIT_SHA256:

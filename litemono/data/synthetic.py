@@ -1,20 +1,15 @@
-"""A synthetic KITTI raw recording with known depth, in KITTI raw's exact on-disk layout.
-
-Renders the world of :mod:`litemono.data.synthetic_world` and writes it as KITTI raw (Geiger et
-al., IJRR 2013) lies on disk, so the real loaders, ground-truth export and evaluation run on it::
+"""A synthetic KITTI raw recording with known depth, in KITTI raw's exact on-disk layout::
 
     <root>/<date>/calib_{cam_to_cam,velo_to_cam,imu_to_velo}.txt
     <root>/<date>/<date>_drive_<NNNN>_sync/image_0{2,3}/{data/*.jpg,true_depth/*.npy}
     <root>/<date>/<date>_drive_<NNNN>_sync/{velodyne_points/data/*.bin,poses.txt}
     <root>/splits/synthetic/{train,val,test}_files.txt and <root>/manifest.json (written last)
 
-Files are named ``<frame:010d>`` (``.png`` frames with ``png=True``). ``true_depth``: float32
-z-depth in metres at every pixel centre, 0 for sky. ``poses.txt``: one camera-2 pose per frame,
-the row-major 3x4 camera-to-world matrix relative to frame 0 (KITTI odometry format). The
-velodyne points are true-depth pixels moved into the velodyne frame, so ``generate_depth_map``
-gives the true depth back (one pixel up-left, KITTI's projection quirk). Files are written
-atomically; a manifest means a complete scene; a rerun renders only missing or invalid frames.
-"""
+Renders :mod:`litemono.data.synthetic_world`; files ``<frame:010d>``. ``true_depth``: float32
+z-depth in metres, 0 = sky; ``poses.txt``: row-major 3x4 camera-2-to-world relative to frame 0
+(KITTI odometry). Velodyne points are true-depth pixels, so ``generate_depth_map`` returns the
+true depth (one pixel up-left, KITTI's quirk). Atomic writes; a manifest means complete; a rerun
+renders only missing or invalid frames."""
 from __future__ import annotations
 
 import io
@@ -123,15 +118,8 @@ def camera2_to_velodyne(points: np.ndarray) -> np.ndarray:
 
 def sample_lidar(depth: np.ndarray, rgb: np.ndarray, fraction: float,
                  rng: np.random.Generator) -> np.ndarray:
-    """Velodyne points at random pixel centres of camera 2's true depth.
-
-    Args:
-        depth: (H, W) float32 z-depth, 0 = sky. rgb: (H, W, 3) uint8, gives the reflectance.
-        fraction: points per pixel of the image.
-
-    Returns:
-        (N, 4) float32 x, y, z (velodyne frame, metres), reflectance in [0, 1].
-    """
+    """(N, 4) float32 velodyne points (metres, reflectance from ``rgb`` in [0, 1]) at random pixel
+    centres of (H, W) depth (0 = sky), ``fraction`` per pixel."""
     height, width = depth.shape
     fx, fy, cx, cy = intrinsics(height, width)
     rows, cols = np.nonzero((depth > 0) & (depth < LIDAR_RANGE))
@@ -207,12 +195,8 @@ def _write_poses(info: SceneInfo, drive_index: int) -> None:
 
 
 def split_lines(info: SceneInfo) -> Dict[str, List[str]]:
-    """Train / val / test lines: per drive the first 70% of frames train, 10% val, 20% test.
-
-    Train and val frames keep both neighbours inside the drive (frames 1 .. N-2) and use both
-    cameras when stereo (shuffled, as eigen_zhou); test lines are camera 2 with zero-padded
-    indices, as KITTI's eigen test file.
-    """
+    """Per drive 70% train, 10% val, 20% test. Train / val: frames 1 .. N-2, both cameras with stereo,
+    shuffled (as eigen_zhou); test: camera 2, zero-padded (as eigen's test file)."""
     lines: Dict[str, List[str]] = {"train": [], "val": [], "test": []}
     sides = ("l", "r") if info.stereo else ("l",)
     count = info.frames_per_drive
@@ -232,22 +216,11 @@ def make_synthetic_kitti(root, *, drives: int = 2, frames_per_drive: int = 150, 
                          width: int = 621, seed: int = 0, png: bool = False, stereo: bool = True,
                          supersample: int = 1, lidar_fraction: float = 0.06,
                          workers: Optional[int] = None) -> SceneInfo:
-    """Render a synthetic KITTI raw scene into ``root`` (or complete an interrupted one).
+    """Render (or complete) a synthetic KITTI raw scene in ``root``; returns its :class:`SceneInfo`.
 
-    Args:
-        root: the data_path to write; ``<root>/splits/synthetic`` receives the split files.
-        drives, frames_per_drive: recording size (each drive is a different street).
-        height, width: native image size; intrinsics are KITTI's normalised K at this size.
-        seed: everything (layout, path, lidar sampling, split order) follows from it.
-        png: write ``.png`` frames instead of ``.jpg`` (quality 92).
-        stereo: also render camera 3 (``image_03``), 0.54 m right of camera 2.
-        supersample: anti-aliasing samples per pixel and axis (render time grows with its square).
-        lidar_fraction: velodyne points per image pixel (KITTI's scans cover about 5%).
-        workers: render processes (default: up to 2).
-
-    Returns:
-        the :class:`SceneInfo` of the complete scene.
-    """
+    Everything follows from ``seed``; K is KITTI's normalised K at ``height`` x ``width``; ``png``:
+    instead of ``.jpg`` (quality 92); ``stereo``: camera 3, 0.54 m right; ``supersample``: samples
+    per pixel and axis; ``lidar_fraction``: points per pixel (KITTI ~5%); ``workers``: default up to 2."""
     if frames_per_drive < 5 or drives < 1:
         raise ValueError(f"--frames_per_drive must be >= 5 and --drives >= 1, got "
                          f"{frames_per_drive} and {drives}")

@@ -1,16 +1,12 @@
-"""Read access to a folder of precomputed teacher disparities (``precompute_teacher.py`` output).
-
-Layout, mirroring KITTI raw (one compressed ``.npz`` per target frame, key ``disp``, float16,
-relative disparity at the training resolution, 0 = sky / unknown)::
+"""Read access to precomputed teacher disparities (``precompute_teacher.py`` output)::
 
     <teacher_dir>/manifest.json        teacher id, input size, output size [H, W], split, version
     <teacher_dir>/statistics.json      distribution of the disparities (for the bins)
     <teacher_dir>/<folder>/image_02/data/<frame:010d>.npz     left camera ("l")
     <teacher_dir>/<folder>/image_03/data/<frame:010d>.npz     right camera ("r")
 
-The teacher is Depth Anything V2 (Yang et al., NeurIPS 2024) or the synthetic stand-in of
-``litemono.teacher.synthetic``; both write this same format.
-"""
+Each ``.npz`` holds ``disp``: float16 relative disparity at training resolution, 0 = sky.
+Written by Depth Anything V2 or :mod:`litemono.teacher.synthetic`."""
 from __future__ import annotations
 
 import json
@@ -43,12 +39,10 @@ def teacher_path(root: Union[str, Path], folder: str, frame_index: int,
 
 
 def read_teacher_file(path: Union[str, Path]) -> np.ndarray:
-    """The float16 (H, W) map stored in ``path``.
+    """The float16 (H, W) map in ``path``.
 
     Raises:
-        FileNotFoundError: no such file.
-        DataError: the file is truncated or not a teacher map (the message names it).
-    """
+        FileNotFoundError: no such file. DataError: truncated or not a teacher map (named)."""
     try:
         with np.load(path, allow_pickle=False) as data:
             return data[ARRAY_KEY]
@@ -85,15 +79,10 @@ def sibling_folder(root: Union[str, Path], height: int, width: int) -> Path:
 
 
 class TeacherStore:
-    """A teacher folder: its manifest, per-frame paths and maps, and a consistency check.
-
-    Args:
-        root: the ``--teacher_dir`` folder.
+    """A ``--teacher_dir``: manifest, per-frame paths and maps, consistency check.
 
     Raises:
-        FileNotFoundError: ``root`` has no ``manifest.json``.
-        DataError: the manifest has another format version.
-    """
+        FileNotFoundError: no ``manifest.json``. DataError: another format version."""
 
     def __init__(self, root: Union[str, Path]):
         self.root = Path(root)
@@ -112,11 +101,7 @@ class TeacherStore:
         return teacher_path(self.root, folder, frame_index, side)
 
     def load(self, folder: str, frame_index: int, side: Optional[str]) -> np.ndarray:
-        """The teacher disparity of a target frame.
-
-        Returns:
-            float32 (H, W) relative disparity, >= 0, 0 where the teacher sees sky.
-        """
+        """float32 (H, W) relative disparity >= 0 of a target frame, 0 = sky."""
         path = self.path_for(folder, frame_index, side)
         if not path.is_file():
             raise FileNotFoundError(f"teacher map {path} is missing; complete the folder with: "
@@ -125,20 +110,12 @@ class TeacherStore:
 
     def check(self, height: int, width: int, split_lines: Sequence[str],
               split: Optional[str] = None, splits_dir: Union[str, Path] = DEFAULT_SPLITS) -> None:
-        """Refuse a folder made for another run, or one that lacks frames of ``split_lines``.
-
-        Args:
-            height, width: the training resolution (``--height``, ``--width``).
-            split_lines: the split lines the run reads (their frame 0 needs a map).
-            split: the run's ``--split``; compared with the manifest's as a folder (any
-                spelling of the same folder matches) when given.
-            splits_dir: where named splits live (``--splits_dir``).
+        """Refuse a folder made for another size or ``split`` (compared as a folder), or lacking frame 0
+        of some of ``split_lines``.
 
         Raises:
-            DataError: naming the mismatching manifest field, or the first missing frames,
-                with a precompute command that works: for another size or split it writes a
-                new folder beside this one (this folder is never mixed).
-        """
+            DataError: naming the field or first missing frames, with a precompute command that
+                writes a new folder beside this one (never mixed)."""
         manifest = self.manifest
         stored_size = list(manifest.get("output_size", []))
         same_split = split is None or (split_identity(str(manifest.get("split")), splits_dir)

@@ -1,11 +1,8 @@
 """Photometric reprojection error, per-pixel minimum reprojection and automasking.
 
-The appearance term of monodepth2 (Godard et al., ICCV 2019, eqs. 1, 4 and 5) that Lite-Mono
-(Zhang et al., CVPR 2023, section 3.3, eqs. 7-9) trains with unchanged:
-``pe = 0.85 * (1 - SSIM) / 2 + 0.15 * L1`` with a 3x3 SSIM, the per-pixel minimum over the
-source frames, and automasking: the un-warped source frames compete in the same minimum, so
-pixels that a static scene or a camera at rest explains better are not learnt from.
-"""
+monodepth2's appearance term (ICCV 2019, eqs. 1, 4, 5), unchanged in Lite-Mono (CVPR 2023,
+section 3.3, eqs. 7-9): ``pe = 0.85 * (1 - SSIM) / 2 + 0.15 * L1`` (3x3 SSIM), minimum over the
+source frames, and automasking (the un-warped sources compete in the same minimum)."""
 from __future__ import annotations
 
 from typing import NamedTuple, Optional, Tuple
@@ -48,20 +45,10 @@ def target_moments(y: torch.Tensor) -> TargetMoments:
 
 def ssim_error(x: torch.Tensor, y: torch.Tensor, moments: Optional[TargetMoments] = None
                ) -> torch.Tensor:
-    """Structural dissimilarity ``clamp((1 - SSIM) / 2, 0, 1)`` over 3x3 windows.
+    """``clamp((1 - SSIM) / 2, 0, 1)`` over 3x3 mean windows, 1-pixel reflection padding.
 
-    The windows are plain means (stride 1) over a 1-pixel reflection-padded border. Several
-    images may be compared with one target: the target's local moments are computed once, or
-    passed in (``moments``, from :func:`target_moments`) when several calls share them.
-
-    Args:
-        x: (N*B, C, H, W) images in [0, 1] (N images per target, frame-major).
-        y: (B, C, H, W) target images in [0, 1].
-        moments: ``target_moments(y)``, or None to compute them here.
-
-    Returns:
-        (N*B, C, H, W) dissimilarity per pixel and channel, in [0, 1].
-    """
+    ``x``: (N*B, C, H, W), N images per target, frame-major; ``y``: (B, C, H, W) targets, both in
+    [0, 1]; ``moments``: shared :func:`target_moments` or None. Returns (N*B, C, H, W) in [0, 1]."""
     batch = y.shape[0]
     count = x.shape[0] // batch
     if count * batch != x.shape[0]:
@@ -84,18 +71,8 @@ def ssim_error(x: torch.Tensor, y: torch.Tensor, moments: Optional[TargetMoments
 
 def photometric_error(pred: torch.Tensor, target: torch.Tensor, use_ssim: bool = True,
                       moments: Optional[TargetMoments] = None) -> torch.Tensor:
-    """Per-pixel photometric error, averaged over colour channels.
-
-    Args:
-        pred: (N*B, 3, H, W) synthesised (or un-warped source) images in [0, 1], N per target
-            (frame-major: image i is compared with target i % B).
-        target: (B, 3, H, W) target images in [0, 1].
-        use_ssim: ``0.85 * SSIM term + 0.15 * L1`` if True, else L1 alone (``--no_ssim``).
-        moments: ``target_moments(target)`` shared between calls, or None (SSIM only).
-
-    Returns:
-        (N*B, 1, H, W) error per pixel.
-    """
+    """Per-pixel error (N*B, 1, H, W), channel-averaged, of ``pred`` (N*B, 3, H, W) against ``target``
+    (B, 3, H, W) (image i vs. target i % B): ``0.85 * SSIM term + 0.15 * L1``, or L1 (``--no_ssim``)."""
     count = pred.shape[0] // target.shape[0]
     diff = pred.view(count, *target.shape) - target  # (N, B, 3, H, W), target broadcast
     l1 = diff.abs().mean(dim=2).view(pred.shape[0], 1, *pred.shape[-2:])
@@ -107,21 +84,12 @@ def photometric_error(pred: torch.Tensor, target: torch.Tensor, use_ssim: bool =
 
 def select_reprojection(reprojection: torch.Tensor, identity: Optional[torch.Tensor],
                         average: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Per-pixel error to optimise: minimum over source frames, with optional automasking.
+    """Per-pixel error to optimise: minimum over sources, with optional automasking.
 
-    Args:
-        reprojection: (B, N, H, W) errors of the N warped source frames.
-        identity: (B, N, H, W) errors of the un-warped source frames (automasking), or None.
-        average: average the N errors of each kind instead of keeping them apart
-            (``--avg_reprojection``); the minimum is then between the two averages.
-
-    Returns:
-        ``(error, automask)``: error (B, H, W) per pixel; automask (B, 1, H, W) bool, True where
-        a reprojection beat every identity error (all True without automasking).
-
-    The tie-breaking noise is drawn from the global torch generator of ``identity``'s device
-    (one ``randn`` of identity's shape per call), so seeded runs repeat.
-    """
+    ``reprojection`` / ``identity`` (or None): (B, N, H, W); ``average``: each kind averaged first
+    (``--avg_reprojection``). Returns error (B, H, W) and automask (B, 1, H, W) bool (True where a
+    reprojection won). The tie-breaking noise is one ``randn`` of identity's shape from the global
+    generator of its device, so seeded runs repeat."""
     if average:
         reprojection = reprojection.mean(dim=1, keepdim=True)
         if identity is not None:

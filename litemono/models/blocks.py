@@ -1,14 +1,9 @@
-"""Building blocks of the Lite-Mono encoder.
+"""Building blocks of the Lite-Mono encoder (CVPR 2023, arXiv:2211.13202, section 3.2).
 
-Reference: N. Zhang, F. Nex, G. Vosselman, N. Kerle, "Lite-Mono: A Lightweight CNN and Transformer
-Architecture for Self-Supervised Monocular Depth Estimation", CVPR 2023 (arXiv:2211.13202),
-section 3.2: the Consecutive Dilated Convolutions (CDC) module and the Local-Global Features
-Interaction (LGFI) module, whose global part is EdgeNeXt's cross-covariance attention (XCA,
-Maaz et al., ECCV-W 2022; El-Nouby et al., NeurIPS 2021).
-
-Attribute names (``ddwconv``, ``bn1``, ``norm``, ``pwconv1``, ``gamma_xca``, ``xca.temperature``,
-``pos_embd.token_projection`` ...) are the upstream checkpoint contract and must not change.
-"""
+The Consecutive Dilated Convolutions (CDC) and Local-Global Features Interaction (LGFI) modules;
+LGFI's global part is EdgeNeXt's cross-covariance attention (XCA). Attribute names (``ddwconv``,
+``bn1``, ``norm``, ``pwconv1``, ``gamma_xca``, ``xca.temperature``, ``pos_embd.token_projection``
+...) are the upstream checkpoint contract and must not change."""
 from __future__ import annotations
 
 import math
@@ -27,10 +22,7 @@ POS_EPS = 1e-6
 
 
 class ConvLayer(nn.Module):
-    """3x3 convolution without bias, optionally followed by BatchNorm + GELU.
-
-    Keys: ``conv.weight`` and, with ``norm_act``, ``bn_gelu.bn.*``.
-    """
+    """3x3 conv without bias (``conv.weight``), optionally BN + GELU (``bn_gelu.bn.*``)."""
 
     def __init__(self, in_ch: int, out_ch: int, stride: int = 1, norm_act: bool = True):
         super().__init__()
@@ -74,12 +66,8 @@ class _DepthwiseDilated(nn.Module):
 
 
 class CDCBlock(nn.Module):
-    """One dilated-convolution block of a CDC module (upstream ``DilatedConv``).
-
-    depth-wise dilated 3x3 conv -> BN -> Linear(C, 6C) -> GELU -> Linear(6C, C) -> layer scale,
-    added to the input through drop path. The LayerNorm ``norm`` is never applied: upstream
-    creates it and saves it in every checkpoint, so it is kept (untrained) for strict loading.
-    """
+    """Upstream ``DilatedConv``: dw dilated 3x3 -> BN -> Linear(C, 6C) -> GELU -> Linear(6C, C) ->
+    layer scale, drop path; ``norm`` is never applied but kept for strict loading."""
 
     def __init__(self, dim: int, dilation: int, drop_path: float = 0.0,
                  layer_scale_init: float = 1e-6):
@@ -101,12 +89,8 @@ class CDCBlock(nn.Module):
 
 
 class FourierPositionalEncoding(nn.Module):
-    """Sine/cosine encoding of normalised pixel rows and columns, projected to ``dim`` channels.
-
-    The 64-channel raw encoding depends only on (H, W); it is cached per (H, W, device, dtype) in
-    a plain attribute (not a buffer, so the state dict stays upstream's) and only the 1x1
-    projection ``token_projection`` runs per forward.
-    """
+    """Sine/cosine encoding of normalised rows and columns projected to ``dim``; the raw 64 channels
+    are cached per (H, W, device, dtype) outside the state dict."""
 
     def __init__(self, dim: int):
         super().__init__()
@@ -115,11 +99,8 @@ class FourierPositionalEncoding(nn.Module):
 
     @staticmethod
     def raw_encoding(height: int, width: int, device, dtype) -> torch.Tensor:
-        """The un-projected encoding, (1, 64, H, W): 32 row channels then 32 column channels.
-
-        Position k (1-based) maps to k / (n + eps) * 2 pi, divided by
-        10000^(2 floor(j / 2) / 32) for channel j; even j take the sine, odd j the cosine.
-        """
+        """(1, 64, H, W): 32 row then 32 column channels; position k -> k / (n + eps) * 2 pi /
+        10000^(2 floor(j / 2) / 32), sine for even j, cosine for odd."""
         exponent = 2 * torch.div(torch.arange(POS_HIDDEN, dtype=torch.float32, device=device),
                                   2, rounding_mode="floor") / POS_HIDDEN
         freq_div = POS_TEMPERATURE ** exponent  # (32,)
@@ -146,10 +127,7 @@ class FourierPositionalEncoding(nn.Module):
 
 
 class XCA(nn.Module):
-    """Cross-covariance attention: a (C/h x C/h) attention map per head instead of (N x N).
-
-    ``temperature`` is a learnable per-head scale of the cosine-similarity logits.
-    """
+    """Cross-covariance attention: a (C/h x C/h) map per head, learnable per-head ``temperature``."""
 
     def __init__(self, dim: int, num_heads: int = 8):
         super().__init__()
@@ -174,12 +152,8 @@ class XCA(nn.Module):
 
 
 class LGFIBlock(nn.Module):
-    """Local-global features interaction (upstream ``LGFI``).
-
-    Tokens (+ positional encoding in stage 0) get ``gamma_xca * XCA(LayerNorm(.))`` added; then
-    LayerNorm -> Linear(C, 6C) -> GELU -> Linear(6C, C) -> ``gamma``, added to the block input
-    through drop path. As upstream, the attention update reaches the output only via the MLP.
-    """
+    """Upstream ``LGFI``: tokens (+ positions in stage 0) + ``gamma_xca * XCA(LN(.))``, then LN -> MLP
+    (6C) -> ``gamma``, drop path; as upstream, the attention reaches the output only via the MLP."""
 
     def __init__(self, dim: int, num_heads: int = 8, use_pos_emb: bool = False,
                  drop_path: float = 0.0, layer_scale_init: float = 1e-6):

@@ -1,16 +1,10 @@
 """The Lite-Mono depth encoder and its variant table.
 
-Reference: N. Zhang et al., "Lite-Mono: A Lightweight CNN and Transformer Architecture for
-Self-Supervised Monocular Depth Estimation", CVPR 2023 (arXiv:2211.13202), section 3.2 and
-table 1; upstream code noahzn/Lite-Mono (``networks/depth_encoder.py``), whose state-dict layout
-(``downsample_layers``, ``stem2``, ``stages``) this module reproduces key for key.
-
-Dilation rule. Upstream defines CDC dilation rates only for 640x192 and 1024x320 inputs and fails
-for any other size. Here the rates are a property of the variant and the input *width*: an input
-at least 1024 px wide uses the 1024x320 rates (larger receptive field), anything narrower the
-640x192 rates (upstream's own harness trains at 320x96 with those). lite-mono-8m uses its
-640x192 rates at every size, as upstream. ``ModelConfig.dilations`` overrides the rule.
-"""
+Lite-Mono (CVPR 2023, arXiv:2211.13202, section 3.2, table 1); upstream's
+``networks/depth_encoder.py`` state-dict layout (``downsample_layers``, ``stem2``, ``stages``)
+key for key. Upstream defines CDC dilations for 640x192 and 1024x320 only; here an input >= 1024
+px wide uses the 1024x320 rates, narrower the 640x192 ones (lite-mono-8m: always its 640x192
+rates, as upstream). ``ModelConfig.dilations`` overrides the rule."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,10 +30,7 @@ _D1024_SHORT = ((1, 2, 5), (1, 2, 5), (1, 2, 5, 2, 4, 10))
 
 @dataclass(frozen=True)
 class Variant:
-    """One ``--model`` choice: channels and blocks per stage, and CDC dilations per input width.
-
-    ``depths[s]`` counts all blocks of stage s: ``depths[s] - 1`` CDC blocks then one LGFI block.
-    """
+    """One ``--model``: channels and blocks per stage (``depths[s] - 1`` CDC, then one LGFI), dilations."""
 
     dims: Tuple[int, int, int]
     depths: Tuple[int, int, int]
@@ -59,11 +50,10 @@ VARIANTS: Dict[str, Variant] = {
 
 def select_dilations(variant: str, width: int,
                      override: Optional[Sequence[Sequence[int]]] = None) -> List[List[int]]:
-    """CDC dilation rates per stage for ``variant`` at an input ``width`` (see module docstring).
+    """CDC rates per stage for ``variant`` at ``width``.
 
     Raises:
-        ValueError: ``override`` does not give one rate per CDC block of each stage.
-    """
+        ValueError: ``override`` does not give one rate per CDC block of each stage."""
     spec = VARIANTS[variant]
     if override is None:
         table = spec.dilations_wide if width >= WIDE_INPUT else spec.dilations_narrow
@@ -77,21 +67,11 @@ def select_dilations(variant: str, width: int,
 
 
 class LiteMono(nn.Module):
-    """Lite-Mono encoder: image (B, 3, H, W) in [0, 1] -> three features at H/4, H/8, H/16.
+    """Lite-Mono encoder: (B, 3, H, W) in [0, 1] -> features at H/4, H/8, H/16.
 
-    A new variant is one row of :data:`VARIANTS` (everything else, ``--model`` choices and
-    tests included, reads the table).
-
-    Args:
-        variant: a key of :data:`VARIANTS`.
-        width: input width, only used to pick the dilation rates.
-        drop_path: stochastic-depth rate, linearly increasing over all blocks from 0.
-        dilations: explicit CDC rates per stage (overrides the width rule).
-        attention_stages: stages whose output goes through an attention module (empty: the
-            upstream network, unchanged).
-        attention: the attention kind (a key of ``attention.ATTENTION_KINDS``).
-        layer_scale_init: initial layer-scale gammas.
-    """
+    ``variant``: a :data:`VARIANTS` key (a new variant is one row); ``width`` picks dilations;
+    ``drop_path`` rises linearly from 0; ``attention_stages``: stages followed by an ``attention``
+    module (empty: upstream's network)."""
 
     first_stride = 4  # the first feature is at H/4 (the decoder's head upsamples by 2)
 
@@ -133,11 +113,7 @@ class LiteMono(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, image: torch.Tensor) -> List[torch.Tensor]:
-        """image: (B, 3, H, W) in [0, 1], H and W multiples of 32.
-
-        Returns:
-            [(B, d0, H/4, W/4), (B, d1, H/8, W/8), (B, d2, H/16, W/16)].
-        """
+        """(B, 3, H, W), H, W multiples of 32 -> [(B, d0, H/4, W/4), (B, d1, H/8, W/8), (B, d2, H/16, W/16)]."""
         x = (image - INPUT_MEAN) / INPUT_STD
         half = self.input_pool(x)  # image pyramid for input injection: 1/2, 1/4, 1/8
         pooled = [half, self.input_pool(half)]

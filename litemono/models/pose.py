@@ -1,11 +1,8 @@
 """Pose network: a ResNet on two stacked frames and a small convolutional pose decoder.
 
-Reference: C. Godard et al., "Digging Into Self-Supervised Monocular Depth Estimation", ICCV 2019
-(monodepth2), section 3 and supplementary (separate pose ResNet on frame pairs, axis-angle +
-translation scaled by 0.01), as used unchanged by Lite-Mono (CVPR 2023). Key layouts follow
-upstream's ``pose_encoder.pth`` (``encoder.*``, a torchvision ResNet with a 6-channel conv1,
-including the unused ImageNet classifier ``encoder.fc``) and ``pose.pth`` (``net.0..3``).
-"""
+monodepth2 (ICCV 2019, section 3 and supplementary; axis-angle + translation scaled by 0.01),
+unchanged in Lite-Mono. Keys follow upstream's ``pose_encoder.pth`` (``encoder.*``, 6-channel
+conv1, unused ``encoder.fc`` included) and ``pose.pth`` (``net.0..3``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,11 +28,8 @@ RESNETS = {
 
 
 class PoseEncoder(nn.Module):
-    """torchvision ResNet whose conv1 takes ``num_frames`` RGB frames stacked on channels.
-
-    With ImageNet weights the 3-channel conv1 kernel is repeated per frame and divided by the
-    number of frames, so a pair of identical frames gives the ImageNet response.
-    """
+    """torchvision ResNet with conv1 over ``num_frames`` stacked RGB frames; ImageNet's conv1 kernel is
+    repeated per frame and divided by their number."""
 
     def __init__(self, num_layers: int = 18, pretrained: bool = True, num_frames: int = 2):
         super().__init__()
@@ -82,12 +76,8 @@ class PoseEncoder(nn.Module):
 class PoseDecoder(nn.Module):
     """Last encoder feature(s) -> (axisangle, translation), each (B, frames, 1, 3).
 
-    Args:
-        num_ch_enc: encoder channels; the last entry feeds the squeeze conv.
-        num_input_features: how many feature lists are concatenated after squeezing (1 for a
-            pair encoder, 2 when each frame is encoded separately by the shared depth encoder).
-        num_frames: transforms predicted (upstream: 2, of which the trainer uses the first).
-    """
+    ``num_input_features``: 1 for a pair encoder, 2 with the shared depth encoder; ``num_frames``:
+    transforms predicted (upstream: 2, the trainer uses the first)."""
 
     def __init__(self, num_ch_enc: Sequence[int], num_input_features: int = 1,
                  num_frames: int = FRAMES_PER_PAIR):
@@ -104,15 +94,9 @@ class PoseDecoder(nn.Module):
             nn.init.zeros_(conv.bias)
 
     def init_forward_motion(self, distance: float) -> None:
-        """Start every predicted transform as a forward motion of ``distance`` (network units).
-
-        The decoder sees a pair in temporal order and predicts the transform from the earlier
-        camera to the later one; a camera that drives forward by ``d`` maps a point at depth z
-        to z - d, so the translation's z bias becomes ``-distance / POSE_SCALE``. Upstream's
-        bias is zero: a from-scratch pose network then starts with a small constant motion in a
-        random direction, and when that is sideways the joint optimisation can settle in a
-        "lateral baseline" solution (docs/results_synthetic.md); a forward start avoids it.
-        """
+        """Start every transform as a forward motion of ``distance``: translation z bias =
+        ``-distance / POSE_SCALE``. Upstream's zero bias can settle in a "lateral baseline" solution
+        from scratch (docs/results_synthetic.md)."""
         with torch.no_grad():
             bias = self.net[-1].bias.view(self.num_frames, 6)
             bias[:, 5] = -distance / POSE_SCALE
@@ -128,14 +112,11 @@ class PoseDecoder(nn.Module):
 
 
 class PoseNetwork(nn.Module):
-    """pair (B, 6, H, W), frames in temporal order -> (axisangle, translation), (B, 2, 1, 3).
+    """Pair (B, 6, H, W) in temporal order -> (axisangle, translation), (B, 2, 1, 3).
 
-    ``separate_resnet``: ``encoder`` is a :class:`PoseEncoder` owned by this module.
-    ``shared``: ``encoder`` is the depth network's encoder, applied to each frame. It is trained
-    and saved with the depth network, so it is kept out of this module (in a plain tuple, which
-    ``nn.Module`` does not register): the parameters and state dict here are the decoder's only,
-    upstream's ``pose.pth``, and ``self.encoder`` is None.
-    """
+    ``separate_resnet``: owns a :class:`PoseEncoder`. ``shared``: uses the depth encoder per frame,
+    held in a plain tuple so the state dict is the decoder's only (upstream's ``pose.pth``) and
+    ``self.encoder`` is None."""
 
     def __init__(self, decoder: PoseDecoder, encoder: nn.Module, shared: bool):
         super().__init__()
@@ -146,14 +127,8 @@ class PoseNetwork(nn.Module):
 
     def forward(self, pair: Union[torch.Tensor, Sequence[torch.Tensor]]
                 ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """One pair (B, 6, H, W), or a sequence of pairs whose results are concatenated along
-        the batch, in order.
-
-        A sequence runs pair by pair, as upstream's trainer calls the pose network once per
-        source frame: in train mode every BatchNorm layer normalises each pair with that pair's
-        statistics and updates its running statistics once per pair. Taking the whole sequence
-        in one call keeps DistributedDataParallel to one forward per backward.
-        """
+        """A pair, or a sequence of pairs run one by one (as upstream, so BatchNorm sees per-pair
+        statistics) with results concatenated on the batch; one call keeps DDP to one forward."""
         if torch.is_tensor(pair):
             return self._motion(pair)
         motions = [self._motion(single) for single in pair]

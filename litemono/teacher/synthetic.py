@@ -1,20 +1,11 @@
 """Synthetic stand-in teacher: pseudo-labels from the synthetic scene's true depth.
 
-This is NOT Depth Anything V2 (Yang et al., NeurIPS 2024). It imitates what that teacher hands
-to the student -- a relative disparity, right up to an unknown per-image affine map, slightly
-noisy, 0 at the sky -- so that distillation and the Chamfer loss can be exercised end to end on
-the synthetic KITTI-like scene without any weights. Per frame::
-
-    teacher = max(scale * (1 / depth) + shift + noise, eps)   on valid pixels
-    teacher = 0                                                at the sky
-
-with ``scale`` log-uniform in ``SCALE_RANGE``, ``shift`` uniform in ``[0, SHIFT_FRACTION]`` x
-the median true disparity, and Gaussian ``noise`` of std ``noise`` x the median of the affine
-map. Sky pixels are those whose true depth is 0 (the scene's convention, see
-:mod:`litemono.data.synthetic`), negative or not finite. The random draws depend
-only on ``(seed, folder, frame, side)``, so shards and reruns write identical maps. The output
-goes through the same loop, ``.npz`` format and manifest as the real teacher.
-"""
+NOT Depth Anything V2: it imitates its output (relative disparity up to a per-image affine map,
+noisy, 0 at the sky) so distillation and Chamfer run without weights. Per frame,
+``max(scale / depth + shift + noise, eps)`` (0 at the sky: depth 0, negative or not finite),
+``scale`` log-uniform in ``SCALE_RANGE``, ``shift`` in ``[0, SHIFT_FRACTION]`` x the median
+disparity, noise std ``noise`` x the affine map's median. Draws depend only on ``(seed, folder,
+frame, side)``; same loop, ``.npz`` format and manifest as the real teacher."""
 from __future__ import annotations
 
 import zlib
@@ -52,16 +43,7 @@ def frame_rng(seed: int, frame: SplitLine) -> np.random.Generator:
 
 def pseudo_disparity(depth: np.ndarray, rng: np.random.Generator,
                      noise: float = DEFAULT_NOISE) -> np.ndarray:
-    """Turn a true depth map into a teacher-like relative disparity (see the module docstring).
-
-    Args:
-        depth: (h, w) true depth in metres; 0 (or negative, or not finite) marks the sky.
-        rng: source of the per-frame scale, shift and noise.
-        noise: noise std relative to the median of the affine disparity.
-
-    Returns:
-        (h, w) float32, > 0 on valid pixels and exactly 0 at the sky.
-    """
+    """(h, w) true depth (metres; 0 = sky) -> (h, w) float32 disparity, > 0 valid, 0 at the sky."""
     valid = np.isfinite(depth) & (depth > 0)
     disp = np.zeros(depth.shape, dtype=np.float64)
     disp[valid] = 1.0 / depth[valid]
@@ -76,15 +58,7 @@ def pseudo_disparity(depth: np.ndarray, rng: np.random.Generator,
 
 
 def resize_disparity(disp: np.ndarray, out_size: Tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of valid values (as the real teacher's output); sky kept as a sharp 0 mask.
-
-    Args:
-        disp: (h, w) disparity, 0 at the sky.
-        out_size: ``(H, W)``.
-
-    Returns:
-        (H, W) float32.
-    """
+    """Bilinear resize of ``disp``'s valid values to ``out_size``; sky kept as a sharp 0 mask."""
     if disp.shape == tuple(out_size):
         return disp.astype(np.float32)
     tensor = torch.from_numpy(disp.astype(np.float32))[None, None]
@@ -95,14 +69,7 @@ def resize_disparity(disp: np.ndarray, out_size: Tuple[int, int]) -> np.ndarray:
 
 
 class SyntheticTeacher:
-    """Predictor (see :class:`litemono.teacher.precompute.Predictor`) over true-depth files.
-
-    Args:
-        data_path: root of the synthetic scene (``--data_path``).
-        out_size: ``(H, W)`` training resolution.
-        seed: base seed of the per-frame draws.
-        noise: relative noise std (see :func:`pseudo_disparity`).
-    """
+    """:class:`~litemono.teacher.precompute.Predictor` over the scene's true-depth files."""
 
     def __init__(self, data_path: str, out_size: Tuple[int, int], seed: int = 0,
                  noise: float = DEFAULT_NOISE):
