@@ -1,16 +1,12 @@
-"""Configuration: the dataclass defaults < YAML files given with ``--config`` < command-line flags.
+"""Configuration: dataclass defaults < YAML files (``--config``) < command-line flags.
 
-The options, one frozen dataclass per section, are in :mod:`litemono.options`. A YAML file holds
-flat keys (``bins: 64``) and/or ``model:``/``data:``/``loss:``/``train:`` sections, and may start
-from a base file (``include: base.yaml``, relative to it). Every boolean has ``--x`` and
-``--no-x``; upstream's ``--no_ssim``, ``--disable_automasking`` and ``--no_cuda`` stay as aliases.
-Unknown keys, wrong types and bad combinations raise :class:`ConfigError` naming the flag.
-
-A module outside the package extends a run with ``--import my_terms`` (or ``--import
-path/to/my_terms.py``): it is imported before the flags are parsed, so the loss terms it
-registers (:func:`litemono.losses.criterion.register_loss_term`, whose options are added here by
-:func:`register_options`), attention kinds and encoder families are there for the whole run.
-"""
+Options are frozen dataclasses in :mod:`litemono.options`. YAML holds flat keys and/or
+``model:``/``data:``/``loss:``/``train:`` sections, optionally ``include: base.yaml`` (relative).
+Booleans have ``--x`` / ``--no-x``; upstream's ``--no_ssim``, ``--disable_automasking``,
+``--no_cuda`` are aliases. Unknown keys, wrong types and bad combinations raise
+:class:`ConfigError` naming the flag. ``--import my_terms`` (or a ``.py`` path) is imported
+before parsing, so its loss terms (options via :func:`register_options`), attention kinds and
+encoder families exist for the whole run."""
 from __future__ import annotations
 
 import argparse
@@ -142,10 +138,8 @@ def _convert(tp: Any, value: Any) -> Any:
 
 
 def _flatten(data: Any, source: str) -> Dict[str, Any]:
-    """Option name -> value from flat keys and/or ``model/data/loss/train`` sections.
-
-    A name no section knows is kept: :func:`from_dict` imports ``imports`` first, and then
-    refuses it unless an imported module registered it."""
+    """Option name -> value from flat keys and/or sections; unknown names are kept for
+    :func:`from_dict` to check after ``imports``."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: expected a mapping of options, got {type(data).__name__}")
     flat: Dict[str, Any] = {}

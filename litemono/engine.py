@@ -1,17 +1,12 @@
-"""The training loop of Lite-Mono (Zhang et al., CVPR 2023, section 4.2).
+"""The training loop of Lite-Mono (CVPR 2023, section 4.2).
 
-:func:`train` reads top to bottom: set-up (run folder, resume, networks and optimisers, data),
-the epoch loop, validation, saving. One step is upstream's ``process_batch`` (Lite-Mono's
-``trainer.py``): the model (:class:`litemono.model.DepthPoseModel`), the criterion
-(:mod:`litemono.losses.criterion`), zero_grad, backward, then the depth and the pose AdamW.
-The step never waits for the host: its losses go to a device-side
-:class:`~litemono.loss_tracker.LossTracker`, read every ``--log_frequency`` steps and before
-every save, so a NaN/inf loss stops the run naming its first bad step and the weights after it
-are never saved. After every epoch the val files are scored and ``models/weights_<epoch>``,
-``checkpoints/best.pt`` and ``checkpoints/last.pt`` are written in that order: the training
-state is committed last (docs/reliability.md). Under ``torchrun`` each process trains on its
-shard and rank 0 alone logs and writes.
-"""
+:func:`train`: set-up, epochs, validation, saving. A step is upstream's ``process_batch``
+(``trainer.py``): model, criterion, zero_grad, backward, depth and pose AdamW. The step never
+waits for the host: losses go to a :class:`~litemono.loss_tracker.LossTracker`, read every
+``--log_frequency`` steps and before every save, so a NaN/inf stops the run naming its first bad
+step and later weights are never saved. Each epoch writes ``models/weights_<epoch>``, ``best.pt``,
+then ``last.pt``: the state is committed last (docs/reliability.md). Under ``torchrun`` rank 0
+alone logs and writes."""
 from __future__ import annotations
 
 import dataclasses
@@ -106,13 +101,8 @@ class TrainResult:
 
 def train_step(training: Training, model: nn.Module, criterion: nn.Module, inputs: Dict,
                world: int) -> tuple:
-    """One optimisation step, queued without waiting for the device (no host read).
-
-    ``model`` is ``training.model`` or what wraps it (DDP, ``torch.compile``). Returns
-    ``(total, terms, outputs)``: the detached scalar loss, the criterion's detached terms by
-    name, the network outputs. A non-finite loss leaves the weights unchanged (the update is
-    skipped on the device); :class:`~litemono.loss_tracker.LossTracker` reports it when read.
-    """
+    """One optimisation step, no host read: ``(total, terms, outputs)``, detached. ``model`` may be
+    wrapped (DDP, compile). A non-finite loss skips the update on the device."""
     outputs = model(inputs)
     total, terms = criterion(inputs, outputs)
     for optimizer in training.optimizers.values():
@@ -128,10 +118,8 @@ def train_step(training: Training, model: nn.Module, criterion: nn.Module, input
 @torch.no_grad()
 def validate(training: Training, criterion: nn.Module, loader, device: torch.device,
              channels_last: bool, world: int, logger: RunLogger, step: int) -> Dict[str, float]:
-    """Mean loss terms (and depth metrics where ``depth_gt`` exists) over the val files.
-
-    As upstream, only the depth network is put in eval mode; the pose network stays in train mode.
-    """
+    """Mean loss terms (and depth metrics where ``depth_gt`` exists) over the val files; as
+    upstream, only the depth network goes to eval mode."""
     model = training.model
     model.depth.eval()
     sums: Dict[str, float] = {}

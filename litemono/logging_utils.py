@@ -1,10 +1,8 @@
-"""Training logs: tensorboard scalars and images, a tqdm progress bar, per-epoch console lines.
+"""Training logs: tensorboard scalars and images, a tqdm bar, per-epoch console lines.
 
-Tensorboard events go to ``<run>/train`` and ``<run>/val`` as upstream's trainer writes them
-(monodepth2 / Lite-Mono ``Trainer.log``), with every loss term by its criterion name, the learning
-rate of each optimiser and, per logged batch, the input image, the disparity in a colour map and
-the automask. Only rank 0 of a multi-process run logs; the other ranks get a no-op logger.
-"""
+Events go to ``<run>/train`` and ``<run>/val`` as upstream's ``Trainer.log``: every loss term,
+each optimiser's learning rate, and per logged batch the image, colour-mapped disparity and
+automask. Only rank 0 logs."""
 from __future__ import annotations
 
 import time
@@ -21,15 +19,8 @@ IMAGES_PER_LOG = 4  # upstream logs min(4, batch) samples
 
 
 def colourise(disp: torch.Tensor) -> torch.Tensor:
-    """Map a disparity to RGB, normalised by its own maximum (as upstream's ``normalize_image``
-    divides by max - min after subtracting the min).
-
-    Args:
-        disp: (1, H, W) or (H, W) disparity, any positive range.
-
-    Returns:
-        (3, H, W) float32 in [0, 1].
-    """
+    """Disparity (1, H, W) or (H, W) -> (3, H, W) float32 RGB in [0, 1], normalised by its maximum
+    (as upstream's ``normalize_image``)."""
     value = disp.detach().float().reshape(disp.shape[-2:])
     low, high = value.min(), value.max()
     value = (value - low) / (high - low).clamp_min(1e-8)  # (H, W) in [0, 1]
@@ -42,14 +33,8 @@ def colourise(disp: torch.Tensor) -> torch.Tensor:
 
 
 class RunLogger:
-    """Tensorboard writers for one run; a no-op when ``enabled`` is False (ranks > 0, tests).
-
-    Args:
-        root: the run folder; events go to ``root/train`` and ``root/val``.
-        enabled: create writers and print.
-        purge_step: on a resumed run, the first step it will log: tensorboard drops the events
-            the interrupted run wrote from there on, so replayed steps are not shown twice.
-    """
+    """Tensorboard writers in ``root/train`` and ``root/val``; a no-op unless ``enabled``.
+    ``purge_step``: on resume, drop events from that step on so replayed steps appear once."""
 
     def __init__(self, root: Path, enabled: bool = True, purge_step: Optional[int] = None) -> None:
         self.enabled = enabled

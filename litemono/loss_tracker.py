@@ -1,19 +1,12 @@
 """The loss of every training step, kept on the device until the engine reads it.
 
-A training step that calls ``.item()`` or ``float(loss)`` waits for the accelerator to finish
-before the host can queue the next step (on a GPU the step is launch-bound). So the
-engine hands each step's total and terms to :meth:`LossTracker.update`, which only queues
-device work: running sums of the terms and, through ``torch.where``, a record of the FIRST step
-whose loss was not finite (its number, total and terms). :meth:`LossTracker.check` and
-:meth:`LossTracker.read` bring everything to the host at once; the engine calls them every
-``--log_frequency`` steps and before every save, so a run that diverged stops there, naming the
-first bad step, and the weights after it are never saved. Under torchrun the bad step is
-all-reduced (the earliest over all processes) only when read.
-
-Until that read the run goes on, so a bad step must not poison the weights (NaN weights make
-later steps NaN too, and some CPU kernels crash on NaN coordinates):
-:func:`skip_update_if_not_finite` makes the fused AdamW step a no-op on the device for it.
-"""
+``.item()`` in the step would make the host wait for the accelerator, so
+:meth:`LossTracker.update` only queues device work: running sums of the terms and (via
+``torch.where``) the FIRST non-finite step's number, total and terms. :meth:`LossTracker.check`
+/ :meth:`LossTracker.read` sync once, every ``--log_frequency`` steps and before every save, so a
+diverged run stops naming its first bad step and later weights are never saved; under torchrun
+the bad step is all-reduced when read. Meanwhile :func:`skip_update_if_not_finite` makes the
+fused AdamW step a device-side no-op so NaNs never reach the weights."""
 from __future__ import annotations
 
 from typing import Dict, Iterable, List, Mapping, Optional
@@ -28,14 +21,10 @@ NO_BAD_STEP = 2 ** 62  # "every step so far was finite"; a MIN over processes ke
 
 def skip_update_if_not_finite(optimizers: Iterable[torch.optim.Optimizer], total: torch.Tensor,
                               world: int, scaler: torch.amp.GradScaler) -> None:
-    """Make the next ``step()`` of each fused optimiser skip its update if ``total`` is not finite
-    on any process (all processes skip together: their gradients are averaged).
+    """Make each fused optimiser's next ``step()`` a no-op if ``total`` is not finite on any process.
 
-    Sets ``found_inf``, the 0-dim flag GradScaler hands to fused optimisers: the AdamW kernel
-    leaves parameters, moments and step count unchanged when it is 1 and updates bit-identically
-    when it is 0, without a host read. With ``--amp fp16`` the enabled GradScaler sets it from the
-    gradients itself. Non-fused optimisers (e.g. on MPS) are left alone.
-    """
+    Sets ``found_inf`` (GradScaler's flag for fused optimisers; AdamW skips at 1, is bit-identical
+    at 0), no host read. ``--amp fp16``'s GradScaler sets it itself; non-fused optimisers are left alone."""
     if scaler.is_enabled():
         return
     bad = all_reduce((~torch.isfinite(total.detach())).float(), world, dist.ReduceOp.MAX)
@@ -49,14 +38,8 @@ class TrainingDiverged(RuntimeError):
 
 
 class LossTracker:
-    """Device-side running sums of the loss terms and the first non-finite step.
-
-    Args:
-        world: the number of processes (the bad step is all-reduced over them when read).
-
-    Attributes:
-        losses: the total loss of every step read so far, in step order (host floats).
-    """
+    """Device-side sums of the loss terms and the first non-finite step over ``world`` processes;
+    ``losses``: host totals of every step read so far."""
 
     def __init__(self, world: int = 1) -> None:
         self.world = world
@@ -84,13 +67,10 @@ class LossTracker:
         self._bad_values = torch.where(first_bad, values, self._bad_values)
 
     def check(self) -> None:
-        """Raise if a step so far was not finite (on any process); else move the pending totals
-        to :attr:`losses`. One host synchronisation; every process must call it together.
+        """Move pending totals to :attr:`losses`, one sync; all processes call it together.
 
         Raises:
-            TrainingDiverged: ``step <n>: non-finite loss <total> (<term>=<value>, ...);
-                stopping`` for the first bad step.
-        """
+            TrainingDiverged: ``step <n>: non-finite loss <total> (<term>=<value>, ...); stopping``."""
         if self._bad_step is None:
             return
         first = int(all_reduce(self._bad_step.clone(), self.world, dist.ReduceOp.MIN))

@@ -1,10 +1,7 @@
 """Training and evaluation data: split files, KITTI raw / odometry / folder datasets.
 
-:func:`build_dataset` is the one place that turns a :class:`litemono.config.Config` into a
-dataset (monodepth2's data pipeline, Godard et al., ICCV 2019, as Lite-Mono uses it). The
-dataset modules import torch, so they are imported when first needed: ``litemono.data.splits``
-stays cheap for the split tools.
-"""
+:func:`build_dataset` turns a :class:`litemono.config.Config` into a dataset. Dataset modules
+import torch lazily, so ``litemono.data.splits`` stays cheap."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional, Sequence
@@ -22,27 +19,16 @@ def build_dataset(cfg: "Config", part: str, is_train: bool, teacher_store=None,
                   cache_dir: Optional[str] = None,
                   augmented_scales: Optional[Sequence[int]] = None,
                   with_depth_gt: bool = True) -> "MonoDataset":
-    """The dataset of one part of ``cfg.data.split``, with every needed file checked.
+    """The dataset of one ``part`` (``train`` / ``val`` / ``test``) of ``cfg.data.split``, files checked.
 
-    Args:
-        cfg: the run configuration (``--data_path``, ``--split``, ``--dataset``, ``--png``,
-            ``--frame_ids``, ``--use_stereo``, ``--jitter``, ``--height``, ``--width``,
-            ``--teacher_dir``, ``--intrinsics``).
-        part: ``"train"``, ``"val"`` or ``"test"``. The test part loads frame 0 only (as
-            upstream's evaluation), so lines at the ends of a drive are valid there.
-        is_train: flip and colour augmentation on.
-        teacher_store: a teacher-map reader (``.load``, ``.check``); when None and
-            ``--teacher_dir`` is set, a :class:`litemono.data.teacher_store.TeacherStore` is
-            opened for the train and val parts (the ones ``precompute_teacher.py`` covers).
-        cache_dir: folder of the resized-frame cache; default ``--cache_dir`` (off when None).
-        augmented_scales: scales that get ``("color_aug", f, s)`` (None: all, as upstream).
-        with_depth_gt: load ``depth_gt`` where the velodyne scans exist.
+    The test part loads frame 0 only (as upstream), so drive ends are valid there. Without a
+    ``teacher_store``, ``--teacher_dir`` opens a :class:`~litemono.data.teacher_store.TeacherStore`
+    for train and val. ``cache_dir`` defaults to ``--cache_dir``; ``augmented_scales`` None: all.
 
     Raises:
         SplitError: the split file is missing or altered.
         FileNotFoundError: frames needed by split lines are missing (all listed at once).
-        ValueError: a malformed split line or teacher folder, or a bad option combination.
-    """
+        ValueError: a malformed split line or teacher folder, or a bad option combination."""
     from .folder import FolderDataset
     from .kitti import KITTIOdomDataset, KITTIRawDataset
 

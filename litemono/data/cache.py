@@ -1,17 +1,11 @@
 """Opt-in cache of frames already resized to the training size (``--cache_dir``).
 
-Decoding a full-size KITTI JPEG (1242x375) and LANCZOS-resizing it down the pyramid dominates
-the cost of a training item. monodepth2's pyramid (Godard et al., ICCV 2019) resizes each scale
-from the previous one, so it is a function of the source frame, and storing it losslessly
-(uint8) gives exactly the uncached tensors. The cache holds the unflipped frame: PIL's LANCZOS
-resize is mirror-symmetric, so flipping each resized level gives the bytes of upstream's
-flip-then-resize (``tests/test_data.py`` checks both facts on KITTI-sized random images).
-
-Layout: ``<cache_dir>/<H>x<W>_s<levels>/<absolute image path>.npy``, one flat uint8 array per
-frame holding the levels (H / 2^s, W / 2^s, 3), s = 0..levels-1, in order; written once,
-atomically, by the first worker that reads the frame. A changed source frame is not detected:
-delete the cache folder when the data change.
-"""
+Decoding and LANCZOS-resizing a 1242x375 JPEG dominates an item's cost. monodepth2's pyramid
+(each scale from the previous) is a function of the frame, so storing it as uint8 gives exactly
+the uncached tensors; the unflipped frame is stored since LANCZOS is mirror-symmetric
+(tests/test_data.py). Layout: ``<cache_dir>/<H>x<W>_s<levels>/<absolute image path>.npy``, one
+flat uint8 array of the levels (H / 2^s, W / 2^s, 3) in order, written once, atomically. A
+changed source is not detected: delete the cache when the data change."""
 from __future__ import annotations
 
 import os
@@ -26,14 +20,7 @@ from .transforms import CorruptImageError, read_rgb, resize_pyramid
 
 
 class ResizedFrameCache:
-    """Scale pyramids of frames, read from ``.npy`` files or made once from the source.
-
-    Args:
-        cache_dir: root folder of the cache (created on first write).
-        height, width: the training size (scale 0), pixels.
-        num_scales: pyramid levels stored per frame.
-        decode: image reader for the source frames (default :func:`read_rgb`).
-    """
+    """Scale pyramids of frames (training size at scale 0), read from ``.npy`` or made once."""
 
     def __init__(self, cache_dir: Union[str, os.PathLike], height: int, width: int,
                  num_scales: int = 1, decode: Callable[[str], Image.Image] = read_rgb):
@@ -53,12 +40,10 @@ class ResizedFrameCache:
         return self.folder / (os.path.abspath(image_path).lstrip(os.sep) + ".npy")
 
     def load_pyramid(self, image_path: str) -> List[Image.Image]:
-        """The frame's RGB pyramid, largest first, unflipped (as :func:`resize_pyramid`).
+        """The unflipped RGB pyramid, largest first (as :func:`resize_pyramid`).
 
         Raises:
-            CorruptImageError: the cached file is unreadable or has the wrong size (the
-                message names it; delete it to rebuild).
-        """
+            CorruptImageError: unreadable or wrong size (named; delete it to rebuild)."""
         cached = self.cached_path(image_path)
         try:
             flat = np.load(cached, allow_pickle=False)

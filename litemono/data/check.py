@@ -1,10 +1,6 @@
-"""``train.py --check_data``: decode every file a run will read before the first step.
-
-A corrupt frame or teacher map is otherwise found only when its item is loaded, possibly hours
-into training, and then one file at a time. This pass decodes every frame (all frame ids and
-the stereo partner) and every teacher map of the given datasets in a thread pool (PIL and
-zlib release the GIL while decoding), with a progress bar, and reports every bad file at once.
-"""
+"""``train.py --check_data``: decode every file a run will read before the first step, so corrupt
+frames or teacher maps are all reported at once instead of hours in (thread pool: PIL and zlib
+release the GIL)."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -20,11 +16,7 @@ SHOWN_IN_ERROR = 3  # bad files named in the error line (all of them are printed
 
 
 def files_to_check(datasets: Sequence) -> Dict[str, Tuple[str, str]]:
-    """Every file the datasets read: path -> (kind ``"image"`` / ``"teacher"``, split line).
-
-    Args:
-        datasets: :class:`litemono.data.kitti.MonoDataset` objects (train, val).
-    """
+    """Every file the datasets read: path -> (``"image"`` / ``"teacher"``, split line)."""
     found: Dict[str, Tuple[str, str]] = {}
     for dataset in datasets:
         for entry in dataset.entries:
@@ -57,20 +49,10 @@ def check_file(path: str, kind: str, size: Tuple[int, int]) -> Optional[str]:
 
 def check_datasets(datasets: Sequence, workers: int, progress: bool = True,
                    report: Callable[[str], None] = print) -> int:
-    """Decode every file of ``datasets``; print each bad one, then raise if any.
-
-    Args:
-        datasets: the run's train and val datasets (same training size).
-        workers: decoding threads (``--num_workers``; at least 1).
-        progress: show a tqdm bar.
-        report: where the per-file lines and the summary go.
-
-    Returns:
-        The number of files checked.
+    """Decode every file (``workers`` >= 1 threads), print each bad one to ``report``; returns the count.
 
     Raises:
-        DataError: naming how many files are bad and the first ones.
-    """
+        DataError: naming how many files are bad and the first ones."""
     from tqdm import tqdm
 
     files = files_to_check(datasets)

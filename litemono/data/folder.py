@@ -1,15 +1,10 @@
-"""A folder-of-sequences dataset for users' own videos (``--dataset folder --intrinsics K.yaml``).
+"""Folder-of-sequences dataset for users' videos (``--dataset folder --intrinsics K.yaml``).
 
-Layout: ``<data_path>/<sequence>/<any name>.{jpg,jpeg,png}``, one folder per video, frames
-in the order of their sorted file names (``ffmpeg -i video.mp4 seq/%06d.jpg`` gives that).
-A split line is ``<sequence> <n>`` and means the n-th frame (0-based) of that sorted list,
-so neighbours are n-1 and n+1 whatever the file names are. One camera: no ``"s"`` frames.
-
-The intrinsics file is YAML with ``fx, fy, cx, cy`` normalised by the image width (fx, cx)
-and height (fy, cy), as monodepth2 (Godard et al., ICCV 2019) writes KITTI's; or in pixels
-together with the ``width`` and ``height`` of the calibrated images. Everything else (sample
-schema, augmentation, start-up checks) is :class:`litemono.data.kitti.MonoDataset`.
-"""
+``<data_path>/<sequence>/<name>.{jpg,jpeg,png}``, frames in sorted-name order (``ffmpeg -i
+video.mp4 seq/%06d.jpg``); line ``<sequence> <n>`` = the n-th frame (0-based). One camera.
+Intrinsics YAML: ``fx, fy, cx, cy`` normalised by width (fx, cx) and height (fy, cy), as
+monodepth2's KITTI K, or in pixels with ``width`` and ``height``. The rest is
+:class:`litemono.data.kitti.MonoDataset`."""
 from __future__ import annotations
 
 import os
@@ -26,11 +21,10 @@ INTRINSICS_KEYS = ("fx", "fy", "cx", "cy")
 
 
 def load_intrinsics(path: str) -> np.ndarray:
-    """Read an intrinsics YAML file into a normalised float32 (4, 4) K.
+    """Intrinsics YAML -> normalised float32 (4, 4) K.
 
     Raises:
-        FileNotFoundError / ValueError: naming ``--intrinsics`` and the file.
-    """
+        FileNotFoundError / ValueError: naming ``--intrinsics`` and the file."""
     if not path or not os.path.isfile(path):
         raise FileNotFoundError(f"--intrinsics {path}: no such file (YAML with fx, fy, cx, cy)")
     try:
@@ -79,13 +73,7 @@ def sequence_split_lines(data_path: str, frame_ids: Sequence[int] = (0, -1, 1)) 
 
 
 class FolderDataset(MonoDataset):
-    """Monocular sequences in plain folders with intrinsics from a YAML file.
-
-    Args:
-        data_path, lines, height, width, frame_ids: as :class:`MonoDataset` (no ``"s"``).
-        intrinsics: the ``--intrinsics`` YAML file.
-        **kwargs: the other options of :class:`MonoDataset`.
-    """
+    """Monocular sequences in folders, K from the ``intrinsics`` YAML; other args as :class:`MonoDataset`."""
 
     needs_side = False
     layout_name = "folder"

@@ -1,19 +1,11 @@
-"""Disparity-bin head for the full-resolution decoder level (``--bins K``; from the report, README).
+"""Disparity-bin head for the full-resolution decoder level (``--bins K``; the report's).
 
-Reference: S. F. Bhat, I. Alhashim, P. Wonka, "AdaBins: Depth Estimation Using Adaptive Bins",
-CVPR 2021, section 3 (bin widths from global features, eq. 1-2; depth as the probability-
-weighted sum of bin centres, eq. 3). Adapted to normalised disparity: the range is (0, 1), the
-range of upstream's sigmoid head, so ``disp_to_depth`` and the losses apply unchanged.
-
-``adaptive``: per image, a small MLP on globally pooled features (the encoder's deepest feature
-and the top decoder feature) predicts K positive widths (softplus plus a floor, normalised to sum
-to 1); the centres are the midpoints of the resulting cells, hence sorted and inside (0, 1).
-``fixed`` (ablation): uniform centres (k + 0.5) / K; only the per-pixel distribution is learnt.
-
-This is the light head (``--bin_head light``: one 3x3 convolution to K logits at H/2, 0.42
-GMACs at 640x192). The report's heads are heavier: ``--bin_head mvit``
-(:mod:`.minivit_bins`) reproduces its FLOPs column.
-"""
+AdaBins (CVPR 2021, section 3, eqs. 1-3) in normalised disparity (0, 1), the sigmoid head's
+range, so ``disp_to_depth`` and losses apply unchanged. ``adaptive``: an MLP on pooled features
+(deepest encoder + top decoder) gives K widths (softplus + floor, summing to 1), centres are the
+cell midpoints. ``fixed``: centres (k + 0.5) / K. This is ``--bin_head light`` (one 3x3 conv to
+K logits at H/2, 0.42 GMACs at 640x192); ``--bin_head mvit`` (:mod:`.minivit_bins`) reproduces
+the report's FLOPs."""
 from __future__ import annotations
 
 from typing import Dict
@@ -33,25 +25,16 @@ def uniform_centers(num_bins: int) -> torch.Tensor:
 
 
 def widths_to_centers(raw: torch.Tensor) -> torch.Tensor:
-    """Unconstrained width scores (B, K) -> sorted bin centres in (0, 1), (B, K).
-
-    Widths are ``softplus(raw) + MIN_WIDTH`` normalised to sum to the range 1 (AdaBins eq. 2
-    uses ReLU + 0.1); the centres are the midpoints of the resulting cells.
-    """
+    """Width scores (B, K) -> sorted centres (B, K) in (0, 1): midpoints of ``softplus(raw) +
+    MIN_WIDTH`` normalised to 1 (AdaBins eq. 2: ReLU + 0.1)."""
     widths = F.softplus(raw) + MIN_WIDTH
     widths = widths / widths.sum(dim=1, keepdim=True)
     return torch.cumsum(widths, dim=1) - 0.5 * widths
 
 
 class DisparityBinHead(nn.Module):
-    """Per-pixel bin probabilities and per-image bin centres -> disparity.
-
-    Args:
-        top_channels: channels of the top decoder feature (at H/2).
-        deep_channels: channels of the deepest encoder feature (at H/16).
-        num_bins: K >= 2.
-        mode: ``"adaptive"`` or ``"fixed"``.
-    """
+    """Per-pixel bin probabilities from the top decoder feature (H/2), per-image centres from it and
+    the deepest encoder feature (H/16) -> disparity; K >= 2, ``adaptive`` or ``fixed``."""
 
     def __init__(self, top_channels: int, deep_channels: int, num_bins: int = 64,
                  mode: str = "adaptive"):
@@ -79,14 +62,8 @@ class DisparityBinHead(nn.Module):
         return widths_to_centers(self.center_mlp(pooled))
 
     def forward(self, top: torch.Tensor, deep: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Args:
-            top: top decoder feature (B, Ct, H/2, W/2).
-            deep: deepest encoder feature (B, Cd, H/16, W/16).
-
-        Returns:
-            ``"disp"`` (B, 1, H, W) in (0, 1), ``"bin_centers"`` (B, K),
-            ``"bin_probs"`` (B, K, H, W) summing to 1 over K.
-        """
+        """``top`` (B, Ct, H/2, W/2), ``deep`` (B, Cd, H/16, W/16) -> ``"disp"`` (B, 1, H, W) in (0, 1),
+        ``"bin_centers"`` (B, K), ``"bin_probs"`` (B, K, H, W) summing to 1."""
         centers = self.bin_centers(top, deep)
         probs = torch.softmax(self.logits(top), dim=1)
         # bilinear weights are convex, so the upsampled probabilities still sum to 1

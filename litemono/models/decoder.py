@@ -1,15 +1,9 @@
 """Lite-Mono depth decoder, with the optional disparity-bin head at the top level.
 
-Reference: N. Zhang et al., "Lite-Mono", CVPR 2023 (arXiv:2211.13202), section 3.3; the decoder
-is monodepth2's (C. Godard et al., "Digging Into Self-Supervised Monocular Depth Estimation",
-ICCV 2019) with bilinear instead of nearest upsampling and one level per encoder feature (three
-for Lite-Mono; five for a ResNet encoder, as monodepth2).
-
-Key layout (upstream ``depth.pth``): ``decoder.0..5`` are upconv(2,0), upconv(2,1), upconv(1,0),
-upconv(1,1), upconv(0,0), upconv(0,1) (``conv.conv.{weight,bias}``), followed by one sigmoid head
-per sigmoid scale (``conv.{weight,bias}``), in scale order. With ``--bins`` the full-resolution
-output comes from a bin head (keys ``bin_head.*``) and scale 0 has no sigmoid head.
-"""
+Lite-Mono (CVPR 2023, section 3.3): monodepth2's decoder with bilinear upsampling, one level per
+encoder feature (3; 5 for ResNet). ``depth.pth`` keys: ``decoder.0..5`` = upconv(2,0), (2,1),
+(1,0), (1,1), (0,0), (0,1) (``conv.conv.*``), then one sigmoid head per scale (``conv.*``). With
+``--bins`` scale 0 comes from ``bin_head.*`` and has no sigmoid head."""
 from __future__ import annotations
 
 import math
@@ -53,17 +47,10 @@ def upsample2(x: torch.Tensor) -> torch.Tensor:
 
 
 class DepthDecoder(nn.Module):
-    """Encoder features -> disparities ``("disp", s)`` (B, 1, H/2^s, W/2^s) in (0, 1).
+    """Encoder features (finest first) -> ``("disp", s)`` (B, 1, H/2^s, W/2^s) in (0, 1).
 
-    Args:
-        num_ch_enc: channels of the encoder features, finest first (one decoder level each).
-        scales: output scales, among the levels.
-        bins: 0 for upstream's sigmoid head at scale 0, else K bins (scale 0 must be in scales).
-        bin_mode: ``"adaptive"`` or ``"fixed"`` bin centres.
-        bin_head: ``"light"`` (:class:`DisparityBinHead`) or ``"mvit"`` (:class:`MiniViTBinHead`).
-        first_stride: the first feature is at H / first_stride (Lite-Mono: 4; the heads then
-            upsample by 2 to reach H / 2^s), each further feature at half the previous size.
-    """
+    ``bins``: 0 for the sigmoid head at scale 0, else K (scale 0 required); ``bin_head``: ``light``
+    or ``mvit``; ``first_stride``: first feature at H / first_stride (Lite-Mono: 4), then halving."""
 
     def __init__(self, num_ch_enc: Sequence[int], scales: Sequence[int] = (0, 1, 2),
                  bins: int = 0, bin_mode: str = "adaptive", bin_head: str = "light",
@@ -98,22 +85,14 @@ class DepthDecoder(nn.Module):
         self.apply(_init_weights)
 
     def init_disparity(self, value: float) -> None:
-        """Start every sigmoid head at ``value``: its bias becomes ``logit(value)``.
-
-        Upstream starts at 0.5 (zero bias), i.e. at half of ``1 / min_depth``, the near end of
-        the range; a smaller start leaves the sigmoid room towards near depths.
-        """
+        """Start every sigmoid head at ``value`` (bias ``logit(value)``); upstream's 0.5 is the near end."""
         for i in range(len(self.sigmoid_scales)):
             nn.init.constant_(self.decoder[2 * self.num_levels + i].conv.bias,
                               math.log(value / (1 - value)))
 
     def forward(self, features: Sequence[torch.Tensor]) -> Dict:
-        """features: the encoder's maps, finest first (Lite-Mono: H/4, H/8, H/16).
-
-        Returns:
-            ``("disp", s)`` for s in scales; with bins also ``"bin_centers"`` (B, K) and
-            ``"bin_probs"`` (B, K, H, W).
-        """
+        """Features (Lite-Mono: H/4, H/8, H/16) -> ``("disp", s)``; with bins ``"bin_centers"`` (B, K),
+        ``"bin_probs"`` (B, K, H, W)."""
         outputs: Dict = {}
         heads = {s: self.decoder[2 * self.num_levels + i]
                  for i, s in enumerate(self.sigmoid_scales)}

@@ -1,20 +1,12 @@
 """AdaBins-style disparity-bin head (``--bin_head mvit``): a mini-ViT with range attention.
 
-Reference: S. F. Bhat, I. Alhashim, P. Wonka, "AdaBins: Depth Estimation Using Adaptive Bins",
-CVPR 2021, section 3.2: patch embedding of the top decoder feature, transformer layers, an MLP on
-one output token for the bin widths, further output tokens as 1x1 "range attention" queries
-against a per-pixel key embedding, and a 1x1 convolution to K bin logits. Disparity is the
-probability-weighted sum of the bin centres, in normalised disparity (0, 1) as in :mod:`.bins`.
-
-* ``adaptive``: 8x8 patches of the H/2 feature, 2-D sine-cosine positions, ``1 + Q`` learnt
-  tokens prepended (so any image size works); keys, range attention and logits at full
-  resolution on the x2-upsampled feature.
-* ``fixed``: uniform centres, no transformer; the queries are learnt constants (a bias-free 1x1
-  convolution), per-pixel path at H/2, probabilities upsampled x2.
-
-:data:`MVIT_SIZES` are the sizes that reproduce the report's (README) FLOPs column; the MAC
-count per part is in docs/architecture.md, and ``tests/test_minivit_bins.py`` checks it.
-"""
+AdaBins (CVPR 2021, section 3.2): patch embedding, transformer, an MLP on one token for the bin
+widths, further tokens as 1x1 range-attention queries on per-pixel keys, a 1x1 conv to K logits;
+disparity = probability-weighted centres in (0, 1), as :mod:`.bins`. ``adaptive``: 8x8 patches of
+the H/2 feature, 2-D sin-cos positions, ``1 + Q`` learnt tokens, per-pixel path at full resolution
+(x2 upsampled). ``fixed``: uniform centres, no transformer, constant queries (bias-free 1x1
+conv) at H/2, probabilities upsampled x2. :data:`MVIT_SIZES` reproduce the report's FLOPs column
+(MACs per part: docs/architecture.md, checked by tests/test_minivit_bins.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -69,10 +61,8 @@ class TransformerLayer(nn.Module):
 
 
 def sincos_positions(height: int, width: int, dim: int, device, dtype) -> torch.Tensor:
-    """2-D sine-cosine position embedding (MAE, He et al. 2022), (height * width, dim).
-
-    A quarter of ``dim`` each for sin(y), cos(y), sin(x), cos(x), frequencies 1 / 10000^(i/q).
-    """
+    """(height * width, dim) 2-D sin-cos positions (MAE): quarters sin(y), cos(y), sin(x), cos(x),
+    frequencies 1 / 10000^(i/q)."""
     quarter = dim // 4
     omega = 1.0 / 10000 ** (torch.arange(quarter, device=device, dtype=torch.float32) / quarter)
     y, x = torch.meshgrid(torch.arange(height, device=device, dtype=torch.float32),
@@ -83,13 +73,8 @@ def sincos_positions(height: int, width: int, dim: int, device, dtype) -> torch.
 
 
 class MiniViTBinHead(nn.Module):
-    """AdaBins' mini-ViT bin head; the same outputs as :class:`.bins.DisparityBinHead`.
-
-    Args:
-        top_channels: C, channels of the top decoder feature (at H/2).
-        num_bins: K >= 2.
-        mode: ``"adaptive"`` or ``"fixed"``; picks the sizes in :data:`MVIT_SIZES`.
-    """
+    """AdaBins' mini-ViT bin head over the top decoder feature (``top_channels``, at H/2), K =
+    ``num_bins`` >= 2, ``mode`` picks :data:`MVIT_SIZES`; outputs as :class:`.bins.DisparityBinHead`."""
 
     def __init__(self, top_channels: int, num_bins: int = 64, mode: str = "adaptive"):
         super().__init__()
@@ -137,14 +122,8 @@ class MiniViTBinHead(nn.Module):
 
     def forward(self, top: torch.Tensor,
                 deep: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-        """Args:
-            top: top decoder feature (B, C, H/2, W/2).
-            deep: unused (the light head's second input; the transformer sees the whole image).
-
-        Returns:
-            ``"disp"`` (B, 1, H, W) in (0, 1), ``"bin_centers"`` (B, K) sorted in (0, 1),
-            ``"bin_probs"`` (B, K, H, W) summing to 1 over K.
-        """
+        """``top`` (B, C, H/2, W/2) (``deep`` unused) -> ``"disp"`` (B, 1, H, W) in (0, 1),
+        ``"bin_centers"`` (B, K) sorted in (0, 1), ``"bin_probs"`` (B, K, H, W) summing to 1."""
         pixels = (F.interpolate(top, scale_factor=2, mode="bilinear", align_corners=False)
                   if self.size.full_resolution else top)
         keys = self.keys(pixels)  # (B, E, h, w)

@@ -1,17 +1,11 @@
 """Parameter and compute counters for the depth network.
 
-Convention. Lite-Mono's paper (CVPR 2023, table 1, "FLOPs") and ``evaluate_depth.py`` report
-thop's ``profile`` total, which counts *multiply-accumulates* per registered leaf module (thop
-maintainers, Lyken17/pytorch-OpCounter #90): conv and linear MACs, 4 per element for affine
-BatchNorm, 1 per output element of AvgPool; the XCA matmuls and functional upsampling are not
-counted. lite-mono at 640x192 gives 5.032 G. Upstream's LayerNorm is a custom class that thop
-does not know (counted as 0), while ours is ``nn.LayerNorm``, which thop would count; it is
-mapped to 0 here so the numbers stay comparable. When thop is absent, an equivalent hook counter
-is used. Our encoder pools the input pyramid once per level where upstream recomputes each
-level from the full image (and an unused 1/16 level): 0.33 M fewer AvgPool MACs at 640x192.
-``true_flops`` is ``torch.utils.flop_counter.FlopCounterMode``'s total (2 per MAC,
-all matmuls included, normalisations and activations not).
-"""
+Lite-Mono's "FLOPs" (CVPR 2023, table 1; ``evaluate_depth.py``) is thop's ``profile`` total:
+MACs per leaf module (conv, linear; 4 per element for affine BatchNorm, 1 per AvgPool output;
+XCA matmuls and functional upsampling uncounted). lite-mono at 640x192: 5.032 G. Our
+``nn.LayerNorm`` is counted as 0, like upstream's custom class. Without thop an equivalent hook
+counter runs. Our encoder pools the pyramid once per level: 0.33 M fewer AvgPool MACs than
+upstream at 640x192. ``true_flops``: ``FlopCounterMode``'s total (2 per MAC, all matmuls)."""
 from __future__ import annotations
 
 import copy
@@ -70,18 +64,8 @@ def _hook_macs(net: nn.Module, image: torch.Tensor) -> float:
 
 def count_macs(depth_net: nn.Module, height: int, width: int,
                use_thop: bool = True) -> Dict[str, float]:
-    """Compute of one forward pass on a (1, 3, height, width) image, eval mode.
-
-    Args:
-        depth_net: a network taking an image (e.g. :class:`~litemono.models.build.DepthNetwork`,
-            or its ``encoder`` alone).
-        height, width: input size in pixels.
-        use_thop: use thop when installed (else, or when False, the built-in hook counter).
-
-    Returns:
-        ``macs`` (thop convention, comparable to the paper's "FLOPs"), ``true_flops``
-        (FlopCounterMode) and ``counter`` (``"thop"`` or ``"hooks"``).
-    """
+    """Compute of one eval forward on (1, 3, height, width): ``macs`` (thop convention, the paper's
+    "FLOPs"), ``true_flops`` and ``counter`` (``"thop"`` / ``"hooks"``)."""
     net = copy.deepcopy(depth_net).eval()  # thop attaches buffers; never touch the caller's net
     param = next(net.parameters())
     image = torch.rand(1, 3, height, width, device=param.device, dtype=param.dtype)
