@@ -1,12 +1,8 @@
 """16-bit PNG depth / disparity maps that keep their precision (scripts/predict.py's format).
 
-KITTI stores depth as ``uint16 = metres x 256``. For a monocular model's depth, known only up
-to scale (often a few units), that leaves a few hundred levels. Here a map is stored as
-``value = pixel x scale`` with ``scale`` in the PNG's text chunk (key ``scale``): by default
-the map's maximum becomes 65535, so every map uses the full 16-bit range (relative step
-1 / 65535 of the maximum). Metric depth can use KITTI's ``scale = 1 / 256``, which KITTI's
-tools read unchanged; a PNG without the text chunk is read with that scale.
-"""
+``value = pixel x scale``, ``scale`` in the PNG text chunk (key ``scale``); by default the
+maximum maps to 65535. KITTI's ``uint16 = metres x 256`` (``scale = 1 / 256``) suits metric
+depth and is assumed for PNGs without the chunk."""
 from __future__ import annotations
 
 from io import BytesIO
@@ -23,15 +19,7 @@ SCALE_KEY = "scale"
 
 
 def encode_png16(values: np.ndarray, scale: Optional[float] = None) -> bytes:
-    """PNG bytes of a (H, W) map of values >= 0, ``value = pixel x scale``.
-
-    Args:
-        values: (H, W) float map (depth or disparity).
-        scale: value of one level; default: the map's maximum / 65535.
-
-    Returns:
-        The PNG file's bytes (16-bit grayscale, ``scale`` in its text chunk).
-    """
+    """16-bit grayscale PNG bytes of an (H, W) map >= 0; ``scale`` default: maximum / 65535."""
     if scale is None:
         peak = float(values.max())
         scale = peak / PNG16_MAX if peak > 0 else 1.0

@@ -1,10 +1,5 @@
-"""Resolve a tool's ``--device`` / ``--no_cuda`` into a ``torch.device``, or one clear error.
-
-Every command line tool (train.py, evaluate_depth.py, scripts/predict.py ...) takes
-``--device auto|cpu|cuda|cuda:N|mps`` and upstream's ``--no_cuda`` (= ``--device cpu``).
-Asking for an accelerator this machine lacks ends in the same message everywhere, before
-any weight file is read (torch's own error would be a deserialisation traceback).
-"""
+"""Resolve ``--device auto|cpu|cuda|cuda:N|mps`` / ``--no_cuda`` into a ``torch.device``: a
+missing accelerator gives the same message in every tool, before any weight file is read."""
 from __future__ import annotations
 
 import torch
@@ -19,11 +14,10 @@ class DeviceError(UserError, ValueError):
 
 
 def resolve_device(name: str = "auto", no_cuda: bool = False) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else is checked to exist.
+    """``auto`` -> CUDA if available, else CPU; anything else is checked.
 
     Raises:
-        DeviceError: an unknown name, or a CUDA / MPS device this machine does not have.
-    """
+        DeviceError: an unknown name, or a CUDA / MPS device this machine does not have."""
     if no_cuda or name == "cpu":
         return torch.device("cpu")
     if name == "auto":

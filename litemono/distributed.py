@@ -1,10 +1,7 @@
 """Data-parallel training under ``torchrun --nproc_per_node N``: process group, collectives, DDP.
 
-Each process trains on its shard of every epoch (:mod:`litemono.data.sampling`) with
-``--batch_size`` samples, DistributedDataParallel averages the gradients, and rank 0 alone logs
-and writes checkpoints. With one process (plain ``python train.py``) every helper here is a
-no-op, so the engine calls them unconditionally.
-"""
+Each process trains its shard with ``--batch_size`` samples, DDP averages gradients, rank 0
+alone logs and writes. With one process every helper is a no-op."""
 from __future__ import annotations
 
 import os
@@ -18,12 +15,8 @@ from .device import resolve_device
 
 
 def setup_process(device_name: str) -> Tuple[int, int, torch.device]:
-    """``(rank, world size, device)``; joins the torchrun process group when WORLD_SIZE > 1.
-
-    Args:
-        device_name: ``--device`` (:func:`litemono.device.resolve_device`); under torchrun a
-            CUDA device becomes ``cuda:<LOCAL_RANK>``, one GPU per process.
-    """
+    """``(rank, world size, device)``, joining the process group when WORLD_SIZE > 1; under
+    torchrun CUDA becomes ``cuda:<LOCAL_RANK>``."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = resolve_device(device_name)
     if device.type == "cuda":
@@ -58,11 +51,7 @@ def barrier(world: int) -> None:
 
 
 def wrap_ddp(module: nn.Module, device: torch.device, world: int) -> nn.Module:
-    """``module`` in DistributedDataParallel when ``world > 1`` (else itself).
-
-    ``find_unused_parameters``: the pose ResNet's ``fc`` layer, kept for upstream's key layout,
-    gets no gradient.
-    """
+    """``module`` in DDP when ``world > 1``; ``find_unused_parameters`` for the pose ResNet's ``fc``."""
     if world == 1:
         return module
     ids = [device.index] if device.type == "cuda" else None

@@ -1,12 +1,7 @@
 """The depth and pose networks as one module: a batch in, the outputs the loss reads out.
 
-:class:`DepthPoseModel` is the forward half of upstream Lite-Mono's ``process_batch``
-(``trainer.py``): the depth network on the target frame, the pose network on each (source,
-target) pair, the relative poses built from its axis-angle and translation. ``torch.compile`` and
-DistributedDataParallel wrap this module; the loss is :mod:`litemono.losses.criterion`. Its
-``depth`` and ``pose`` submodules are saved as upstream's four weight files
-(:mod:`litemono.checkpoint`).
-"""
+:class:`DepthPoseModel` is the forward half of upstream's ``process_batch`` (``trainer.py``);
+``torch.compile`` and DDP wrap it; its ``depth`` and ``pose`` are saved as upstream's weight files."""
 from __future__ import annotations
 
 import dataclasses
@@ -29,14 +24,10 @@ def source_frames(cfg: Config) -> List[Any]:
 
 
 class DepthPoseModel(nn.Module):
-    """Depth and pose networks; ``forward(inputs)`` returns ``("disp", s)`` per decoder scale
-    (plus the bin head's outputs) and ``("cam_T_cam", 0, f)`` (B, 4, 4) per source frame.
+    """``forward(inputs)`` -> ``("disp", s)`` (plus bin outputs) and ``("cam_T_cam", 0, f)`` (B, 4, 4).
 
-    The networks run under autocast with ``amp_dtype`` (None: float32); their outputs are cast
-    to float32 and the poses are built outside autocast, so warping and the losses stay float32.
-    Each (source, target) pair goes through the pose network on its own, as upstream does (its
-    train-mode BatchNorm statistics are per pair).
-    """
+    Networks run under autocast with ``amp_dtype`` (None: float32), outputs cast to float32, poses
+    built outside autocast. Each pair goes through the pose network alone, as upstream."""
 
     def __init__(self, depth: nn.Module, pose: nn.Module, sources: Sequence[Any],
                  amp_dtype: Optional[torch.dtype] = None):

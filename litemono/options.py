@@ -1,14 +1,10 @@
 """Every option of a run, with its default and ``--help`` text (monodepth2's ``options.py``).
 
-Four frozen dataclasses, one per section (``model``, ``data``, ``loss``, ``train``: the YAML
-section names and the attributes of :class:`litemono.config.Config`), with names unique across
-them; names and defaults follow monodepth2 / Lite-Mono (their ``options.py``). Each field's
-``valid`` rule and fixed ``choices`` are checked by :func:`litemono.config.coerce`; names that
-come from a registry (``--model``, ``--attention``) are checked where the network is built.
-Options of loss terms registered outside the package live in ``LossConfig.extra``
-(:func:`litemono.config.register_options`). How values are resolved (defaults < YAML < flags)
-is :mod:`litemono.config`.
-"""
+Four frozen dataclasses (``model``, ``data``, ``loss``, ``train``: YAML sections and
+:class:`litemono.config.Config` attributes), names unique across them and following monodepth2 /
+Lite-Mono. ``valid`` and ``choices`` are checked by :func:`litemono.config.coerce`; registry names
+(``--model``, ``--attention``) where the network is built. Registered terms' options live in
+``LossConfig.extra``."""
 import os
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -1,12 +1,8 @@
 """The run folder ``<log_dir>/<model_name>/``, seeding and the RNG streams.
 
-The folder holds ``config.yaml`` (the resolved configuration), ``models/opt.json`` (every
-option, flat: upstream's options dump), ``models/weights_<epoch>/`` and ``checkpoints/``
-(:mod:`litemono.checkpoint`), and the tensorboard events ``train/``, ``val/``. A second
-``train.py`` in a folder that holds a run is refused unless it resumes (``--resume``) or starts
-again on purpose (``--overwrite``). Exact resume also needs the data order:
-:mod:`litemono.data.sampling`.
-"""
+Holds ``config.yaml``, ``models/opt.json`` (upstream's flat options dump),
+``models/weights_<epoch>/`` and ``checkpoints/`` (:mod:`litemono.checkpoint`), ``train/``,
+``val/``. A second ``train.py`` there is refused without ``--resume`` or ``--overwrite``."""
 from __future__ import annotations
 
 import random
@@ -55,15 +51,10 @@ def resolve_resume(cfg: Config) -> Optional[Path]:
 
 
 def check_fresh_start(cfg: Config) -> None:
-    """Refuse to start a run from step 0 over one that already saved checkpoints.
-
-    Without ``--resume`` a second ``train.py`` in the same run folder would silently train
-    from scratch and replace ``config.yaml`` and the weight folders of the first run.
+    """Refuse to start from step 0 over a run that saved checkpoints (it would replace them).
 
     Raises:
-        CheckpointError: naming the run folder, ``--resume auto``, ``--model_name`` and
-            ``--overwrite``, unless ``--resume`` or ``--overwrite`` is set.
-    """
+        CheckpointError: naming the folder, ``--resume auto``, ``--model_name`` and ``--overwrite``."""
     if cfg.train.resume is not None or cfg.train.overwrite:
         return
     root = run_dir(cfg)

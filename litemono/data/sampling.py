@@ -1,11 +1,8 @@
-"""The order and the randomness of training items, reproducible across interruptions.
+"""The order and randomness of training items, reproducible across interruptions.
 
-Exact resume (:mod:`litemono.checkpoint`) needs the data order as well as the weights:
 :class:`ResumableSampler` draws each epoch's permutation from (seed, epoch) and can start
-mid-epoch, and :class:`SeededItems` seeds python / numpy / torch from (seed, epoch, position,
-rank) before each item, so augmentation (monodepth2's colour jitter and flips, Godard et al.,
-ICCV 2019) depends neither on the number of loader workers nor on where a run was interrupted.
-"""
+mid-epoch; :class:`SeededItems` seeds python / numpy / torch from (seed, epoch, position, rank)
+per item, so augmentation depends neither on worker count nor on where a run was interrupted."""
 from __future__ import annotations
 
 import random
@@ -21,18 +18,11 @@ def derive_seed(*parts: int) -> int:
 
 
 class ResumableSampler(torch.utils.data.Sampler):
-    """Each epoch's shuffled order from (seed, epoch), sharded over ranks, optionally resumed.
+    """Each epoch's order from (``seed``, epoch), sharded over ranks, optionally resumed.
 
-    Yields ``(epoch, position, index)`` keys for :class:`SeededItems`; ``position`` counts this
-    rank's items within the epoch. Like a drop-last ``DistributedSampler``, every rank gets
-    ``len(dataset) // world_size`` items.
-
-    Args:
-        size: dataset length.
-        seed: ``--seed``.
-        shuffle: False for validation (dataset order).
-        rank, world_size: the process and the number of processes.
-    """
+    Yields ``(epoch, position, index)`` for :class:`SeededItems` (``position``: this rank's count);
+    each rank gets ``len(dataset) // world_size`` items, like a drop-last ``DistributedSampler``.
+    ``shuffle`` False: dataset order (validation)."""
 
     def __init__(self, size: int, seed: int, shuffle: bool = True, rank: int = 0,
                  world_size: int = 1) -> None:

@@ -1,11 +1,6 @@
-"""Edge-aware disparity smoothness.
-
-The regulariser of monodepth (Godard et al., CVPR 2017, eq. 3) in the form monodepth2 (ICCV 2019,
-eq. 3) and Lite-Mono (Zhang et al., CVPR 2023, eq. 10) use: first differences of the
-mean-normalised disparity, down-weighted by ``exp(-|image gradient|)`` so depth may jump at
-image edges. The image weights do not depend on the prediction; :func:`edge_weights` computes
-them once per image and scale and :func:`smoothness_loss` reuses them.
-"""
+"""Edge-aware disparity smoothness (monodepth, CVPR 2017, eq. 3; monodepth2, ICCV 2019, eq. 3;
+Lite-Mono, CVPR 2023, eq. 10): first differences of the mean-normalised disparity weighted by
+``exp(-|image gradient|)``. :func:`edge_weights` is computed once per image and scale."""
 from __future__ import annotations
 
 from typing import Tuple
@@ -17,29 +12,14 @@ MEAN_DISP_EPS = 1e-7
 
 
 def edge_weights(image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Per-pixel weights ``exp(-mean over RGB of |dI|)`` along x and along y.
-
-    Args:
-        image: (B, 3, H, W) image in [0, 1] at the resolution of the disparity it regularises.
-
-    Returns:
-        ``(weight_x, weight_y)``: (B, 1, H, W-1) and (B, 1, H-1, W).
-    """
+    """``exp(-mean_RGB |dI|)`` of (B, 3, H, W) in [0, 1]: (B, 1, H, W-1) along x, (B, 1, H-1, W) along y."""
     step_x = (image[..., 1:] - image[..., :-1]).abs().mean(dim=1, keepdim=True)
     step_y = (image[..., 1:, :] - image[..., :-1, :]).abs().mean(dim=1, keepdim=True)
     return torch.exp(-step_x), torch.exp(-step_y)
 
 
 def smoothness_loss(disp: torch.Tensor, weights: Tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Edge-aware smoothness of the mean-normalised disparity.
-
-    Args:
-        disp: (B, 1, H, W) disparity (any positive scale: it is divided by its per-image mean).
-        weights: the output of :func:`edge_weights` for the matching image.
-
-    Returns:
-        Scalar: mean weighted |d disp / dx| plus mean weighted |d disp / dy|.
-    """
+    """Scalar: mean weighted |d disp / dx| + |d disp / dy| of (B, 1, H, W) ``disp`` / its per-image mean."""
     weight_x, weight_y = weights
     # mean over rows, then over columns, as upstream: a one-step mean rounds differently, and
     # that flips which nearly equal neighbours become exact ties (zero gradient of |.|)

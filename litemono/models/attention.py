@@ -1,17 +1,9 @@
 """Attention modules for the encoder stages (``--attention KIND``; ``--spatial_attention``).
 
-Every kind is one entry of :data:`ATTENTION_KINDS`, a name -> factory table in the style of
-timm's ``layers/create_attn.py``; ``--attention`` choices, validation and the encoder read it.
-A new kind is one class (or any ``channels -> nn.Module`` function) and one registration.
-
-Spatial attention (``spatial``, an addition of the report, README):
-
-Reference: S. Woo, J. Park, J.-Y. Lee, I. S. Kweon, "CBAM: Convolutional Block Attention
-Module", ECCV 2018, section 3 (spatial attention module, eq. 3). Only the spatial branch is used:
-average- and max-pool over channels, a 7x7 convolution to one map, a sigmoid, and a
-multiplication of the features by that map. It adds 98 weights per stage and about 1 M
-multiply-accumulates at 640x192 (5.032 G -> 5.033 G for lite-mono).
-"""
+:data:`ATTENTION_KINDS` is a name -> factory table (timm's ``layers/create_attn.py`` style); a
+new kind is one ``channels -> nn.Module`` and one registration. ``spatial`` (the report's): the
+spatial branch of CBAM (ECCV 2018, section 3, eq. 3): channel mean and max, 7x7 conv, sigmoid,
+multiply; 98 weights per stage, ~1 M MACs at 640x192 (5.032 G -> 5.033 G for lite-mono)."""
 from __future__ import annotations
 
 from typing import Callable, Dict, Optional
@@ -23,10 +15,7 @@ CBAM_KERNEL = 7  # CBAM's choice (paper, table 4: 7x7 beats 3x3)
 
 
 class SpatialAttention(nn.Module):
-    """x * sigmoid(conv7x7([mean_c(x), max_c(x)])).
-
-    Keys: ``conv.weight`` (1, 2, 7, 7); no bias, as in CBAM.
-    """
+    """x * sigmoid(conv7x7([mean_c(x), max_c(x)])); ``conv.weight`` (1, 2, 7, 7), no bias, as CBAM."""
 
     def __init__(self, kernel_size: int = CBAM_KERNEL):
         super().__init__()
