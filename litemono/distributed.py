@@ -51,7 +51,8 @@ def barrier(world: int) -> None:
 
 
 def wrap_ddp(module: nn.Module, device: torch.device, world: int) -> nn.Module:
-    """``module`` in DDP when ``world > 1``; ``find_unused_parameters`` for the pose ResNet's ``fc``."""
+    """``module`` in DDP when ``world > 1``; ``find_unused_parameters`` for the pose ResNet's
+    ``fc``."""
     if world == 1:
         return module
     ids = [device.index] if device.type == "cuda" else None

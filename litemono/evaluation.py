@@ -65,7 +65,8 @@ def predict_disparities(depth_net: torch.nn.Module, loader: Iterable, device: to
 
     ``loader`` yields ``("color", 0, 0)`` (B, 3, H, W) in [0, 1]; ``post_process`` also predicts
     the flipped images (:func:`batch_post_process_disparity`, twice the cost); ``min_depth`` /
-    ``max_depth``: the training ``disp_to_depth`` range. Returns (N, H, W) float32 in loader order."""
+    ``max_depth``: the training ``disp_to_depth`` range. Returns (N, H, W) float32 in loader
+    order."""
     depth_net.eval()
     chunks = []
     for batch in loader:
@@ -117,7 +118,8 @@ def depth_range(weights_folder: Optional[str], min_depth: Optional[float] = None
 
     The wrong range changes relative depths, which median scaling cannot undo. Ours is stored in
     ``encoder.pth`` (:func:`~litemono.models.build.read_depth_range`); for upstream's folders the
-    run's ``models/opt.json`` one folder up. Explicit values win; a mismatch is reported in ``note``."""
+    run's ``models/opt.json`` one folder up. Explicit values win; a mismatch is reported in
+    ``note``."""
     import json
 
     from .models.build import ENCODER_FILE, read_depth_range

@@ -60,7 +60,8 @@ def transformation_from_parameters(axisangle: torch.Tensor, translation: torch.T
 
 def make_pixel_grid(height: int, width: int, device: torch.device,
                     dtype: torch.dtype) -> torch.Tensor:
-    """(3, height * width) homogeneous ``(u, v, 1)``, row-major, u = column, v = row (centres at integers)."""
+    """(3, height * width) homogeneous ``(u, v, 1)``, row-major, u = column, v = row (centres at
+    integers)."""
     rows, cols = torch.meshgrid(torch.arange(height, dtype=dtype, device=device),
                                 torch.arange(width, dtype=dtype, device=device), indexing="ij")
     return torch.stack([cols.reshape(-1), rows.reshape(-1), torch.ones_like(cols).reshape(-1)])
@@ -77,7 +78,8 @@ def pixel_grid(height: int, width: int, device: torch.device, dtype: torch.dtype
 
 
 def backproject(depth: torch.Tensor, inv_K: torch.Tensor) -> torch.Tensor:
-    """Depth (B, 1, H, W) and ``inv_K`` (B, 4, 4) at its resolution -> (B, 4, H, W) ``(X, Y, Z, 1)``."""
+    """Depth (B, 1, H, W) and ``inv_K`` (B, 4, 4) at its resolution -> (B, 4, H, W) ``(X, Y, Z,
+    1)``."""
     batch, _, height, width = depth.shape
     # a compiled step builds the grid inside its graph (torch.compile bypasses an lru_cache)
     grid_of = make_pixel_grid if torch.compiler.is_compiling() else pixel_grid
@@ -89,8 +91,8 @@ def backproject(depth: torch.Tensor, inv_K: torch.Tensor) -> torch.Tensor:
 
 
 def project(points: torch.Tensor, K: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
-    """Points (B, 4, H, W) -> (B, H, W, 2) ``grid_sample`` coordinates in the camera of ``K`` (B, 4, 4)
-    via ``T`` (B, 4, 4); -1 and 1 are the first / last pixel centres (``align_corners=True``)."""
+    """Points (B, 4, H, W) -> (B, H, W, 2) ``grid_sample`` coordinates in the camera of ``K`` (B, 4,
+    4) via ``T`` (B, 4, 4); -1 and 1 are the first / last pixel centres (``align_corners=True``)."""
     batch, _, height, width = points.shape
     camera = (K @ T)[:, :3, :] @ points.reshape(batch, 4, -1)  # (B, 3, H*W)
     pixels = camera[:, :2] / (camera[:, 2:3] + PROJECTION_EPS)  # (B, 2, H*W)
@@ -100,6 +102,7 @@ def project(points: torch.Tensor, K: torch.Tensor, T: torch.Tensor) -> torch.Ten
 
 
 def warp(image: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
-    """Sample ``image`` (B, C, h, w) bilinearly at ``sample`` (B, H, W, 2), edges repeated: (B, C, H, W)."""
+    """Sample ``image`` (B, C, h, w) bilinearly at ``sample`` (B, H, W, 2), edges repeated: (B, C,
+    H, W)."""
     return F.grid_sample(image, sample, mode="bilinear", padding_mode="border",
                          align_corners=True)

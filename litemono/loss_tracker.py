@@ -21,10 +21,12 @@ NO_BAD_STEP = 2 ** 62  # "every step so far was finite"; a MIN over processes ke
 
 def skip_update_if_not_finite(optimizers: Iterable[torch.optim.Optimizer], total: torch.Tensor,
                               world: int, scaler: torch.amp.GradScaler) -> None:
-    """Make each fused optimiser's next ``step()`` a no-op if ``total`` is not finite on any process.
+    """Make each fused optimiser's next ``step()`` a no-op if ``total`` is not finite on any
+    process.
 
     Sets ``found_inf`` (GradScaler's flag for fused optimisers; AdamW skips at 1, is bit-identical
-    at 0), no host read. ``--amp fp16``'s GradScaler sets it itself; non-fused optimisers are left alone."""
+    at 0), no host read. ``--amp fp16``'s GradScaler sets it itself; non-fused optimisers are left
+    alone."""
     if scaler.is_enabled():
         return
     bad = all_reduce((~torch.isfinite(total.detach())).float(), world, dist.ReduceOp.MAX)
@@ -70,7 +72,8 @@ class LossTracker:
         """Move pending totals to :attr:`losses`, one sync; all processes call it together.
 
         Raises:
-            TrainingDiverged: ``step <n>: non-finite loss <total> (<term>=<value>, ...); stopping``."""
+            TrainingDiverged: ``step <n>: non-finite loss <total> (<term>=<value>, ...);
+                stopping``."""
         if self._bad_step is None:
             return
         first = int(all_reduce(self._bad_step.clone(), self.world, dist.ReduceOp.MIN))

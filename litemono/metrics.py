@@ -34,7 +34,8 @@ def _as_float64(values: ArrayLike) -> torch.Tensor:
 
 def eigen_crop_mask(height: int, width: int,
                     device: Optional[torch.device] = None) -> torch.Tensor:
-    """(height, width) bool, True in rows [int(0.408 H), int(0.992 H)), cols [int(0.036 W), int(0.964 W))."""
+    """(height, width) bool, True in rows [int(0.408 H), int(0.992 H)), cols [int(0.036 W),
+    int(0.964 W))."""
     top, bottom, left, right = GARG_CROP
     mask = torch.zeros(height, width, dtype=torch.bool, device=device)
     mask[int(top * height):int(bottom * height), int(left * width):int(right * width)] = True
@@ -71,7 +72,8 @@ def median_scale_ratio(gt: ArrayLike, pred: ArrayLike) -> float:
 
 def compute_depth_metrics(gt: ArrayLike, pred: ArrayLike) -> Dict[str, float]:
     """Seven metrics between matched (N,) depths > 0 in metres (pred scaled and capped):
-    ``abs_rel``, ``sq_rel``, ``rmse``, ``rmse_log``, ``a1``..``a3`` (max(gt / p, p / gt) < 1.25^k)."""
+    ``abs_rel``, ``sq_rel``, ``rmse``, ``rmse_log``, ``a1``..``a3`` (max(gt / p, p / gt) <
+    1.25^k)."""
     gt, pred = _as_float64(gt).reshape(-1), _as_float64(pred).reshape(-1)
     if gt.shape != pred.shape:
         raise ValueError(f"gt and pred hold {gt.numel()} and {pred.numel()} values; "

@@ -1,7 +1,8 @@
 """The depth and pose networks as one module: a batch in, the outputs the loss reads out.
 
 :class:`DepthPoseModel` is the forward half of upstream's ``process_batch`` (``trainer.py``);
-``torch.compile`` and DDP wrap it; its ``depth`` and ``pose`` are saved as upstream's weight files."""
+``torch.compile`` and DDP wrap it; its ``depth`` and ``pose`` are saved as upstream's weight
+files."""
 from __future__ import annotations
 
 import dataclasses
@@ -24,7 +25,8 @@ def source_frames(cfg: Config) -> List[Any]:
 
 
 class DepthPoseModel(nn.Module):
-    """``forward(inputs)`` -> ``("disp", s)`` (plus bin outputs) and ``("cam_T_cam", 0, f)`` (B, 4, 4).
+    """``forward(inputs)`` -> ``("disp", s)`` (plus bin outputs) and ``("cam_T_cam", 0, f)`` (B, 4,
+    4).
 
     Networks run under autocast with ``amp_dtype`` (None: float32), outputs cast to float32, poses
     built outside autocast. Each pair goes through the pose network alone, as upstream."""

@@ -29,7 +29,8 @@ def read_odometry_poses(path: Union[str, Path]) -> np.ndarray:
 
 
 def relative_poses(cam_to_world: np.ndarray) -> np.ndarray:
-    """(N, 4, 4) global poses -> (N - 1, 4, 4) motions ``inv(P[i + 1]) @ P[i]`` (camera i -> i + 1)."""
+    """(N, 4, 4) global poses -> (N - 1, 4, 4) motions ``inv(P[i + 1]) @ P[i]`` (camera i -> i +
+    1)."""
     return np.linalg.inv(cam_to_world[1:]) @ cam_to_world[:-1]
 
 

@@ -54,7 +54,8 @@ def check_fresh_start(cfg: Config) -> None:
     """Refuse to start from step 0 over a run that saved checkpoints (it would replace them).
 
     Raises:
-        CheckpointError: naming the folder, ``--resume auto``, ``--model_name`` and ``--overwrite``."""
+        CheckpointError: naming the folder, ``--resume auto``, ``--model_name`` and
+            ``--overwrite``."""
     if cfg.train.resume is not None or cfg.train.overwrite:
         return
     root = run_dir(cfg)

@@ -66,7 +66,8 @@ class EpochLRSchedule:
 
 def build_schedules(depth_optimizer: torch.optim.Optimizer, pose_optimizer: torch.optim.Optimizer,
                     lr_params: tuple) -> Dict[str, EpochLRSchedule]:
-    """``{"depth", "pose"}`` schedules from ``--lr``'s six numbers (:func:`litemono.config.lr_schedule_params`)."""
+    """``{"depth", "pose"}`` schedules from ``--lr``'s six numbers
+    (:func:`litemono.config.lr_schedule_params`)."""
     depth = EpochLRSchedule(depth_optimizer, *lr_params[0:3])
     pose = EpochLRSchedule(pose_optimizer, *lr_params[3:6])
     return {"depth": depth, "pose": pose}

@@ -49,7 +49,8 @@ def check_file(path: str, kind: str, size: Tuple[int, int]) -> Optional[str]:
 
 def check_datasets(datasets: Sequence, workers: int, progress: bool = True,
                    report: Callable[[str], None] = print) -> int:
-    """Decode every file (``workers`` >= 1 threads), print each bad one to ``report``; returns the count.
+    """Decode every file (``workers`` >= 1 threads), print each bad one to ``report``; returns the
+    count.
 
     Raises:
         DataError: naming how many files are bad and the first ones."""

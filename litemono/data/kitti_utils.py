@@ -26,7 +26,8 @@ VELODYNE_COLUMNS = 4  # x, y, z, reflectance
 
 
 def read_calib_file(path: PathLike) -> Dict[str, CalibValue]:
-    """``calib_*.txt`` -> key: float64 1-D array, or stripped text for non-numeric lines (``calib_time``)."""
+    """``calib_*.txt`` -> key: float64 1-D array, or stripped text for non-numeric lines
+    (``calib_time``)."""
     entries: Dict[str, CalibValue] = {}
     for number, line in enumerate(Path(path).read_text().splitlines(), 1):
         if not line.strip():

@@ -72,7 +72,8 @@ def read_split_lines(path: Union[str, Path], side_needed_by: Optional[str] = Non
 
     Raises:
         SplitError: no such file.
-        DataError: the first malformed line, as ``<split file>:<line number>`` (from 1, blanks counted)."""
+        DataError: the first malformed line, as ``<split file>:<line number>`` (from 1, blanks
+            counted)."""
     path = Path(path)
     if not path.is_file():
         raise SplitError(f"split file {path} not found; {HOW_TO_GET}")

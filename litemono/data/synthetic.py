@@ -195,8 +195,8 @@ def _write_poses(info: SceneInfo, drive_index: int) -> None:
 
 
 def split_lines(info: SceneInfo) -> Dict[str, List[str]]:
-    """Per drive 70% train, 10% val, 20% test. Train / val: frames 1 .. N-2, both cameras with stereo,
-    shuffled (as eigen_zhou); test: camera 2, zero-padded (as eigen's test file)."""
+    """Per drive 70% train, 10% val, 20% test. Train / val: frames 1 .. N-2, both cameras with
+    stereo, shuffled (as eigen_zhou); test: camera 2, zero-padded (as eigen's test file)."""
     lines: Dict[str, List[str]] = {"train": [], "val": [], "test": []}
     sides = ("l", "r") if info.stereo else ("l",)
     count = info.frames_per_drive
@@ -220,7 +220,8 @@ def make_synthetic_kitti(root, *, drives: int = 2, frames_per_drive: int = 150, 
 
     Everything follows from ``seed``; K is KITTI's normalised K at ``height`` x ``width``; ``png``:
     instead of ``.jpg`` (quality 92); ``stereo``: camera 3, 0.54 m right; ``supersample``: samples
-    per pixel and axis; ``lidar_fraction``: points per pixel (KITTI ~5%); ``workers``: default up to 2."""
+    per pixel and axis; ``lidar_fraction``: points per pixel (KITTI ~5%); ``workers``: default up to
+    2."""
     if frames_per_drive < 5 or drives < 1:
         raise ValueError(f"--frames_per_drive must be >= 5 and --drives >= 1, got "
                          f"{frames_per_drive} and {drives}")

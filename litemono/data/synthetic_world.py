@@ -249,7 +249,8 @@ def _sky(dirs, sky):
 
 
 def _cast(world, frame, camera, height, width, factor):
-    """Ray cast one camera: depth (h, w) float32 (inf: sky), obj (h, w) int32 (0 ground, -1 sky), rays."""
+    """Ray cast one camera: depth (h, w) float32 (inf: sky), obj (h, w) int32 (0 ground, -1 sky),
+    rays."""
     dx, dy, _ = _directions(height, width, factor)
     pose = world.camera_to_world(frame)
     rotation = pose[:3, :3]

@@ -110,8 +110,8 @@ class TeacherStore:
 
     def check(self, height: int, width: int, split_lines: Sequence[str],
               split: Optional[str] = None, splits_dir: Union[str, Path] = DEFAULT_SPLITS) -> None:
-        """Refuse a folder made for another size or ``split`` (compared as a folder), or lacking frame 0
-        of some of ``split_lines``.
+        """Refuse a folder made for another size or ``split`` (compared as a folder), or lacking
+        frame 0 of some of ``split_lines``.
 
         Raises:
             DataError: naming the field or first missing frames, with a precompute command that

@@ -134,8 +134,8 @@ def apply_jitter(image: Image.Image, params: JitterParams) -> Image.Image:
 
 
 class ColorAugmenter:
-    """Colour augmentation of one item: ``per_frame`` (new draw per call) or ``per_item`` (one draw at
-    construction); disabled: identity, no RNG consumed."""
+    """Colour augmentation of one item: ``per_frame`` (new draw per call) or ``per_item`` (one draw
+    at construction); disabled: identity, no RNG consumed."""
 
     def __init__(self, mode: str = "per_frame", enabled: bool = True):
         if mode not in JITTER_MODES:

@@ -4,7 +4,8 @@ The report's Eq. 1, after AdaBins' bin-centre loss (CVPR 2021, section 3.3). Poi
 teacher's disparity aligned like distillation, sampled at a fixed stride over non-zero pixels
 (never sky); 1-D Chamfer per image, averaged, static shapes; gradients reach the centres only.
 ``--chamfer_reduction``: ``sum`` (Eq. 1: sum_P min_C (p - c)^2 + sum_C min_P (c - p)^2) or
-``mean`` (default, AdaBins; a ``sum`` weight ``w`` is a ``mean`` weight ``w * N`` on the point side)."""
+``mean`` (default, AdaBins; a ``sum`` weight ``w`` is a ``mean`` weight ``w * N`` on the point
+side)."""
 from __future__ import annotations
 
 from typing import Any, Mapping, Optional, Tuple
@@ -74,7 +75,8 @@ class ChamferTerm:
         self.align = ALIGNERS[cfg.loss.distill_align]
 
     def __call__(self, inputs: Mapping[Any, Any], outputs: Mapping[Any, Any]) -> torch.Tensor:
-        """Unweighted scalar; teacher aligned to ``("disp", 0)``, compared with ``"bin_centers"`` (B, K)."""
+        """Unweighted scalar; teacher aligned to ``("disp", 0)``, compared with ``"bin_centers"``
+        (B, K)."""
         teacher = teacher_disparity(inputs, self.name)
         if "bin_centers" not in outputs:
             raise KeyError("the chamfer loss needs outputs['bin_centers']: set --bins (e.g. 64)")

@@ -55,10 +55,11 @@ class Criterion(nn.Module):
                 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """Loss of a batch: ``(total, terms)``.
 
-        ``outputs`` needs ``("disp", s)`` (B, 1, H/2^s, W/2^s) and ``("cam_T_cam", 0, f)`` (B, 4, 4);
-        it gains ``("depth", 0, s)``, ``("sample", f, s)``, warped ``("color", f, s)`` and
-        ``("automask", s)`` (B, 1, H, W) bool. ``terms``: detached ``"photometric"``, ``"smoothness"``
-        (weighted, scale-averaged), ``"loss/scale{s}"`` and each extra term unweighted."""
+        ``outputs`` needs ``("disp", s)`` (B, 1, H/2^s, W/2^s) and ``("cam_T_cam", 0, f)`` (B, 4,
+        4); it gains ``("depth", 0, s)``, ``("sample", f, s)``, warped ``("color", f, s)`` and
+        ``("automask", s)`` (B, 1, H, W) bool. ``terms``: detached ``"photometric"``,
+        ``"smoothness"`` (weighted, scale-averaged), ``"loss/scale{s}"`` and each extra term
+        unweighted."""
         poses = {frame: self._pose(inputs, outputs, frame) for frame in self.source_frames}
         identity: Dict[int, torch.Tensor] = {}  # identity errors per source resolution
         moments: Dict[int, TargetMoments] = {}  # the targets' SSIM moments per resolution
@@ -148,11 +149,12 @@ LOSS_TERMS: Dict[str, LossTerm] = {"distill": LossTerm("distill", DistillationTe
 def register_loss_term(name: str, build: Callable[[Any], Any],
                        options: Sequence[Tuple[str, Any, Any]] = (),
                        check: Optional[Callable[[Any], None]] = None, help: str = "") -> None:
-    """Declare a loss term from any module (``train.py --import``; docs/architecture.md, "Extending").
+    """Declare a loss term from any module (``train.py --import``; docs/architecture.md,
+    "Extending").
 
-    Adds ``--<name>_weight`` (default 0: off), the term's ``options`` (``(name, type, option(...))``)
-    and ``check`` (raising ``ConfigError``), values in ``cfg.loss.extra``. ``build``: ``cfg -> term``,
-    called by :func:`build_criterion` when the weight is positive."""
+    Adds ``--<name>_weight`` (default 0: off), the term's ``options`` (``(name, type,
+    option(...))``) and ``check`` (raising ``ConfigError``), values in ``cfg.loss.extra``.
+    ``build``: ``cfg -> term``, called by :func:`build_criterion` when the weight is positive."""
     if name in LOSS_TERMS:
         raise ValueError(f"loss term {name!r} already exists")
     weight = option(0.0, help or f"weight of the {name} term (0 = off)",
@@ -168,8 +170,8 @@ def term_weight(loss: Any, name: str) -> float:
 
 
 def build_criterion(cfg) -> Criterion:
-    """A run's criterion: sources are ``--frame_ids`` minus 0 (+ ``"s"`` with ``--use_stereo``), extra
-    terms those with a positive weight."""
+    """A run's criterion: sources are ``--frame_ids`` minus 0 (+ ``"s"`` with ``--use_stereo``),
+    extra terms those with a positive weight."""
     loss = cfg.loss
     extra_terms = [term.build(cfg) for term in LOSS_TERMS.values()
                    if term_weight(loss, term.name) > 0]

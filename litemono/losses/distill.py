@@ -6,7 +6,8 @@ an L1 after one alignment (``--distill_align``): ``normalized`` (default: teache
 into [0, 1], independent of the student), ``si`` (both divided by their median, the student's
 in the graph), ``ssi`` (MiDaS, TPAMI 2022: median and mean absolute deviation, the student's in
 the graph). :data:`ALIGNERS` gives Chamfer the matching target, student detached. Formulas:
-docs/architecture.md, "Distillation alignments". Static shapes: no boolean indexing, no host reads."""
+docs/architecture.md, "Distillation alignments". Static shapes: no boolean indexing, no host
+reads."""
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, Mapping
@@ -152,7 +153,8 @@ class DistillationTerm:
         self.pair = PAIRS[cfg.loss.distill_align]
 
     def __call__(self, inputs: Mapping[Any, Any], outputs: Mapping[Any, Any]) -> torch.Tensor:
-        """Unweighted scalar loss; ``("disp", s)`` is upsampled bilinearly to ``"teacher_disp"`` (B, 1, H, W)."""
+        """Unweighted scalar loss; ``("disp", s)`` is upsampled bilinearly to ``"teacher_disp"`` (B,
+        1, H, W)."""
         teacher = teacher_disparity(inputs, self.name)
         mask = teacher > 0
         losses = []

@@ -71,8 +71,9 @@ def ssim_error(x: torch.Tensor, y: torch.Tensor, moments: Optional[TargetMoments
 
 def photometric_error(pred: torch.Tensor, target: torch.Tensor, use_ssim: bool = True,
                       moments: Optional[TargetMoments] = None) -> torch.Tensor:
-    """Per-pixel error (N*B, 1, H, W), channel-averaged, of ``pred`` (N*B, 3, H, W) against ``target``
-    (B, 3, H, W) (image i vs. target i % B): ``0.85 * SSIM term + 0.15 * L1``, or L1 (``--no_ssim``)."""
+    """Per-pixel error (N*B, 1, H, W), channel-averaged, of ``pred`` (N*B, 3, H, W) against
+    ``target`` (B, 3, H, W) (image i vs. target i % B): ``0.85 * SSIM term + 0.15 * L1``, or L1
+    (``--no_ssim``)."""
     count = pred.shape[0] // target.shape[0]
     diff = pred.view(count, *target.shape) - target  # (N, B, 3, H, W), target broadcast
     l1 = diff.abs().mean(dim=2).view(pred.shape[0], 1, *pred.shape[-2:])

@@ -12,14 +12,16 @@ MEAN_DISP_EPS = 1e-7
 
 
 def edge_weights(image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``exp(-mean_RGB |dI|)`` of (B, 3, H, W) in [0, 1]: (B, 1, H, W-1) along x, (B, 1, H-1, W) along y."""
+    """``exp(-mean_RGB |dI|)`` of (B, 3, H, W) in [0, 1]: (B, 1, H, W-1) along x, (B, 1, H-1, W)
+    along y."""
     step_x = (image[..., 1:] - image[..., :-1]).abs().mean(dim=1, keepdim=True)
     step_y = (image[..., 1:, :] - image[..., :-1, :]).abs().mean(dim=1, keepdim=True)
     return torch.exp(-step_x), torch.exp(-step_y)
 
 
 def smoothness_loss(disp: torch.Tensor, weights: Tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Scalar: mean weighted |d disp / dx| + |d disp / dy| of (B, 1, H, W) ``disp`` / its per-image mean."""
+    """Scalar: mean weighted |d disp / dx| + |d disp / dy| of (B, 1, H, W) ``disp`` / its per-image
+    mean."""
     weight_x, weight_y = weights
     # mean over rows, then over columns, as upstream: a one-step mean rounds differently, and
     # that flips which nearly equal neighbours become exact ties (zero gradient of |.|)

@@ -15,7 +15,8 @@ CBAM_KERNEL = 7  # CBAM's choice (paper, table 4: 7x7 beats 3x3)
 
 
 class SpatialAttention(nn.Module):
-    """x * sigmoid(conv7x7([mean_c(x), max_c(x)])); ``conv.weight`` (1, 2, 7, 7), no bias, as CBAM."""
+    """x * sigmoid(conv7x7([mean_c(x), max_c(x)])); ``conv.weight`` (1, 2, 7, 7), no bias, as
+    CBAM."""
 
     def __init__(self, kernel_size: int = CBAM_KERNEL):
         super().__init__()

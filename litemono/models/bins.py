@@ -62,8 +62,8 @@ class DisparityBinHead(nn.Module):
         return widths_to_centers(self.center_mlp(pooled))
 
     def forward(self, top: torch.Tensor, deep: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """``top`` (B, Ct, H/2, W/2), ``deep`` (B, Cd, H/16, W/16) -> ``"disp"`` (B, 1, H, W) in (0, 1),
-        ``"bin_centers"`` (B, K), ``"bin_probs"`` (B, K, H, W) summing to 1."""
+        """``top`` (B, Ct, H/2, W/2), ``deep`` (B, Cd, H/16, W/16) -> ``"disp"`` (B, 1, H, W) in (0,
+        1), ``"bin_centers"`` (B, K), ``"bin_probs"`` (B, K, H, W) summing to 1."""
         centers = self.bin_centers(top, deep)
         probs = torch.softmax(self.logits(top), dim=1)
         # bilinear weights are convex, so the upsampled probabilities still sum to 1

@@ -127,7 +127,8 @@ class FourierPositionalEncoding(nn.Module):
 
 
 class XCA(nn.Module):
-    """Cross-covariance attention: a (C/h x C/h) map per head, learnable per-head ``temperature``."""
+    """Cross-covariance attention: a (C/h x C/h) map per head, learnable per-head
+    ``temperature``."""
 
     def __init__(self, dim: int, num_heads: int = 8):
         super().__init__()
@@ -152,8 +153,9 @@ class XCA(nn.Module):
 
 
 class LGFIBlock(nn.Module):
-    """Upstream ``LGFI``: tokens (+ positions in stage 0) + ``gamma_xca * XCA(LN(.))``, then LN -> MLP
-    (6C) -> ``gamma``, drop path; as upstream, the attention reaches the output only via the MLP."""
+    """Upstream ``LGFI``: tokens (+ positions in stage 0) + ``gamma_xca * XCA(LN(.))``, then LN ->
+    MLP (6C) -> ``gamma``, drop path; as upstream, the attention reaches the output only via the
+    MLP."""
 
     def __init__(self, dim: int, num_heads: int = 8, use_pos_emb: bool = False,
                  drop_path: float = 0.0, layer_scale_init: float = 1e-6):

@@ -139,7 +139,8 @@ def depth_state_dicts(depth_net: DepthNetwork, height: int, width: int,
                       use_stereo: bool = False,
                       depth_range: Optional[Tuple[float, float]] = None
                       ) -> Dict[str, Dict[str, Any]]:
-    """``encoder.pth`` / ``depth.pth`` contents; ``depth_range`` is kept in the ``litemono`` entry."""
+    """``encoder.pth`` / ``depth.pth`` contents; ``depth_range`` is kept in the ``litemono``
+    entry."""
     encoder_state: Dict[str, Any] = dict(depth_net.encoder.state_dict())
     encoder_state.update(height=int(height), width=int(width), use_stereo=bool(use_stereo))
     encoder_state[CONFIG_ENTRY] = dataclasses.asdict(depth_net.config)
@@ -227,7 +228,8 @@ def load_state_strict(module: nn.Module, state_dict: Mapping[str, Any], what: st
     """``load_state_dict(strict=True)`` with a readable error first.
 
     Raises:
-        ValueError: naming missing, unexpected and misshaped keys (and the fitting encoder variant)."""
+        ValueError: naming missing, unexpected and misshaped keys (and the fitting encoder
+            variant)."""
     own = module.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]

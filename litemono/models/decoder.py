@@ -50,7 +50,8 @@ class DepthDecoder(nn.Module):
     """Encoder features (finest first) -> ``("disp", s)`` (B, 1, H/2^s, W/2^s) in (0, 1).
 
     ``bins``: 0 for the sigmoid head at scale 0, else K (scale 0 required); ``bin_head``: ``light``
-    or ``mvit``; ``first_stride``: first feature at H / first_stride (Lite-Mono: 4), then halving."""
+    or ``mvit``; ``first_stride``: first feature at H / first_stride (Lite-Mono: 4), then
+    halving."""
 
     def __init__(self, num_ch_enc: Sequence[int], scales: Sequence[int] = (0, 1, 2),
                  bins: int = 0, bin_mode: str = "adaptive", bin_head: str = "light",
@@ -85,14 +86,15 @@ class DepthDecoder(nn.Module):
         self.apply(_init_weights)
 
     def init_disparity(self, value: float) -> None:
-        """Start every sigmoid head at ``value`` (bias ``logit(value)``); upstream's 0.5 is the near end."""
+        """Start every sigmoid head at ``value`` (bias ``logit(value)``); upstream's 0.5 is the near
+        end."""
         for i in range(len(self.sigmoid_scales)):
             nn.init.constant_(self.decoder[2 * self.num_levels + i].conv.bias,
                               math.log(value / (1 - value)))
 
     def forward(self, features: Sequence[torch.Tensor]) -> Dict:
-        """Features (Lite-Mono: H/4, H/8, H/16) -> ``("disp", s)``; with bins ``"bin_centers"`` (B, K),
-        ``"bin_probs"`` (B, K, H, W)."""
+        """Features (Lite-Mono: H/4, H/8, H/16) -> ``("disp", s)``; with bins ``"bin_centers"`` (B,
+        K), ``"bin_probs"`` (B, K, H, W)."""
         outputs: Dict = {}
         heads = {s: self.decoder[2 * self.num_levels + i]
                  for i, s in enumerate(self.sigmoid_scales)}

@@ -30,7 +30,8 @@ _D1024_SHORT = ((1, 2, 5), (1, 2, 5), (1, 2, 5, 2, 4, 10))
 
 @dataclass(frozen=True)
 class Variant:
-    """One ``--model``: channels and blocks per stage (``depths[s] - 1`` CDC, then one LGFI), dilations."""
+    """One ``--model``: channels and blocks per stage (``depths[s] - 1`` CDC, then one LGFI),
+    dilations."""
 
     dims: Tuple[int, int, int]
     depths: Tuple[int, int, int]
@@ -113,7 +114,8 @@ class LiteMono(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, image: torch.Tensor) -> List[torch.Tensor]:
-        """(B, 3, H, W), H, W multiples of 32 -> [(B, d0, H/4, W/4), (B, d1, H/8, W/8), (B, d2, H/16, W/16)]."""
+        """(B, 3, H, W), H, W multiples of 32 -> [(B, d0, H/4, W/4), (B, d1, H/8, W/8), (B, d2,
+        H/16, W/16)]."""
         x = (image - INPUT_MEAN) / INPUT_STD
         half = self.input_pool(x)  # image pyramid for input injection: 1/2, 1/4, 1/8
         pooled = [half, self.input_pool(half)]

@@ -28,8 +28,8 @@ RESNETS = {
 
 
 class PoseEncoder(nn.Module):
-    """torchvision ResNet with conv1 over ``num_frames`` stacked RGB frames; ImageNet's conv1 kernel is
-    repeated per frame and divided by their number."""
+    """torchvision ResNet with conv1 over ``num_frames`` stacked RGB frames; ImageNet's conv1 kernel
+    is repeated per frame and divided by their number."""
 
     def __init__(self, num_layers: int = 18, pretrained: bool = True, num_frames: int = 2):
         super().__init__()

@@ -93,7 +93,8 @@ class DepthAnythingTeacher(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor, out_size: Tuple[int, int]) -> torch.Tensor:
-        """(B, 3, h, w) RGB in [0, 1] -> (B, H, W) float32 disparity >= 0 at ``out_size`` (0 = sky)."""
+        """(B, 3, h, w) RGB in [0, 1] -> (B, H, W) float32 disparity >= 0 at ``out_size`` (0 =
+        sky)."""
         size = lower_bound_size(images.shape[-2], images.shape[-1], self.input_size)
         resized = F.interpolate(images.float(), size=size, mode="bicubic", align_corners=False)
         pixel_values = (resized - self.mean) / self.std
@@ -104,7 +105,8 @@ class DepthAnythingTeacher(nn.Module):
 
     def predict_list(self, images: Sequence[torch.Tensor],
                      out_size: Tuple[int, int]) -> List[torch.Tensor]:
-        """Images (3, h_i, w_i) of varied sizes, batched by size -> one (H, W) float32 map each, in order."""
+        """Images (3, h_i, w_i) of varied sizes, batched by size -> one (H, W) float32 map each, in
+        order."""
         device = self.mean.device
         by_size: Dict[Tuple[int, int], List[int]] = {}
         for i, image in enumerate(images):
@@ -120,8 +122,8 @@ class DepthAnythingTeacher(nn.Module):
 def load_teacher(model: str = "small", teacher_path: Optional[str] = None,
                  input_size: int = DEFAULT_INPUT_SIZE, device: str = "cpu",
                  local_files_only: bool = False) -> DepthAnythingTeacher:
-    """Load DA-V2 (``small`` / ``base`` / ``large`` / hub id, or ``teacher_path``), frozen, on ``device``;
-    ``local_files_only`` never touches the network.
+    """Load DA-V2 (``small`` / ``base`` / ``large`` / hub id, or ``teacher_path``), frozen, on
+    ``device``; ``local_files_only`` never touches the network.
 
     Raises:
         TeacherUnavailableError: with the command to download the weights and where to put them."""

@@ -72,7 +72,8 @@ def kitti_image_path(data_path: Union[str, Path], frame: SplitLine, png: bool) -
 
 
 class ImageTeacher:
-    """Reads KITTI frames (``data_path``, ``png``) and runs a :class:`DepthAnythingTeacher` to ``out_size``."""
+    """Reads KITTI frames (``data_path``, ``png``) and runs a :class:`DepthAnythingTeacher` to
+    ``out_size``."""
 
     def __init__(self, teacher: DepthAnythingTeacher, data_path: str, png: bool,
                  out_size: Tuple[int, int]):
