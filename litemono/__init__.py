@@ -1,7 +1,5 @@
-"""litemono: self-supervised monocular depth (Lite-Mono, CVPR 2023) and its extensions.
-
-The public entry point for users and scripts is :func:`load_depth_network`.
-"""
+"""litemono: self-supervised monocular depth (Lite-Mono, CVPR 2023) and its extensions; the public
+entry point is :func:`load_depth_network`."""
 __version__ = "0.1.0"
 
 __all__ = ["load_depth_network", "build_depth_network", "__version__"]

@@ -184,7 +184,7 @@ def load_initial_weights(cfg: Config, training: Any, report: Callable[[str], Non
     """``--load_weights_folder`` (strict), then ``--mypretrain`` (upstream's order).
 
     Raises:
-        ConfigError / CheckpointError: see :func:`check_initial_weights`, or a file that does not
+        ConfigError / CheckpointError: as :func:`check_initial_weights`, or a file that does not
             fit."""
     check_initial_weights(cfg)
     folder = cfg.train.load_weights_folder
@@ -213,9 +213,9 @@ def load_initial_weights(cfg: Config, training: Any, report: Callable[[str], Non
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
-    """``optimizer.load_state_dict``, then each moment laid out like its parameter: fused AdamW
-    pairs elements in memory order, so an NCHW ``adam.pth`` in a ``--channels_last`` network would
-    mix them up (tests/test_train.py). Hyper-parameters come from the saved groups, as upstream."""
+    """``load_state_dict``, then each moment laid out like its parameter (fused AdamW pairs elements
+    in memory order: NCHW ``adam.pth`` in a ``--channels_last`` net would mix them, test_train.py).
+    Hyper-parameters come from the saved groups, as upstream."""
     optimizer.load_state_dict(state)
     for param, moments in optimizer.state.items():
         for key, value in moments.items():

@@ -282,9 +282,8 @@ def _add_flag(group: Any, name: str, f: dataclasses.Field, tp: Any) -> None:
 
 def add_config_arguments(parser: argparse.ArgumentParser,
                          sections: Sequence[str] = tuple(SECTIONS)) -> None:
-    """Add ``--config``, ``--import`` and one flag per option of ``sections`` (registered
-    options with ``loss``). No flag has a default (SUPPRESS), so only the flags given override
-    the YAML files and the dataclass defaults."""
+    """Add ``--config``, ``--import`` and a flag per option of ``sections``; no flag has a default
+    (SUPPRESS), so only given flags override YAML and dataclass defaults."""
     quiet = argparse.SUPPRESS
     parser.add_argument("--config", action="append", default=quiet,
                         help="YAML file(s) of options; later files and flags override earlier")
@@ -331,9 +330,8 @@ def config_from_namespace(args: argparse.Namespace) -> Config:
 
 
 def parse_config(argv: Optional[Sequence[str]] = None, description: str = "") -> Config:
-    """Parse a training command line into a validated :class:`Config`; a bad value exits through
-    argparse (status 2) with a message naming the flag. ``--import`` modules are imported
-    before the parser is built, so the options they register are flags."""
+    """Command line -> validated :class:`Config` (bad values exit via argparse, status 2, naming the
+    flag); ``--import`` modules are imported first, so their options are flags."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = OneLineParser(description=description)
     try:

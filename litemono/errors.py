@@ -1,14 +1,10 @@
 """One way for every command-line tool to report a mistake the user can fix.
 
 A user error (bad flag, missing or corrupt file, full disk, no write permission) ends in one
-stderr line and a non-zero exit, never a traceback::
-
-    train.py: error: <what>, <which file or flag>, <what to do>
-
-Bugs still raise with their traceback; ``--debug`` or ``LITEMONO_DEBUG=1`` shows it for user
-errors too. Tools decorate ``main`` with ``@cli("train.py")``. Library code raises
-:class:`UserError` or a subclass (``ConfigError``, ``CheckpointError``, :class:`DataError`);
-``OSError`` counts as a user error (it describes the machine, not the code)."""
+stderr line, ``train.py: error: <what>, <which file or flag>, <what to do>``, and a non-zero
+exit; bugs keep their traceback (``--debug`` or ``LITEMONO_DEBUG=1`` shows it for user errors).
+Tools decorate ``main`` with ``@cli("train.py")``. Library code raises :class:`UserError` or a
+subclass (``ConfigError``, ``CheckpointError``, :class:`DataError`); ``OSError`` counts as one."""
 from __future__ import annotations
 
 import argparse
@@ -89,9 +85,8 @@ def _is_user_error(exc: BaseException) -> bool:
 
 
 def cli(tool: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorate ``main(argv=None)``: user errors become one stderr line and ``SystemExit(2)``;
-    ``--debug`` (removed from ``argv``) or ``LITEMONO_DEBUG=1`` re-raises them. Other exceptions
-    and the return value pass through."""
+    """Decorate ``main(argv=None)``: user errors -> one stderr line, ``SystemExit(2)``; ``--debug``
+    (removed from ``argv``) or ``LITEMONO_DEBUG=1`` re-raises; everything else passes through."""
 
     def decorate(main: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(main)

@@ -246,9 +246,8 @@ def load_gt_depths(path: io.PathLike, allow_pickle: bool = False) -> List[np.nda
 
 def write_metrics_csv(path: io.PathLike, per_image: Sequence[Dict[str, float]],
                       names: Optional[Sequence[str]] = None) -> None:
-    """Per-image metrics as CSV, written atomically: ``index``, ``image`` (the split line, e.g.
-    ``2011_09_26/2011_09_26_drive_0002_sync 0000000069 l``; empty when unknown), then
-    :data:`METRIC_NAMES`."""
+    """Per-image metrics CSV, atomic: ``index``, ``image`` (split line, e.g.
+    ``2011_09_26/2011_09_26_drive_0002_sync 0000000069 l``, or empty), :data:`METRIC_NAMES`."""
     lines = [",".join(("index", "image") + METRIC_NAMES)]
     for index, metrics in enumerate(per_image):
         name = names[index].replace(",", " ") if names else ""

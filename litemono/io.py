@@ -153,9 +153,8 @@ _REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 
 
 def pickled_object(exc: BaseException) -> Optional[str]:
-    """The Python object (``module.Class``) that ``torch.load(weights_only=True)`` refused to
-    unpickle when that is why ``exc`` was raised (an intact file holding more than tensors and
-    plain containers); None when ``exc`` says something else (a cut or foreign file)."""
+    """The object (``module.Class``) that ``torch.load(weights_only=True)`` refused to unpickle if
+    that caused ``exc``; None for other errors (a cut or foreign file)."""
     if not isinstance(exc, pickle.UnpicklingError):
         return None
     found = _REFUSED_GLOBAL.search(str(exc))

@@ -96,8 +96,7 @@ def epoch_summary(epoch: int, step: int, train_loss: float, val: Mapping[str, fl
                   lrs: Mapping[str, float], seconds: float, samples: int,
                   best: Optional[float] = None) -> str:
     """One console line per epoch, e.g.
-    ``epoch 3 | step 120 | train 0.1423 | val loss 0.1391 abs_rel 0.121 | lr depth 9.9e-05 ...``.
-    """
+    ``epoch 3 | step 120 | train 0.1423 | val loss 0.1391 abs_rel 0.121 | lr depth 9.9e-05 ...``."""
     val_text = " ".join(f"{k} {v:.4g}" for k, v in val.items())
     lr_text = " ".join(f"{k} {v:.3g}" for k, v in lrs.items())
     speed = samples / seconds if seconds > 0 else float("nan")

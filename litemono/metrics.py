@@ -71,9 +71,8 @@ def median_scale_ratio(gt: ArrayLike, pred: ArrayLike) -> float:
 
 
 def compute_depth_metrics(gt: ArrayLike, pred: ArrayLike) -> Dict[str, float]:
-    """Seven metrics between matched (N,) depths > 0 in metres (pred scaled and capped):
-    ``abs_rel``, ``sq_rel``, ``rmse``, ``rmse_log``, ``a1``..``a3`` (max(gt / p, p / gt) <
-    1.25^k)."""
+    """Seven metrics of matched (N,) depths > 0 in metres: ``abs_rel``, ``sq_rel``, ``rmse``,
+    ``rmse_log``, ``a1``..``a3`` (max(gt / p, p / gt) < 1.25^k)."""
     gt, pred = _as_float64(gt).reshape(-1), _as_float64(pred).reshape(-1)
     if gt.shape != pred.shape:
         raise ValueError(f"gt and pred hold {gt.numel()} and {pred.numel()} values; "

@@ -70,9 +70,8 @@ def build_model(cfg: Config) -> DepthPoseModel:
 
 
 def to_device(batch: Mapping[Any, Any], device: torch.device, channels_last: bool) -> Dict:
-    """The tensors of a batch on ``device``; the networks' inputs (``("color_aug", f, s)``)
-    channels_last when asked. The images the loss reads stay NCHW: its 3-channel element-wise
-    work (warping, SSIM windows) gains nothing from NHWC memory (docs/performance.md)."""
+    """Batch tensors on ``device``; network inputs (``("color_aug", f, s)``) channels_last if asked,
+    loss images NCHW (no gain from NHWC there, docs/performance.md)."""
     out = {}
     for key, value in batch.items():
         if torch.is_tensor(value):

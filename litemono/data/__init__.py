@@ -19,7 +19,7 @@ def build_dataset(cfg: "Config", part: str, is_train: bool, teacher_store=None,
                   cache_dir: Optional[str] = None,
                   augmented_scales: Optional[Sequence[int]] = None,
                   with_depth_gt: bool = True) -> "MonoDataset":
-    """The dataset of one ``part`` (``train`` / ``val`` / ``test``) of ``cfg.data.split``, files
+    """Dataset of one ``part`` (``train`` / ``val`` / ``test``) of ``cfg.data.split``, files
     checked.
 
     The test part loads frame 0 only (as upstream), so drive ends are valid there. Without a

@@ -1,6 +1,5 @@
-"""``train.py --check_data``: decode every file a run will read before the first step, so corrupt
-frames or teacher maps are all reported at once instead of hours in (thread pool: PIL and zlib
-release the GIL)."""
+"""``train.py --check_data``: decode every frame and teacher map a run reads, in a thread pool,
+reporting all corrupt files at once instead of hours into training."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -49,8 +48,7 @@ def check_file(path: str, kind: str, size: Tuple[int, int]) -> Optional[str]:
 
 def check_datasets(datasets: Sequence, workers: int, progress: bool = True,
                    report: Callable[[str], None] = print) -> int:
-    """Decode every file (``workers`` >= 1 threads), print each bad one to ``report``; returns the
-    count.
+    """Decode every file (``workers`` >= 1), print each bad one to ``report``; returns the count.
 
     Raises:
         DataError: naming how many files are bad and the first ones."""

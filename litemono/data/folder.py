@@ -73,8 +73,7 @@ def sequence_split_lines(data_path: str, frame_ids: Sequence[int] = (0, -1, 1)) 
 
 
 class FolderDataset(MonoDataset):
-    """Monocular sequences in folders, K from the ``intrinsics`` YAML; other args as
-    :class:`MonoDataset`."""
+    """Monocular sequences in folders, K from ``intrinsics``; other args as :class:`MonoDataset`."""
 
     needs_side = False
     layout_name = "folder"

@@ -160,8 +160,7 @@ class MonoDataset(Dataset):
         """Stat every needed frame; decide whether ``depth_gt`` is available.
 
         Raises:
-            FileNotFoundError: listing the first missing paths with their line numbers and
-                counts."""
+            FileNotFoundError: listing the first missing paths, their line numbers and counts."""
         exists: Dict[str, bool] = {}
         missing: List[Tuple[_Entry, str]] = []
         for entry in self.entries:

@@ -113,9 +113,8 @@ def split_folder(split: str, splits_dir: Union[str, Path]) -> Path:
 
 
 def split_identity(split: str, splits_dir: Union[str, Path]) -> str:
-    """One spelling per split folder: its absolute path (``./splits/x``, ``splits/x``, an
-    absolute path and the name ``x`` under ``splits_dir`` are the same split); the text itself
-    when no such folder exists."""
+    """One spelling per split folder: its absolute path (``./splits/x``, ``splits/x`` and ``x``
+    under ``splits_dir`` match); the text itself when no such folder exists."""
     try:
         return str(split_folder(split, splits_dir).resolve())
     except SplitError:

@@ -1,13 +1,12 @@
 """The training objective: view synthesis, photometric error, smoothness and extra terms.
 
-Lite-Mono's loss (CVPR 2023, section 3.3) = monodepth2's (ICCV 2019, section 3): per decoder
-scale s the disparity is upsampled to input size (unless ``--v1_multiscale``), every source frame
-warped into the target, the per-pixel minimum photometric error (with automasking) averaged,
-``disparity_smoothness / 2^s`` times the edge-aware smoothness added; scales averaged. Extra
-terms (:func:`register_loss_term`) are added with their weights. Scale-independent work (identity
-errors, target SSIM moments, edge weights, back-projection) is done once per call. Numbers match
-upstream's ``generate_images_pred`` + ``compute_losses`` (tests/test_upstream_loss.py), including
-the order of the tie-breaking noise draws."""
+Lite-Mono's loss (CVPR 2023, section 3.3) = monodepth2's (ICCV 2019, section 3): per scale s the
+disparity is upsampled to input size (unless ``--v1_multiscale``), sources warped into the
+target, the per-pixel minimum photometric error (automasked) averaged, plus
+``disparity_smoothness / 2^s`` x edge-aware smoothness; scales averaged; extra terms
+(:func:`register_loss_term`) weighted. Scale-independent work is done once per call. Numbers
+match upstream's ``generate_images_pred`` + ``compute_losses`` (tests/test_upstream_loss.py),
+noise draws included."""
 from __future__ import annotations
 
 from dataclasses import dataclass

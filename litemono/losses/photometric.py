@@ -34,9 +34,8 @@ class TargetMoments(NamedTuple):
 
 
 def target_moments(y: torch.Tensor) -> TargetMoments:
-    """:class:`TargetMoments` of targets y (B, C, H, W), to share between :func:`ssim_error` /
-    :func:`photometric_error` calls against the same targets (the values are bit for bit those
-    the calls compute themselves)."""
+    """:class:`TargetMoments` of targets (B, C, H, W), shared by calls against the same targets
+    (bit for bit the values the calls compute)."""
     py = F.pad(y, (1, 1, 1, 1), mode="reflect")
     mu_y, mean_yy = _window_mean(py), _window_mean(py * py)
     mu_y2 = mu_y * mu_y
@@ -71,9 +70,8 @@ def ssim_error(x: torch.Tensor, y: torch.Tensor, moments: Optional[TargetMoments
 
 def photometric_error(pred: torch.Tensor, target: torch.Tensor, use_ssim: bool = True,
                       moments: Optional[TargetMoments] = None) -> torch.Tensor:
-    """Per-pixel error (N*B, 1, H, W), channel-averaged, of ``pred`` (N*B, 3, H, W) against
-    ``target`` (B, 3, H, W) (image i vs. target i % B): ``0.85 * SSIM term + 0.15 * L1``, or L1
-    (``--no_ssim``)."""
+    """Channel-averaged error (N*B, 1, H, W) of ``pred`` (N*B, 3, H, W) vs ``target`` (B, 3, H, W),
+    image i vs target i % B: ``0.85 * SSIM term + 0.15 * L1``, or L1 (``--no_ssim``)."""
     count = pred.shape[0] // target.shape[0]
     diff = pred.view(count, *target.shape) - target  # (N, B, 3, H, W), target broadcast
     l1 = diff.abs().mean(dim=2).view(pred.shape[0], 1, *pred.shape[-2:])

@@ -1,7 +1,4 @@
-"""Networks: the Lite-Mono depth encoder and decoder, the pose network, and their builder.
-
-Build networks only through :mod:`litemono.models.build` (see docs/architecture.md).
-"""
+"""Networks: Lite-Mono encoder and decoder, pose network; build them only through :mod:`.build`."""
 from .build import (DepthNetwork, build_depth_network, build_pose_network, depth_state_dicts,
                     load_depth_network, load_state_strict)
 from .encoder import VARIANTS, LiteMono

@@ -153,9 +153,8 @@ class XCA(nn.Module):
 
 
 class LGFIBlock(nn.Module):
-    """Upstream ``LGFI``: tokens (+ positions in stage 0) + ``gamma_xca * XCA(LN(.))``, then LN ->
-    MLP (6C) -> ``gamma``, drop path; as upstream, the attention reaches the output only via the
-    MLP."""
+    """Upstream ``LGFI``: x + ``gamma_xca * XCA(LN(x))`` (+ positions in stage 0), then LN -> MLP
+    (6C) -> ``gamma``, drop path; as upstream, the attention reaches the output only via the MLP."""
 
     def __init__(self, dim: int, num_heads: int = 8, use_pos_emb: bool = False,
                  drop_path: float = 0.0, layer_scale_init: float = 1e-6):

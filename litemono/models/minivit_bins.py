@@ -73,9 +73,8 @@ def sincos_positions(height: int, width: int, dim: int, device, dtype) -> torch.
 
 
 class MiniViTBinHead(nn.Module):
-    """AdaBins' mini-ViT bin head over the top decoder feature (``top_channels``, at H/2), K =
-    ``num_bins`` >= 2, ``mode`` picks :data:`MVIT_SIZES`; outputs as
-    :class:`.bins.DisparityBinHead`."""
+    """AdaBins' mini-ViT head on the top decoder feature (H/2); K = ``num_bins`` >= 2; ``mode``
+    picks :data:`MVIT_SIZES`; outputs as :class:`.bins.DisparityBinHead`."""
 
     def __init__(self, top_channels: int, num_bins: int = 64, mode: str = "adaptive"):
         super().__init__()

@@ -94,9 +94,9 @@ class PoseDecoder(nn.Module):
             nn.init.zeros_(conv.bias)
 
     def init_forward_motion(self, distance: float) -> None:
-        """Start every transform as a forward motion of ``distance``: translation z bias =
-        ``-distance / POSE_SCALE``. Upstream's zero bias can settle in a "lateral baseline" solution
-        from scratch (docs/results_synthetic.md)."""
+        """Start every transform as a forward motion of ``distance`` (z bias ``-distance /
+        POSE_SCALE``); upstream's zero bias can settle in a "lateral baseline"
+        (docs/results_synthetic.md)."""
         with torch.no_grad():
             bias = self.net[-1].bias.view(self.num_frames, 6)
             bias[:, 5] = -distance / POSE_SCALE

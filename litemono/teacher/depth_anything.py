@@ -158,9 +158,8 @@ RANDOM_ARCHITECTURES = {
 
 def random_depth_anything(architecture: str = "tiny", seed: int = 0, init_std: float = 0.15,
                           head_bias: float = 1.0):
-    """Randomly initialised relative DA-V2 for tests / benchmarks (not a teacher). The default init
-    (std 0.02) gives ~80% zeros after the ReLU (measurements.md section 6), so weights are redrawn
-    with ``init_std`` and the head bias set to ``head_bias``."""
+    """Randomly initialised relative DA-V2 for tests (not a teacher): default init gives ~80% zeros
+    (measurements.md section 6), so weights use ``init_std`` and the head bias ``head_bias``."""
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
 
     spec = dict(RANDOM_ARCHITECTURES[architecture])

@@ -186,9 +186,8 @@ def run_precompute(predictor: Predictor, frames: Sequence[SplitLine], root: Unio
 
 def remove_own_leftovers(root: Union[str, Path], frames: Sequence[SplitLine],
                          whole_root: bool) -> None:
-    """Delete the temporary files a killed run left for ``frames`` (the ones this shard writes:
-    shards running at the same time never touch each other's), and with ``whole_root`` those of
-    the manifest and statistics too."""
+    """Delete a killed run's temporaries for ``frames`` (this shard's only), and with ``whole_root``
+    those of the manifest and statistics."""
     by_folder: Dict[Path, List[str]] = {}
     for frame in frames:
         path = teacher_path(root, *frame)
