@@ -1,8 +1,8 @@
 """Depth Anything V2 (NeurIPS 2024, arXiv:2406.09414) as a frozen teacher via ``transformers``.
 
 It predicts relative inverse depth >= 0 (ReLU head; sky ~0; scale and shift unknown). Inputs
-follow the authors' ``infer_image``, not the ``transformers`` processor (which shrinks 192x640
-to 154x518, ``shared/spec/measurements.md`` section 6): one scale so the short side is >=
+follow the authors' ``infer_image``, not the ``transformers`` processor (which shrinks a
+192x640 frame to 154x518): one scale so the short side is >=
 ``input_size``, sides rounded to multiples of 14, bicubic, ImageNet mean / std; the output is
 resized back bilinearly (``align_corners=True``). Licences: Small is Apache-2.0; Base and Large
 are CC-BY-NC-4.0."""
@@ -141,7 +141,7 @@ def load_teacher(model: str = "small", teacher_path: Optional[str] = None,
 
 
 # Architecture of randomly initialised stand-ins (no weights can be downloaded in tests or on a
-# benchmark machine): "tiny" is a 164k-parameter model for tests (measurements.md section 6);
+# benchmark machine): "tiny" is a 164k-parameter model for tests;
 # "small" has DA-V2 Small's published configuration (24.8M parameters, the same speed).
 RANDOM_ARCHITECTURES = {
     "tiny": dict(backbone=dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
@@ -158,8 +158,8 @@ RANDOM_ARCHITECTURES = {
 
 def random_depth_anything(architecture: str = "tiny", seed: int = 0, init_std: float = 0.15,
                           head_bias: float = 1.0):
-    """Randomly initialised relative DA-V2 for tests (not a teacher): default init gives ~80% zeros
-    (measurements.md section 6), so weights use ``init_std`` and the head bias ``head_bias``."""
+    """Randomly initialised relative DA-V2 for tests (not a teacher): the default init gives ~80%
+    zeros after the ReLU head, so weights use ``init_std`` and the head bias ``head_bias``."""
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
 
     spec = dict(RANDOM_ARCHITECTURES[architecture])
