@@ -141,6 +141,7 @@ MODES = {  # the train options of each mode
     "bf16_graphs": dict(amp="bf16", channels_last=True, compile=True,
                         compile_mode="reduce-overhead"),  # replayed as CUDA graphs
 }
+EIGEN_ZHOU_SAMPLES = 39810  # training items of one eigen_zhou epoch (epochs_30_h)
 COMPARE_STEPS = 5  # the first losses of a mode are compared with fp32's ...
 LOSS_RTOL = 0.05  # ... to this relative difference (bf16 keeps 8 significant bits)
 
@@ -152,6 +153,8 @@ def add_train_arguments(parser):
     add_timing(parser, warmup=2, repeats=8)
     parser.add_argument("--compile_backend", help="torch.compile backend (default inductor; "
                         "'eager' only traces: the CPU dry run)")
+    parser.add_argument("--profile_steps", type=int, default=0, help="profile this many more "
+                        "steps of the last mode: top kernels by self time, launches per step")
 
 
 def training_config(args):
@@ -184,7 +187,7 @@ def training_batch(cfg, device) -> dict:
     return to_device(batch, device, cfg.train.channels_last)
 
 
-def train_mode(cfg, args, device) -> dict:
+def train_mode(cfg, args, device, profiled=False) -> dict:
     """Step time, peak memory and every step's loss of ``cfg``: one first step (compilation
     included), ``--warmup - 1`` more untimed, then ``--repeats`` timed."""
     if cfg.train.compile:  # random numbers drawn as eager code draws them: comparable losses
@@ -201,12 +204,32 @@ def train_mode(cfg, args, device) -> dict:
     timed = timings(step, device, max(args.warmup - 1, 0), args.repeats)
     values = [float(loss) for loss in losses]
     t = cfg.train
+    profile = profile_steps(step, device, args.profile_steps) if profiled else None
     return {"ok": all(map(math.isfinite, values)), "amp": t.amp, "channels_last": t.channels_last,
             "compile": t.compile, "compile_mode": t.compile_mode if t.compile else None,
             "first_step_s": first_step_s, "step_s": timed["median_s"],
             "step_min_s": timed["min_s"], "step_max_s": timed["max_s"], "runs": timed["runs"],
             "samples_per_s": t.batch_size / timed["median_s"],
-            "peak_memory_mb": peak_memory_mb(device), "first_loss": values[0], "losses": values}
+            "epochs_30_h": 30 * EIGEN_ZHOU_SAMPLES * timed["median_s"] / t.batch_size / 3600,
+            "peak_memory_mb": peak_memory_mb(device), "first_loss": values[0], "losses": values,
+            **({"profile": profile} if profile else {})}
+
+
+def profile_steps(step, device, steps) -> dict:
+    """torch.profiler over ``steps`` more steps: the operator table by self time on ``device``
+    and the device kernels launched per step (0 on a CPU)."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        synchronize(device)
+    kernels = sum(1 for event in prof.events()
+                  if getattr(event, "device_type", None) == torch.autograd.DeviceType.CUDA)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return {"steps": steps, "kernel_launches_per_step": kernels / steps,
+            "top_kernels": prof.key_averages().table(sort_by=key, row_limit=15)}
 
 
 def compare_losses(losses, reference, steps=COMPARE_STEPS) -> dict:
@@ -222,9 +245,11 @@ def train(args) -> dict:
     cfg = training_config(args)
     device = resolve_device(cfg.train.device)
     rows = {}
-    for mode in args.modes or ["as_given"]:
+    modes = args.modes or ["as_given"]
+    for mode in modes:
         try:
-            rows[mode] = train_mode(cfg.replace(**MODES.get(mode, {})), args, device)
+            rows[mode] = train_mode(cfg.replace(**MODES.get(mode, {})), args, device,
+                                    profiled=args.profile_steps > 0 and mode == modes[-1])
         except Exception as exc:  # noqa: BLE001 -- one failing mode must not hide the rest
             if not args.modes:
                 raise
@@ -375,9 +400,11 @@ def gpu_plan(args) -> list:
         name = Path(row).stem
         plan.append((f"row_{name}", ["train", "--config", row, *common, "--modes", "fp32",
                                      "bf16_cl"], timeouts["row"]))
-        if name in COMPILED_ROWS:
+        if name in COMPILED_ROWS:  # the baseline's fastest mode is profiled too
+            profile = ["--profile_steps", "3"] if name == COMPILED_ROWS[0] else []
             compiled.append((f"compiled_{name}", ["train", "--config", row, *common, "--modes",
-                                                  "fp32", COMPILED_MODE], timeouts["compiled"]))
+                                                  "fp32", COMPILED_MODE, *profile],
+                             timeouts["compiled"]))
     infer = ["infer", "--variants", *VARIANT_NAMES, *size, "--batch_sizes", "1", batch,
              "--device", device, "--channels_last", *timing]
     return [*plan, *compiled[:1], ("infer", infer, timeouts["infer"]),

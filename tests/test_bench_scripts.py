@@ -114,11 +114,17 @@ def test_train_rejects_bad_flags_in_one_line(capsys):
 def test_modes_train_from_the_same_weights_in_every_mode(capsys):
     result, bench = run_script(["train", "--model", "lite-mono-tiny", *TINY, "--batch_size", "2",
                                 "--device", "cpu", "--warmup", "1", "--repeats", "2", "--modes",
-                                "fp32", "bf16_cl", "bf16_graphs"], capsys)
+                                "fp32", "bf16_cl", "bf16_graphs", "--profile_steps", "1"], capsys)
     modes = result["modes"]
     fp32, bf16, graphs = modes["fp32"], modes["bf16_cl"], modes["bf16_graphs"]
     for row in modes.values():
         assert row["ok"] and len(row["losses"]) == 3 and row["runs"] == 2
+        assert row["epochs_30_h"] == pytest.approx(30 * 39810 / row["samples_per_s"] / 3600)
+    # the last mode alone is profiled, after its timed steps: top operators, launches per step
+    assert [mode for mode, row in modes.items() if "profile" in row] == ["bf16_graphs"]
+    profile = graphs["profile"]
+    assert profile["steps"] == 1 and profile["kernel_launches_per_step"] == 0  # no CUDA here
+    assert "Self CPU" in profile["top_kernels"]
     assert result["step_s"] == fp32["step_s"]  # the headline is the first mode's
     assert bf16["amp"] == "bf16" and bf16["channels_last"] and not fp32["channels_last"]
     assert graphs["compile"] and graphs["compile_mode"] == "reduce-overhead"
@@ -223,6 +229,8 @@ def test_gpu_plan_covers_every_row_and_every_command_parses():
             assert args.mypretrain == "none" and args.compile_backend is None
             assert args.modes == (["fp32", "bf16_cl"] if name.startswith("row_")
                                   else ["fp32", bench.COMPILED_MODE])
+            # what limits the fastest mode: the compiled baseline is profiled
+            assert args.profile_steps == (3 if name == "compiled_01_baseline" else 0)
     assert bench.TIME_LIMIT_S <= 8 * 60  # the run's own target; later measurements are skipped
     dry = planned(bench, ["out", "--dry_run", "--rows", "configs/kitti/05_full.yaml"])
     assert [name for name, _, _ in dry] == ["row_05_full", "compiled_05_full", "infer", "data"]
