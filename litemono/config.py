@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import hashlib
 import importlib
 import importlib.util
 import json
@@ -192,7 +193,9 @@ def import_extensions(modules: Sequence[str]) -> None:
                 path = Path(name)
                 if not path.is_file():
                     raise ConfigError(f"--import {name}: no such file")
-                module_name = f"litemono_import_{path.resolve().stem}"
+                resolved = str(path.resolve())  # one module per file, whatever its spelling
+                digest = hashlib.sha1(resolved.encode()).hexdigest()[:8]
+                module_name = f"litemono_import_{path.stem}_{digest}"
                 if module_name in sys.modules:
                     continue
                 spec = importlib.util.spec_from_file_location(module_name, path)

@@ -280,10 +280,31 @@ def test_train_imports_a_researchers_module_and_uses_what_it_registers(tmp_path,
     argv = train_argv(scene, tmp_path / "log", "--import", str(module), "--model", "mini-mono",
                       "--attention", "gate", "--meandisp_weight", "0.5", "--meandisp_to", "0.2")
     assert load_script("train").main(argv) == 0
-    calls = sys.modules["litemono_import_my_extensions"].CALLS
+    imported = [m for name, m in sys.modules.items() if name.startswith("litemono_import_")
+                and getattr(m, "__file__", None) == str(module)]
+    calls = imported[0].CALLS
     assert calls and set(calls) == {0.2}  # the term ran, with its own option
     stored = yaml.safe_load((tmp_path / "log" / "r" / "config.yaml").read_text())
     assert stored["train"]["imports"] == [str(module)] and stored["model"]["model"] == "mini-mono"
     assert stored["loss"]["extra"] == {"meandisp_weight": 0.5, "meandisp_to": 0.2}
     state = torch.load(tmp_path / "log" / "r" / "checkpoints" / "last.pt", weights_only=True)
     assert any(k.endswith(".scale") for k in state["models"]["depth"])  # the gate trained
+
+
+def test_import_loads_each_file_once_and_two_files_of_one_name_both(tmp_path, monkeypatch):
+    import sys
+
+    from litemono.config import import_extensions
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "my_terms.py").write_text(
+            f"import builtins\nbuiltins.LOADED = getattr(builtins, 'LOADED', []) + ['{folder}']\n")
+    monkeypatch.setattr("builtins.LOADED", [], raising=False)
+    monkeypatch.chdir(tmp_path)
+    before = set(sys.modules)
+    import_extensions(["a/my_terms.py", str(tmp_path / "a" / "my_terms.py"), "b/my_terms.py"])
+    import builtins
+    assert builtins.LOADED == ["a", "b"]  # a's two spellings are one module; b is another file
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
