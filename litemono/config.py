@@ -185,27 +185,19 @@ def load_yaml(path: str, _chain: Tuple[Path, ...] = ()) -> Dict[str, Any]:
 
 
 def import_extensions(modules: Sequence[str]) -> None:
-    """Import each of ``modules`` (``--import``): a module name (found from the working
-    directory or ``PYTHONPATH``) or a path to a ``.py`` file. Importing twice does nothing."""
+    """Import each of ``modules`` (``--import``): a module name, found from the working directory
+    or ``PYTHONPATH``, or a ``.py`` file (loaded once per resolved path)."""
     for name in modules:
         try:
             if name.endswith(".py") or os.sep in name:
-                path = Path(name)
-                if not path.is_file():
+                if not Path(name).is_file():
                     raise ConfigError(f"--import {name}: no such file")
-                resolved = str(path.resolve())  # one module per file, whatever its spelling
-                digest = hashlib.sha1(resolved.encode()).hexdigest()[:8]
-                module_name = f"litemono_import_{path.stem}_{digest}"
-                if module_name in sys.modules:
-                    continue
-                spec = importlib.util.spec_from_file_location(module_name, path)
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[module_name] = module
-                try:
-                    spec.loader.exec_module(module)
-                except BaseException:
-                    del sys.modules[module_name]
-                    raise
+                digest = hashlib.sha1(str(Path(name).resolve()).encode()).hexdigest()[:12]
+                key = f"litemono_import_{digest}"
+                if key not in sys.modules:
+                    spec = importlib.util.spec_from_file_location(key, name)
+                    sys.modules[key] = importlib.util.module_from_spec(spec)
+                    spec.loader.exec_module(sys.modules[key])
             else:
                 if os.getcwd() not in sys.path:
                     sys.path.append(os.getcwd())

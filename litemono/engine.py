@@ -99,6 +99,18 @@ class TrainResult:
     best: Optional[float]
 
 
+def step_modules(training: Training, criterion: nn.Module, cfg: Config, device: torch.device,
+                 world: int, backend: str = "inductor") -> tuple:
+    """``(model, criterion)`` as the step calls them: the model in DDP under torchrun, then with
+    ``--compile`` both as graphs (:mod:`litemono.compile`); saving reads ``training.model``."""
+    model = distributed.wrap_ddp(training.model, device, world)
+    if cfg.train.compile:
+        mode = cfg.train.compile_mode
+        model = compile_step(model, mode, backend=backend)
+        criterion = compile_step(criterion, mode, backend=backend, new_step=False)
+    return model, criterion
+
+
 def train_step(training: Training, model: nn.Module, criterion: nn.Module, inputs: Dict,
                world: int) -> tuple:
     """One optimisation step, no host read: ``(total, terms, outputs)``, detached. ``model`` may be
@@ -245,10 +257,7 @@ def train(cfg: Config) -> TrainResult:
                      f"{root / 'models'} (one every --save_frequency {t.save_frequency} epochs, "
                      "all kept); --keep_weights N keeps the newest N, --save_frequency saves "
                      "less often")
-    model, step_criterion = distributed.wrap_ddp(training.model, device, world), criterion
-    if t.compile:  # both as graphs (litemono/compile.py); saving reads training.model
-        model = compile_step(model, t.compile_mode)
-        step_criterion = compile_step(criterion, t.compile_mode, new_step=False)
+    model, step_criterion = step_modules(training, criterion, cfg, device, world)
     if rank == 0:
         run.write_run_config(cfg)
     if state is not None:

@@ -38,7 +38,6 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from litemono import engine  # noqa: E402
-from litemono.compile import compile_step  # noqa: E402
 from litemono.config import add_config_arguments, config_from_namespace, from_dict  # noqa: E402
 from litemono.device import resolve_device  # noqa: E402
 from litemono.errors import OneLineParser, UserError, cli  # noqa: E402
@@ -171,11 +170,8 @@ def build_training(cfg, device, compile_backend="inductor"):
     mode); with ``--compile`` the model and the criterion are compiled in ``--compile_mode``."""
     torch.manual_seed(cfg.train.seed)
     training = engine.build_training(cfg, device, world=1)
-    model, criterion = training.model, build_criterion(cfg)
-    if cfg.train.compile:
-        mode, backend = cfg.train.compile_mode, compile_backend or "inductor"
-        model = compile_step(model, mode, backend=backend)
-        criterion = compile_step(criterion, mode, backend=backend, new_step=False)
+    model, criterion = engine.step_modules(training, build_criterion(cfg), cfg, device, 1,
+                                           backend=compile_backend or "inductor")
     training.model.train()
     return training, model, criterion
 

@@ -153,7 +153,7 @@ def test_compare_losses_reports_each_steps_relative_difference():
 def test_the_compile_backend_reaches_the_engines_step(monkeypatch):
     bench = load_script()
     calls = []
-    monkeypatch.setattr(bench, "compile_step",
+    monkeypatch.setattr(bench.engine, "compile_step",
                         lambda fn, mode, **kwargs: calls.append((type(fn).__name__, mode, kwargs))
                         or fn)
     cfg = bench.config_from_namespace(argparse.Namespace(model="lite-mono-tiny", height=32,

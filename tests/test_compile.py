@@ -148,7 +148,7 @@ def test_compile_flag_compiles_the_model_and_the_criterion(tmp_path, monkeypatch
 
     compiled = []
 
-    def eager_compile(fn, mode, new_step=True):
+    def eager_compile(fn, mode, backend, new_step=True):
         compiled.append((type(fn).__name__, mode, new_step))
         return compile_step(fn, mode, backend="eager", new_step=new_step)
 
