@@ -251,7 +251,10 @@ def validate(cfg: Config) -> None:
              "--chamfer_weight > 0 with --bin_mode fixed: fixed bin centres cannot move; use "
              "--bin_mode adaptive"),
             (l.chamfer_weight == 0 or d.teacher_dir is not None,
-             "--chamfer_weight > 0 needs --teacher_dir (run precompute_teacher.py)")):
+             "--chamfer_weight > 0 needs --teacher_dir (run precompute_teacher.py)"),
+            (l.teacher_mask or l.teacher_zero_below == 0,
+             f"--no_teacher_mask uses every pixel, which contradicts --teacher_zero_below "
+             f"{l.teacher_zero_below}; drop one")):
         if not ok:
             raise ConfigError(message)
     for check in EXTRA_CHECKS:
@@ -289,10 +292,12 @@ def add_config_arguments(parser: argparse.ArgumentParser,
         for name, (where, f, tp) in [*FIELDS.items(), *EXTRA_OPTIONS.items()]:
             if where == section and name != "imports":
                 _add_flag(group, name, f, tp)
-    group = parser.add_argument_group("upstream aliases")
+    group = parser.add_argument_group("aliases (upstream's spelling)")
     if "loss" in sections:
         group.add_argument("--no_ssim", dest="ssim", action="store_false", default=quiet,
                            help="same as --no-ssim")
+        group.add_argument("--no_teacher_mask", dest="teacher_mask", action="store_false",
+                           default=quiet, help="same as --no-teacher_mask")
         group.add_argument("--disable_automasking", dest="automasking", action="store_false",
                            default=quiet, help="same as --no-automasking")
     if "train" in sections:

@@ -299,6 +299,7 @@ def train(cfg: Config) -> TrainResult:
                     logger.scalars("train", {**means, **{f"lr/{k}": v for k, v in lrs.items()}},
                                    step)
                     logger.images("train", inputs, outputs, step)
+                    logger.bins("train", outputs, step)
                 if t.num_steps is not None and step >= t.num_steps:
                     break
             tracker.check()  # before any save: the weights of a diverged run are never written

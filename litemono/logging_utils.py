@@ -2,7 +2,8 @@
 
 Events go to ``<run>/train`` and ``<run>/val`` as upstream's ``Trainer.log``: every loss term,
 each optimiser's learning rate, and per logged batch the image, colour-mapped disparity and
-automask. Only rank 0 logs."""
+automask; with bins, histograms of the bin centres and of Chamfer's teacher points. Only rank 0
+logs."""
 from __future__ import annotations
 
 import time
@@ -68,6 +69,23 @@ class RunLogger:
                 mask = outputs[("automask", 0)][j].detach().float().cpu()
                 mask = mask.reshape(1, *disp.shape[-2:])
                 writer.add_image(f"automask_0/{j}", mask, step)
+
+    def bins(self, part: str, outputs: Mapping[Any, Any], step: int) -> None:
+        """Histograms ``bins/centers`` (every image's bin centres) and ``bins/teacher_points``
+        (Chamfer's aligned teacher samples, when that term runs); scalars ``bins/centers_mean`` and
+        ``bins/centers_std`` (the spread of one image's centres, averaged over the batch)."""
+        if not self.enabled or "bin_centers" not in outputs:
+            return
+        writer = self.writers[part]
+        centres = outputs["bin_centers"].detach().float().cpu()  # (B, K)
+        writer.add_histogram("bins/centers", centres, step)
+        writer.add_scalar("bins/centers_mean", float(centres.mean()), step)
+        writer.add_scalar("bins/centers_std", float(centres.std(dim=1).mean()), step)
+        if "chamfer_points" in outputs:
+            points = outputs["chamfer_points"].detach().float().cpu()
+            points = points[outputs["chamfer_point_mask"].cpu()]
+            if points.numel():
+                writer.add_histogram("bins/teacher_points", points, step)
 
     def print(self, text: str) -> None:
         if self.enabled:

@@ -122,8 +122,12 @@ class LossConfig:
     v1_multiscale: bool = option(False, "warp at each scale's resolution (monodepth v1)")
     distill_weight: float = option(0.0, "weight of the teacher distillation L1 (0 = off)",
                                    valid=_NON_NEGATIVE)
-    distill_align: str = option("normalized", "teacher-to-student alignment",
-                                ("normalized", "si", "ssi"))
+    distill_align: str = option("normalized", "teacher-to-student alignment (also the Chamfer "
+                                "targets')", ("normalized", "minmax", "si", "ssi"))
+    teacher_zero_below: float = option(0.0, "teacher disparity at or below this is sky / invalid "
+                                       "for distillation and Chamfer", valid=_NON_NEGATIVE)
+    teacher_mask: bool = option(True, "mask the teacher's sky / invalid pixels (--no_teacher_mask: "
+                                "distillation and Chamfer use every pixel)")
     distill_scales: List[int] = option([0], "scales that receive the distillation term")
     chamfer_weight: float = option(0.0, "weight of the bin-centre Chamfer loss (0 = off)",
                                    valid=_NON_NEGATIVE)

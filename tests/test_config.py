@@ -94,6 +94,15 @@ def test_upstream_flag_spellings():
     assert C.lr_schedule_params(C.parse_config(["--lr", "2e-4"]).train.lr)[0::3] == (2e-4, 2e-4)
 
 
+def test_teacher_mask_flags():
+    loss = C.parse_config([]).loss
+    assert loss.teacher_mask and loss.teacher_zero_below == 0.0  # exact zero is sky, as before
+    assert not C.parse_config(["--no_teacher_mask"]).loss.teacher_mask
+    assert not C.parse_config(["--no-teacher_mask"]).loss.teacher_mask
+    loss = C.parse_config(["--teacher_zero_below", "0.02", "--distill_align", "minmax"]).loss
+    assert loss.teacher_zero_below == 0.02 and loss.distill_align == "minmax"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--height", "100"], "--height must be a positive multiple of 32"),
     (["--frame_ids", "-1", "0", "1"], "--frame_ids must start with 0"),
@@ -117,6 +126,10 @@ def test_upstream_flag_spellings():
     (["--device", "foo"], "--device must be auto, cpu, cuda, cuda:N or mps"),
     (["--bins", "1"], "--bins"),
     (["--disp_init", "1.0"], "--disp_init must be in (0, 1) (a sigmoid output)"),
+    (["--teacher_zero_below", "-0.1"], "--teacher_zero_below must be >= 0"),
+    (["--no_teacher_mask", "--teacher_zero_below", "0.01"],
+     "--no_teacher_mask uses every pixel, which contradicts --teacher_zero_below 0.01"),
+    (["--distill_align", "median"], "invalid choice"),
 ])
 def test_cli_errors_name_the_flag(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:

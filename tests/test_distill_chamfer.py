@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 from litemono.config import ConfigError, from_dict
 from litemono.losses.chamfer import ChamferTerm, chamfer_1d, sample_points
-from litemono.losses.distill import ALIGNERS, DistillationTerm, align_median, masked_l1
+from litemono.losses.distill import (ALIGNERS, DistillationTerm, align_median, masked_l1,
+                                     teacher_mask)
 
 
 def _teacher_and_student(seed=0, shape=(2, 1, 6, 8)):
@@ -24,6 +25,9 @@ def _np_align(kind, t, s):
     if kind == "normalized":
         centred = t - np.median(t)
         return 0.5 + centred / (2 * np.abs(centred).max())
+    if kind == "minmax":  # centre on the median, then the whole range to [0, 1]
+        centred = t - np.median(t)
+        return (centred - centred.min()) / (centred.max() - centred.min())
     assert kind == "ssi", kind
     return np.median(s) + np.abs(s - np.median(s)).mean() * _np_normalize(t)
 
@@ -32,10 +36,10 @@ def _np_normalize(x):
     return (x - np.median(x)) / np.abs(x - np.median(x)).mean()
 
 
-def _np_distill(kind, teacher, student):
+def _np_distill(kind, teacher, student, zero_below=0.0, masked=True):
     losses = []
     for t_img, s_img in zip(teacher.numpy(), student.numpy()):
-        valid = t_img > 0
+        valid = t_img > zero_below if masked else np.ones_like(t_img, dtype=bool)
         t, s = t_img[valid], s_img[valid]
         if kind == "ssi":  # MiDaS: both sides normalised, weighted by the student's spread
             spread = np.abs(s - np.median(s)).mean()
@@ -70,7 +74,7 @@ def test_distillation_value_matches_numpy(kind):
 
 
 def test_removed_alignments_and_flags_are_rejected():
-    assert sorted(ALIGNERS) == ["normalized", "si", "ssi"]
+    assert sorted(ALIGNERS) == ["minmax", "normalized", "si", "ssi"]
     assert from_dict({}).loss.distill_align == "normalized"  # the report's; it trains
     for options in ({"distill_align": "median"}, {"distill_align": "lstsq"},
                     {"distill_relative": True}):
@@ -135,6 +139,43 @@ def test_distillation_masks_sky_and_has_a_fixed_target_by_default():
     changed[~mask] = 0.9  # sky pixels of the student do not matter
     again = term({"teacher_disp": teacher}, {("disp", 0): changed})
     assert again.item() == pytest.approx(loss.item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("kind, expected", [
+    # median 15, farthest value 150 - 15 = 135: 0.5 + (t - 15) / 270; only 150 reaches an end
+    ("normalized", [0.5 - 13 / 270, 0.5 - 10 / 270, 0.5 - 5 / 270, 0.5 + 5 / 270, 0.5 + 25 / 270,
+                    1.0]),
+    ("minmax", [0.0, 3 / 148, 8 / 148, 18 / 148, 38 / 148, 1.0]),  # (t - 2) / 148
+])
+def test_the_two_readings_of_the_reports_alignment_by_hand(kind, expected):
+    # a right-skewed teacher: normalized spans [0.45, 1], minmax [0, 1]
+    teacher = torch.tensor([2.0, 5.0, 10.0, 20.0, 40.0, 150.0], dtype=torch.float64)
+    teacher = teacher.view(1, 1, 2, 3)
+    aligned = ALIGNERS[kind](teacher, torch.zeros_like(teacher), teacher > 0)
+    np.testing.assert_allclose(aligned.flatten().numpy(), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["minmax", "si"])
+@pytest.mark.parametrize("options, zero_below, masked", [
+    ({}, 0.0, True), ({"teacher_zero_below": 1.0}, 1.0, True),
+    ({"teacher_mask": False}, 0.0, False)])
+def test_teacher_mask_options_choose_the_pixels_of_both_terms(kind, options, zero_below, masked):
+    teacher, student = _teacher_and_student(seed=5)  # values in [0.5, 3.5] and exact zeros
+    cfg = _cfg(distill_weight=1.0, chamfer_weight=1.0, bins=6, chamfer_points=8,
+               distill_align=kind, **options)
+    mask = teacher_mask(teacher, cfg.loss)
+    assert torch.equal(mask, teacher > zero_below if masked else torch.ones_like(mask))
+    loss = DistillationTerm(cfg)({"teacher_disp": teacher}, {("disp", 0): student})
+    want = _np_distill(kind, teacher, student, zero_below, masked)
+    assert loss.item() == pytest.approx(want, rel=1e-9)
+    outputs = {("disp", 0): student, "bin_centers": torch.rand(2, 6, dtype=torch.float64)}
+    ChamferTerm(cfg)({"teacher_disp": teacher}, outputs)
+    for b in range(2):  # Chamfer's points: the aligned valid pixels, 8 at a fixed stride
+        valid = mask[b].numpy()
+        aligned = _np_align(kind, teacher[b].numpy()[valid], student[b].numpy()[valid])
+        np.testing.assert_allclose(outputs["chamfer_points"][b].numpy(),
+                                   aligned[(np.arange(8) * aligned.size) // 8], rtol=1e-9)
+    assert outputs["chamfer_point_mask"].all()
 
 
 def test_distillation_averages_upsampled_scales():

@@ -569,3 +569,60 @@ def test_pose_init_forward_starts_every_pair_moving_along_the_true_motion(synthe
 def test_pose_init_forward_is_checked():
     with pytest.raises(Exception, match="pose_init_forward"):
         from_dict(dict(pose_init_forward=-0.01))
+
+
+class TeacherScene(TinyScene):
+    """TinyScene with a teacher disparity map whose top rows are sky (0)."""
+
+    def __getitem__(self, index):
+        sample = super().__getitem__(index)
+        generator = torch.Generator().manual_seed(100 + index)
+        teacher = torch.rand(1, self.height, self.width, generator=generator) + 0.1
+        teacher[:, :4] = 0.0
+        sample["teacher_disp"] = teacher
+        return sample
+
+
+def _histogram(folder, tag):
+    events = EventAccumulator(str(folder), size_guidance={"histograms": 0})
+    events.Reload()
+    return [event.histogram_value for event in events.Histograms(tag)]
+
+
+def test_bin_histograms_read_back_from_the_event_file(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.rand(3, 8, generator=gen)
+    points = torch.rand(3, 5, generator=gen)
+    point_mask = torch.rand(3, 5, generator=gen) > 0.3
+    logger = RunLogger(tmp_path)
+    logger.bins("train", {"bin_centers": centres, "chamfer_points": points,
+                          "chamfer_point_mask": point_mask}, step=7)
+    logger.bins("train", {("disp", 0): centres}, step=8)  # no bins: nothing logged
+    logger.close()
+    (logged,) = _histogram(tmp_path / "train", "bins/centers")
+    values = centres.double().numpy()
+    assert (logged.num, logged.min, logged.max) == (24, pytest.approx(values.min()),
+                                                    pytest.approx(values.max()))
+    assert logged.sum == pytest.approx(values.sum(), rel=1e-6)
+    (logged,) = _histogram(tmp_path / "train", "bins/teacher_points")
+    kept = points.double().numpy()[point_mask.numpy()]
+    assert logged.num == point_mask.sum() and logged.sum == pytest.approx(kept.sum(), rel=1e-6)
+    assert events_value(tmp_path / "train", "bins/centers_mean") == pytest.approx(values.mean())
+    assert events_value(tmp_path / "train", "bins/centers_std") == pytest.approx(
+        values.std(axis=1, ddof=1).mean(), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_training_with_bins_logs_the_centres_and_chamfer_points(tmp_path, monkeypatch):
+    monkeypatch.setattr(engine, "build_dataset", lambda cfg, part, is_train, **options:
+                        TeacherScene(4 if part == "train" else 2, cfg.model.height,
+                                     cfg.model.width))
+    cfg = tiny_config(tmp_path, "bins", num_steps=2, bins=8, bin_mode="adaptive",
+                      bin_head="light", teacher_dir="unused", chamfer_weight=0.1,
+                      chamfer_points=16, distill_align="minmax")
+    engine.train(cfg)
+    centres = _histogram(tmp_path / "bins" / "train", "bins/centers")
+    points = _histogram(tmp_path / "bins" / "train", "bins/teacher_points")
+    assert [h.num for h in centres] == [2 * 8] * 2  # every log step: batch x bins
+    assert [h.num for h in points] == [2 * 16] * 2  # the sampled teacher pixels
+    assert all(0 <= h.min and h.max <= 1 for h in centres + points)  # minmax targets in [0, 1]

@@ -1,18 +1,18 @@
 """Chamfer loss between adaptive bin centres and the teacher's disparity distribution.
 
 The report's Eq. 1, after AdaBins' bin-centre loss (CVPR 2021, section 3.3). Points: the
-teacher's disparity aligned like distillation, sampled at a fixed stride over non-zero pixels
-(never sky); 1-D Chamfer per image, averaged, static shapes; gradients reach the centres only.
+teacher's disparity aligned like distillation, sampled at a fixed stride over its valid pixels
+(:func:`~.distill.teacher_mask`; kept in ``outputs`` for tensorboard); 1-D Chamfer per image, averaged, static shapes; gradients reach the centres only.
 ``--chamfer_reduction``: ``sum`` (Eq. 1: sum_P min_C (p - c)^2 + sum_C min_P (c - p)^2) or
 ``mean`` (default, AdaBins; a ``sum`` weight ``w`` is a ``mean`` weight ``w * N`` on the point
 side)."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Mapping, MutableMapping, Optional, Tuple
 
 import torch
 
-from .distill import ALIGNERS, at_teacher_size, teacher_disparity
+from .distill import ALIGNERS, at_teacher_size, teacher_disparity, teacher_mask
 
 
 REDUCTIONS = ("mean", "sum")
@@ -73,15 +73,18 @@ class ChamferTerm:
         self.points = cfg.loss.chamfer_points
         self.reduction = cfg.loss.chamfer_reduction
         self.align = ALIGNERS[cfg.loss.distill_align]
+        self.loss = cfg.loss
 
-    def __call__(self, inputs: Mapping[Any, Any], outputs: Mapping[Any, Any]) -> torch.Tensor:
+    def __call__(self, inputs: Mapping[Any, Any], outputs: MutableMapping[Any, Any]
+                 ) -> torch.Tensor:
         """Unweighted scalar; teacher aligned to ``("disp", 0)``, compared with ``"bin_centers"``
         (B, K)."""
         teacher = teacher_disparity(inputs, self.name)
         if "bin_centers" not in outputs:
             raise KeyError("the chamfer loss needs outputs['bin_centers']: set --bins (e.g. 64)")
         disp = at_teacher_size(outputs[("disp", 0)], teacher)
-        mask = teacher > 0
+        mask = teacher_mask(teacher, self.loss)
         aligned = self.align(teacher, disp, mask).detach()
         points, point_mask = sample_points(aligned, mask, self.points)
+        outputs["chamfer_points"], outputs["chamfer_point_mask"] = points, point_mask
         return chamfer_1d(points, outputs["bin_centers"], point_mask, self.reduction)

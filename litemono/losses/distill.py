@@ -1,13 +1,12 @@
 """Pixel-level L1 distillation from a precomputed relative-disparity teacher (``--distill_*``).
 
 The teacher (Depth Anything V2, NeurIPS 2024) gives disparity up to a per-image scale and shift;
-the student a sigmoid disparity in (0, 1). Per image, over valid pixels (teacher > 0; 0 is sky),
-an L1 after one alignment (``--distill_align``): ``normalized`` (default: teacher median-centred
-into [0, 1], independent of the student), ``si`` (both divided by their median, the student's
-in the graph), ``ssi`` (MiDaS, TPAMI 2022: median and mean absolute deviation, the student's in
-the graph). :data:`ALIGNERS` gives Chamfer the matching target, student detached. Formulas:
-docs/architecture.md, "Distillation alignments". Static shapes: no boolean indexing, no host
-reads."""
+the student a sigmoid disparity in (0, 1). Per image, over valid pixels (:func:`teacher_mask`),
+an L1 after one alignment (``--distill_align``): ``normalized`` and ``minmax`` (the report's
+sentence, two readings; independent of the student), ``si`` (both divided by their median, the
+student's in the graph), ``ssi`` (MiDaS, TPAMI 2022: median and mean absolute deviation, the
+student's in the graph). :data:`ALIGNERS` gives Chamfer the matching target, student detached.
+Formulas: docs/architecture.md, "Distillation alignments". Static shapes, no host reads."""
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, Mapping
@@ -25,6 +24,14 @@ def teacher_disparity(inputs: Mapping[Any, Any], term: str) -> torch.Tensor:
         raise KeyError(f"the {term} loss needs inputs['teacher_disp']: set --teacher_dir to a "
                        "folder made by precompute_teacher.py")
     return inputs["teacher_disp"]
+
+
+def teacher_mask(teacher: torch.Tensor, loss: Any) -> torch.Tensor:
+    """Valid teacher pixels (B, 1, H, W) bool: disparity above ``--teacher_zero_below`` (at or
+    below: sky / invalid; default 0, DA-V2's sky), every pixel with ``--no_teacher_mask``."""
+    if not loss.teacher_mask:
+        return torch.ones_like(teacher, dtype=torch.bool)
+    return teacher > loss.teacher_zero_below
 
 
 def masked_median(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -62,13 +69,23 @@ def align_median(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tenso
     return teacher * student_median / teacher_median.clamp_min(EPS)
 
 
+# The report's alignment: "median 값을 기준으로 center alignment ... 전체 범위를 0~1 사이로
+# 정규화한 뒤 L1" (centre on the median ... normalise the whole range to 0~1, then L1). Two readings:
 def align_normalized(teacher: torch.Tensor, student: torch.Tensor,
                      mask: torch.Tensor) -> torch.Tensor:
-    """Median-centre the teacher into [0, 1] (median -> 0.5, farthest value -> 0 or 1);
-    ``student`` is unused."""
+    """``normalized``: ``0.5 + (t - med t) / (2 max|t - med t|)``: the median goes to 0.5, only
+    the farther end reaches 0 or 1 (a skewed teacher spans e.g. [0.45, 1]); ``student`` unused."""
     centred = teacher - masked_median(teacher, mask)
     spread = masked_max(centred.abs(), mask)
     return 0.5 + centred / (2.0 * spread.clamp_min(EPS))
+
+
+def align_minmax(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``minmax``: ``c = t - med t``, then ``(c - min c) / (max c - min c)``, which is ``(t - min t)
+    / (max t - min t)`` (the centring cancels): the whole valid range spans [0, 1]; ``student``
+    unused."""
+    low = -masked_max(-teacher, mask)
+    return (teacher - low) / (masked_max(teacher, mask) - low).clamp_min(EPS)
 
 
 def robust_stats(values: torch.Tensor, mask: torch.Tensor):
@@ -96,7 +113,7 @@ def align_ssi(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tensor) 
 
 # the target each alignment gives the Chamfer term (which compares values, not a student map)
 ALIGNERS: Dict[str, Aligner] = {
-    "normalized": align_normalized, "si": align_median, "ssi": align_ssi}
+    "normalized": align_normalized, "minmax": align_minmax, "si": align_median, "ssi": align_ssi}
 
 
 def si_pair(disp: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor):
@@ -115,14 +132,15 @@ def ssi_pair(disp: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor):
             units * robust_normalize(teacher, mask))
 
 
-def normalized_pair(disp: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor):
-    """``normalized``: ``(s, normalised t)``; the target does not depend on the student."""
-    return disp, align_normalized(teacher, disp, mask)
+def fixed_target_pair(align: Aligner):
+    """``normalized`` / ``minmax``: ``(s, align(t))``; the target does not depend on the student."""
+    return lambda disp, teacher, mask: (disp, align(teacher, disp, mask))
 
 
 # what the distillation L1 compares, per alignment: name -> fn(disp, teacher, mask) ->
 # (student side, target); si and ssi keep the student's statistics in the graph
-PAIRS = {"normalized": normalized_pair, "si": si_pair, "ssi": ssi_pair}
+PAIRS = {"normalized": fixed_target_pair(align_normalized),
+         "minmax": fixed_target_pair(align_minmax), "si": si_pair, "ssi": ssi_pair}
 
 
 def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -151,12 +169,13 @@ class DistillationTerm:
         self.weight = cfg.loss.distill_weight
         self.scales = list(cfg.loss.distill_scales)
         self.pair = PAIRS[cfg.loss.distill_align]
+        self.loss = cfg.loss
 
     def __call__(self, inputs: Mapping[Any, Any], outputs: Mapping[Any, Any]) -> torch.Tensor:
         """Unweighted scalar loss; ``("disp", s)`` is upsampled bilinearly to ``"teacher_disp"`` (B,
         1, H, W)."""
         teacher = teacher_disparity(inputs, self.name)
-        mask = teacher > 0
+        mask = teacher_mask(teacher, self.loss)
         losses = []
         for scale in self.scales:
             disp = at_teacher_size(outputs[("disp", scale)], teacher)
