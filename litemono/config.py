@@ -208,8 +208,8 @@ def import_extensions(modules: Sequence[str]) -> None:
 
 
 def from_dict(options: Mapping[str, Any]) -> Config:
-    """Build and validate a :class:`Config` from flat option names (or a nested ``to_dict``).
-    The modules in ``imports`` are imported first (their options may be among ``options``)."""
+    """Flat option names (or a nested ``to_dict``) -> validated :class:`Config`; the modules in
+    ``imports`` are imported first (their options may be among ``options``)."""
     options = _flatten(options, "config")
     import_extensions(options.get("imports") or [])
     values = {name: coerce(name, value) for name, value in options.items()}
@@ -227,9 +227,8 @@ def from_dict(options: Mapping[str, Any]) -> Config:
 
 
 def validate(cfg: Config) -> None:
-    """The one place that rejects bad combinations of options: the built-in ones below, then the
-    registered terms' ``EXTRA_CHECKS`` (a single value is checked by :func:`coerce`; names from
-    a registry, ``--model`` and ``--attention``, where the network is built)."""
+    """The one place that rejects bad combinations of options: the built-in ones, then registered
+    terms' ``EXTRA_CHECKS`` (one value: :func:`coerce`; registry names: where nets are built)."""
     m, d, l = cfg.model, cfg.data, cfg.loss
     for ok, message in (
             (len(d.frame_ids) > 1 or d.use_stereo,
@@ -238,7 +237,7 @@ def validate(cfg: Config) -> None:
              f"--min_depth {l.min_depth} must be < --max_depth {l.max_depth}"),
             (not m.spatial_attention or m.attention in (None, "spatial"),
              f"--spatial_attention is short for --attention spatial, which contradicts "
-             f"--attention {m.attention}; drop one"),
+             f"--attention {m.attention}, drop --spatial_attention"),
             (d.dataset != "folder" or d.intrinsics is not None,
              "--dataset folder needs --intrinsics <file.yaml>"),
             (l.distill_weight == 0 or d.teacher_dir is not None,

@@ -51,10 +51,10 @@ class ModelConfig:
     scales: List[int] = option([0, 1, 2], "decoder output scales used by the loss", valid=(
         lambda v: 0 in v and len(set(v)) == len(v) and set(v) <= {0, 1, 2},
         "be distinct values from 0, 1, 2, including 0 (the full-resolution output)"))
-    spatial_attention: bool = option(False, "CBAM spatial attention after the encoder stages "
-                                     "(short for --attention spatial)")
-    attention: Optional[str] = option(None, "attention module after the encoder stages: spatial "
-                                      "or a registered kind (unset: none)")
+    spatial_attention: bool = option(False, "short for --attention spatial")
+    attention: Optional[str] = option(None, "attention after the encoder stages: spatial (CBAM's "
+                                      "Eq. 3, no BatchNorm), spatial_bn (BatchNorm after the "
+                                      "conv, as CBAM's code) or a registered kind (unset: none)")
     attention_stages: List[int] = option([0, 1, 2], "encoder stages that get the attention",
                                          valid=(lambda v: set(v) <= {0, 1, 2}, "be from 0, 1, 2"))
     bins: int = option(0, "disparity bins at the full-resolution head (0 = sigmoid head)",

@@ -2,6 +2,7 @@
 
     python scripts/profile_model.py --model lite-mono --height 192 --width 640
     python scripts/profile_model.py --model lite-mono --spatial_attention --bins 64
+    python scripts/profile_model.py --model lite-mono --attention spatial_bn
 
 Counting convention (litemono.models.profile): "MACs" are multiply-accumulates counted as thop
 counts them, which is what Lite-Mono's paper calls "FLOPs" (lite-mono at 640x192: 5.032 G);
@@ -36,7 +37,8 @@ def main(argv=None) -> None:
     net = build_depth_network(cfg)
     whole = count_macs(net, cfg.height, cfg.width, use_thop=args.use_thop)
     encoder = count_macs(net.encoder, cfg.height, cfg.width, use_thop=args.use_thop)
-    extras = [f"spatial_attention {cfg.attention_stages}" if cfg.spatial_attention else "",
+    kind = cfg.attention_kind  # --attention, or spatial for --spatial_attention
+    extras = [f"attention {kind} {cfg.attention_stages}" if kind else "",
               f"bins {cfg.bins} ({cfg.bin_mode}, {cfg.bin_head} head)" if cfg.bins else ""]
     print(f"{cfg.model} at {cfg.width}x{cfg.height}, batch 1, eval "
           f"{' '.join(e for e in extras if e)}".rstrip())
@@ -44,7 +46,7 @@ def main(argv=None) -> None:
           f"{count_parameters(net.decoder):,}  total {count_parameters(net):,}")
     print(f"MACs (thop convention = the paper's 'FLOPs', counted by {whole['counter']}): encoder "
           f"{encoder['macs'] / 1e9:.3f} G + decoder {(whole['macs'] - encoder['macs']) / 1e9:.3f} G"
-          f" = {whole['macs'] / 1e9:.3f} G")
+          f" = {whole['macs'] / 1e9:.3f} G ({whole['macs']:,.0f})")
     print(f"FLOPs (torch.utils.flop_counter, 2 per multiply-add, all matmuls): "
           f"{whole['true_flops'] / 1e9:.3f} G")
 

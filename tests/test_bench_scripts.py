@@ -373,6 +373,7 @@ def test_vs_upstream_names_a_missing_checkout(tmp_path, capsys, where, message):
 @pytest.mark.parametrize("flags, name", [
     (["--bins", "8"], "--bins"), (["--spatial_attention"], "--spatial_attention"),
     (["--attention", "spatial"], "--attention spatial"),
+    (["--attention", "spatial_bn"], "--attention spatial_bn"),
     (["--distill_weight", "0.1"], "--distill_weight"),
     (["--bins", "8", "--chamfer_weight", "0.1", "--teacher_dir", "t"],
      "--bins, --chamfer_weight")])
@@ -402,3 +403,22 @@ def test_refusals_cover_registered_encoder_families_and_loss_terms(monkeypatch):
         cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss,
                                                                 **{f"{name}_weight": 0.5}))
         assert refusals(cfg) == [f"--{name}_weight"]
+
+
+def test_profile_model_shows_the_attention_in_effect_and_counts_its_batchnorm(capsys):
+    """The header names ``cfg.attention_kind`` (``--spatial_attention`` = ``spatial``); the exact
+    MAC total of ``spatial_bn`` is ``spatial``'s + 4 per gate pixel (32x64: 8x16 + 4x8 + 2x4)."""
+    profile = load_script("profile_model")
+    printed = {}
+    for flags in (["--spatial_attention"], ["--attention", "spatial_bn"]):
+        profile.main(["--model", "lite-mono-tiny", *TINY, *flags])
+        header, _, macs, _ = capsys.readouterr().out.strip().splitlines()
+        printed[flags[-1]] = header, int(macs.rsplit("(", 1)[1].rstrip(")").replace(",", ""))
+    assert printed["--spatial_attention"][0].endswith("eval attention spatial [0, 1, 2]")
+    assert printed["spatial_bn"][0].endswith("eval attention spatial_bn [0, 1, 2]")
+    assert printed["spatial_bn"][1] - printed["--spatial_attention"][1] == 4 * (128 + 32 + 8)
+    with pytest.raises(SystemExit):
+        profile.main([*TINY, "--attention", "nonsense"])
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("profile_model.py: error: --attention 'nonsense' is not one of ")
+    assert "choose one" in err and "\n" not in err

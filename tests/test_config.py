@@ -79,6 +79,10 @@ def test_attention_kind_and_its_shorthand():
     assert C.parse_config([]).model.attention_kind is None
     assert C.parse_config(["--spatial_attention"]).model.attention_kind == "spatial"
     assert C.parse_config(["--attention", "spatial"]).model.attention_kind == "spatial"
+    assert C.parse_config(["--attention", "spatial_bn"]).model.attention_kind == "spatial_bn"
+    with pytest.raises(C.ConfigError, match="short for --attention spatial, which contradicts "
+                       "--attention spatial_bn, drop --spatial_attention"):
+        C.from_dict({"spatial_attention": True, "attention": "spatial_bn"})
 
 
 def test_upstream_flag_spellings():
@@ -177,7 +181,8 @@ def test_coerce_checks_one_value_type_choice_and_rule():
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"attention": "spatial_typo"}, "--attention 'spatial_typo' is not one of ['spatial']"),
+    ({"attention": "spatial_typo"}, "--attention 'spatial_typo' is not one of ['spatial', "
+     "'spatial_bn'], choose one"),
     ({"model": "lite-mono-huge"}, "--model 'lite-mono-huge' is not one of ['lite-mono', "),
 ])
 def test_registry_names_are_checked_where_the_network_is_built(options, message):

@@ -135,6 +135,30 @@ def test_a_registered_attention_kind_is_a_choice_and_trains(tmp_path, capsys):
     assert "encoder.spatial_attention.0.conv.weight" in net.state_dict()
 
 
+def test_the_built_in_spatial_bn_kind_trains(tmp_path, capsys):
+    """``--attention spatial_bn`` through build_model: the gates keep the feature shapes, one step
+    reaches the conv and the BatchNorm, whose running statistics move; ``--spatial_attention``
+    (short for ``--attention spatial``) with it is refused in one line."""
+    with pytest.raises(SystemExit):
+        parse_config(["--attention", "spatial_bn", "--spatial_attention"])
+    err = capsys.readouterr().err.strip()
+    assert "contradicts --attention spatial_bn, drop --spatial_attention" in err
+    assert "\n" not in err and ": error: " in err
+    cfg = tiny_config(tmp_path, attention="spatial_bn", attention_stages=[0, 2])
+    parts, *_ = one_step(cfg)
+    encoder = parts.depth.encoder
+    gates = encoder.spatial_attention
+    assert sorted(gates) == ["0", "2"] and all(g.bn is not None for g in gates.values())
+    for gate in gates.values():
+        for p in (gate.conv.weight, gate.bn.weight, gate.bn.bias):
+            assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+        assert gate.bn.num_batches_tracked > 0 and gate.bn.running_mean.abs().sum() > 0
+    with torch.no_grad():
+        features = encoder.eval()(torch.rand(2, 3, 32, 64))
+    dims = VARIANTS["lite-mono-tiny"].dims
+    assert [f.shape for f in features] == [(2, d, 32 >> s, 64 >> s) for d, s in zip(dims, (2, 3, 4))]
+
+
 # ------------------------------------------------------------------------ an encoder variant
 
 TOY_VARIANT = Variant(dims=(16, 24, 32), depths=(2, 2, 3),

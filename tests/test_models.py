@@ -16,7 +16,7 @@ from litemono.config import ModelConfig, from_dict
 from litemono.errors import CheckpointError, UserError
 from litemono.losses.criterion import build_criterion
 from litemono.io import save_torch
-from litemono.models.attention import SpatialAttention
+from litemono.models.attention import ATTENTION_KINDS, SpatialAttention
 from litemono.models.blocks import XCA, FourierPositionalEncoding
 from litemono.models.build import (build_depth_network, build_pose_network,
                                    depth_state_dicts, load_depth_network, load_state_strict)
@@ -213,12 +213,42 @@ def test_spatial_attention_matches_cbam_formula():
     pooled = torch.stack((x.mean(1), x.max(1).values), dim=1)
     gate = torch.sigmoid(F.conv2d(pooled, module.conv.weight, padding=3))
     torch.testing.assert_close(module(x), x * gate)
+    assert module.bn is None and list(module.state_dict()) == ["conv.weight"]  # Eq. 3: no BN
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_spatial_bn_attention_matches_the_official_cbam_gate(training):
+    """``spatial_bn``: conv (no bias), BatchNorm2d(1) with eps 1e-5 and momentum 0.01, sigmoid,
+    multiply; batch statistics in training (the running ones move 1% towards them, the variance
+    unbiased), the running ones in eval."""
+    torch.manual_seed(4)
+    module = ATTENTION_KINDS["spatial_bn"](6).train(training)
+    with torch.no_grad():  # away from the defaults, so that every BN term matters
+        module.bn.weight.fill_(1.7), module.bn.bias.fill_(-0.3)
+        module.bn.running_mean.fill_(0.4), module.bn.running_var.fill_(2.5)
+    assert module.conv.bias is None
+    x = torch.randn(3, 6, 9, 11)
+    pooled = torch.stack((x.mean(1), x.max(1).values), dim=1)
+    logits = F.conv2d(pooled, module.conv.weight.detach(), padding=3)
+    mean, var = (logits.mean(), logits.var(unbiased=False)) if training else (0.4, 2.5)
+    gate = torch.sigmoid((logits - mean) / torch.sqrt(torch.as_tensor(var) + 1e-5) * 1.7 - 0.3)
+    torch.testing.assert_close(module(x), x * gate)
+    running = (0.99 * 0.4 + 0.01 * logits.mean(), 0.99 * 2.5 + 0.01 * logits.var(unbiased=True))
+    expected = running if training else (0.4, 2.5)
+    torch.testing.assert_close(module.bn.running_mean, torch.tensor([float(expected[0])]))
+    torch.testing.assert_close(module.bn.running_var, torch.tensor([float(expected[1])]))
+    assert int(module.bn.num_batches_tracked) == int(training)
 
 
 def test_flag_off_layout_is_upstream_and_flags_only_add_keys():
     plain = set(_net().state_dict())
     extended = set(_net(spatial_attention=True, attention_stages=[1]).state_dict())
     assert extended - plain == {"encoder.spatial_attention.1.conv.weight"}
+    assert set(_net(attention="spatial", attention_stages=[1]).state_dict()) == extended
+    with_bn = set(_net(attention="spatial_bn", attention_stages=[1]).state_dict())
+    assert with_bn - plain == extended - plain | {
+        f"encoder.spatial_attention.1.bn.{k}"
+        for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
     binned = _net(bins=4).decoder.state_dict()
     assert {k for k in binned if k.startswith("bin_head")} and "decoder.8.conv.weight" not in binned
 
@@ -361,6 +391,21 @@ def test_macs_follow_the_paper_convention():
     assert round(counts["macs"] / 1e9, 3) == 5.032  # measurements.md section 3 (thop)
     assert round(counts["true_flops"] / 1e9, 3) == 10.029
     small = _net(spatial_attention=True, bins=4)
+    assert count_macs(small, 32, 64)["macs"] == count_macs(small, 32, 64, use_thop=False)["macs"]
+
+
+def test_spatial_bn_adds_four_macs_per_gate_pixel():
+    """thop's rule for an affine BatchNorm (4 MACs per input element, the pose ResNet's too): at
+    640x192 the gates of stages 0-2 (H/4, H/8, H/16) have 10,080 pixels; ``spatial`` adds the
+    7x7x2 conv's 98 MACs per pixel to lite-mono, ``spatial_bn`` 4 more. Both counters agree."""
+    pixels = sum((192 >> s) * (640 >> s) for s in (2, 3, 4))
+    assert pixels == 10_080
+    macs = {kind: count_macs(build_depth_network(ModelConfig(attention=kind)), 192, 640)["macs"]
+            for kind in (None, "spatial", "spatial_bn")}
+    assert macs[None] == 5_031_565_440  # the paper's 5.032 G (test above)
+    assert macs["spatial"] == macs[None] + 98 * pixels == 5_032_553_280
+    assert macs["spatial_bn"] == macs["spatial"] + 4 * pixels == 5_032_593_600
+    small = _net(model="lite-mono-tiny", attention="spatial_bn")
     assert count_macs(small, 32, 64)["macs"] == count_macs(small, 32, 64, use_thop=False)["macs"]
 
 

@@ -48,12 +48,11 @@ def is_legacy_torch_file(path: Union[str, Path]) -> bool:
         return handle.read(len(_LEGACY_TORCH_START)) == _LEGACY_TORCH_START
 
 
-# Encoder families besides Lite-Mono: ``--model`` name -> ``builder(cfg: ModelConfig)`` returning
-# a module that maps an image (B, 3, H, W) in [0, 1] to a list of features, finest first, each
-# half the resolution of the previous, with attributes ``num_ch_enc`` (channels per feature) and
-# ``first_stride`` (the first feature is at H / first_stride). The decoder gets one level per
-# feature. Lite-Mono's variants are the rows of ``encoder.VARIANTS``. A family gets no Lite-Mono
-# attention or dilation rates (config.validate refuses those flags) and ignores --drop_path.
+# Encoder families besides Lite-Mono (whose variants are ``encoder.VARIANTS``' rows): ``--model``
+# name -> ``builder(cfg: ModelConfig)`` -> a module mapping an image (B, 3, H, W) in [0, 1] to
+# features, finest first, each at half the previous resolution, with ``num_ch_enc`` (channels per
+# feature) and ``first_stride`` (the first is at H / first_stride); the decoder gets one level per
+# feature. No Lite-Mono attention or dilations (check_model_names refuses them), no --drop_path.
 ENCODER_FAMILIES: Dict[str, Callable[[ModelConfig], nn.Module]] = {}
 
 
@@ -69,7 +68,8 @@ def check_model_names(cfg: ModelConfig) -> None:
         raise ConfigError(f"--model {cfg.model!r} is not one of {list(encoder_names())} (a new "
                           "variant or family is registered by a module passed with --import)")
     if cfg.attention is not None and cfg.attention not in ATTENTION_KINDS:
-        raise ConfigError(f"--attention {cfg.attention!r} is not one of {list(ATTENTION_KINDS)}")
+        raise ConfigError(f"--attention {cfg.attention!r} is not one of {list(ATTENTION_KINDS)}, "
+                          "choose one (a new kind is registered by a module passed with --import)")
     if cfg.model in ENCODER_FAMILIES:
         flag = ("--attention" if cfg.attention else "--spatial_attention" if cfg.attention_kind
                 else "--dilations" if cfg.dilations is not None else None)

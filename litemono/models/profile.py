@@ -1,11 +1,9 @@
-"""Parameter and compute counters for the depth network.
-
-Lite-Mono's "FLOPs" (CVPR 2023, table 1; ``evaluate_depth.py``) is thop's ``profile`` total:
-MACs per leaf module (conv, linear; 4 per element for affine BatchNorm, 1 per AvgPool output;
-XCA matmuls and functional upsampling uncounted). lite-mono at 640x192: 5.032 G. Our
-``nn.LayerNorm`` is counted as 0, like upstream's custom class. Without thop an equivalent hook
-counter runs. Our encoder pools the pyramid once per level: 0.33 M fewer AvgPool MACs than
-upstream at 640x192. ``true_flops``: ``FlopCounterMode``'s total (2 per MAC, all matmuls)."""
+"""Parameter and compute counters for the depth network. Lite-Mono's "FLOPs" (CVPR 2023, table 1;
+``evaluate_depth.py``) is thop's ``profile`` total: MACs per leaf module (conv, linear; 4 per
+element for affine BatchNorm; 1 per AvgPool output; XCA matmuls, functional upsampling and
+``nn.LayerNorm``, like upstream's custom class, 0); without thop, hooks count alike. lite-mono at
+640x192: 5.032 G (our encoder pools the pyramid once per level: 0.33 M AvgPool MACs below
+upstream). ``true_flops``: ``FlopCounterMode``'s total (2 per MAC, all matmuls, no BatchNorm)."""
 from __future__ import annotations
 
 import copy
