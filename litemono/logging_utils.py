@@ -1,9 +1,8 @@
 """Training logs: tensorboard scalars and images, a tqdm bar, per-epoch console lines.
 
-Events go to ``<run>/train`` and ``<run>/val`` as upstream's ``Trainer.log``: every loss term,
-each optimiser's learning rate, and per logged batch the image, colour-mapped disparity and
-automask; with bins, histograms of the bin centres and of Chamfer's teacher points. Only rank 0
-logs."""
+Events go to ``<run>/train`` and ``<run>/val`` as upstream's ``Trainer.log`` (loss terms, learning
+rates, per logged batch the image, colour-mapped disparity and automask; with bins, histograms of
+the bin centres and Chamfer's teacher points); only rank 0 logs."""
 from __future__ import annotations
 
 import time
@@ -12,19 +11,20 @@ from typing import Any, Dict, Iterable, Mapping, Optional
 
 import torch
 
-# Anchor colours of a perceptually ordered black-purple-orange-yellow map (close to magma);
-# disparity 0 (far) is dark, disparity 1 (near) is bright.
+# Anchors of a black-purple-orange-yellow map close to magma: low disparity (far) dark, high bright
 COLOUR_ANCHORS = torch.tensor([[0.00, 0.00, 0.02], [0.23, 0.06, 0.44], [0.55, 0.16, 0.51],
                                [0.87, 0.29, 0.41], [0.99, 0.62, 0.36], [0.99, 0.99, 0.75]])
 IMAGES_PER_LOG = 4  # upstream logs min(4, batch) samples
 
 
-def colourise(disp: torch.Tensor) -> torch.Tensor:
-    """Disparity (1, H, W) or (H, W) -> (3, H, W) float32 RGB in [0, 1], normalised by its maximum
-    (as upstream's ``normalize_image``)."""
+def colourise(disp: torch.Tensor, low: Optional[float] = None,
+              high: Optional[float] = None) -> torch.Tensor:
+    """Disparity (1, H, W) or (H, W) -> (3, H, W) float32 RGB in [0, 1], ``low`` dark to ``high``
+    bright, clipped (default: its minimum and maximum, as upstream's ``normalize_image``)."""
     value = disp.detach().float().reshape(disp.shape[-2:])
-    low, high = value.min(), value.max()
-    value = (value - low) / (high - low).clamp_min(1e-8)  # (H, W) in [0, 1]
+    low = value.min() if low is None else low
+    high = value.max() if high is None else high
+    value = ((value - low) / torch.as_tensor(high - low).clamp_min(1e-8)).clamp(0, 1)  # (H, W)
     position = value * (len(COLOUR_ANCHORS) - 1)
     lower = position.floor().long().clamp(max=len(COLOUR_ANCHORS) - 2)
     frac = (position - lower).unsqueeze(-1)  # (H, W, 1)

@@ -71,24 +71,17 @@ def write_panel(run: Path, weights: Path, data_path: str, split: str, height: in
     """``<run>/demo.png`` (and ``figure`` when given): the first test frame, its predicted and
     its true disparity, side by side; each disparity coloured over its own range (sky, with no
     depth, is black). Returns ``<run>/demo.png``."""
-    import torch
     from PIL import Image
 
-    from litemono.logging_utils import colourise
+    from compare import colour_cell, draw_grid, true_disparity
     from litemono.teacher.synthetic import true_depth_path
 
     line = parse_split_line(read_split_lines(Path(split) / "test_files.txt")[0])
     image_path = Path(data_path) / line.folder / "image_02" / "data" / f"{line.frame_index:010d}.jpg"
     rgb = Image.open(image_path).convert("RGB").resize((width, height), Image.LANCZOS)
     pred = np.load(weights / "disps_eigen_split.npy")[0]  # (h, w) scaled disparity
-    depth = np.load(true_depth_path(data_path, line))
-    true_disp = np.where(depth > 0, 1.0 / np.maximum(depth, 1e-6), 0.0).astype(np.float32)
-    true_disp = torch.nn.functional.interpolate(torch.from_numpy(true_disp)[None, None],
-                                                size=(height, width), mode="nearest")[0, 0]
-    panels = [np.asarray(rgb, dtype=np.float32) / 255.0]
-    for disp in (torch.from_numpy(pred), true_disp):
-        panels.append(colourise(disp).permute(1, 2, 0).numpy())
-    strip = (np.concatenate(panels, axis=1) * 255).round().astype(np.uint8)
+    true_disp = true_disparity(np.load(true_depth_path(data_path, line)), height, width)
+    strip = draw_grid([[np.asarray(rgb), colour_cell(pred), colour_cell(true_disp)]])
     out = run / "demo.png"
     for path in [out] + ([Path(figure)] if figure else []):
         with io.atomic_write(path) as handle:
