@@ -28,7 +28,8 @@ seeds and its paired difference to ``--baseline`` over the seeds both rows have,
 Student-t interval (mean +- t_{0.975, n-1} * sd / sqrt(n)). Writes ``<log_dir>/ablation.md``,
 ``.csv`` (the summary) and ``.json`` (every run).
 
-Without ``--gt_path`` the data must be a synthetic scene (:mod:`litemono.data.synthetic`): its
+Without ``--gt_path`` the data must be a synthetic scene (:mod:`litemono.data.synthetic`, rendered
+with its defaults when ``--data_path`` does not exist yet, and its stand-in teacher maps made): its
 dense true depth of camera 2 becomes the ground truth (:func:`write_true_depth_gt`).
 scripts/demo.py uses this module's scene, teacher and ground-truth helpers.
 """
@@ -541,9 +542,11 @@ def main(argv=None) -> list:
     if args.baseline and args.baseline not in names:
         raise UserError(f"--baseline {args.baseline}: no such row",
                         todo=f"choose one of {', '.join(names)}")
+    data = rows[0].cfg.data
+    if not args.gt_path and not Path(data.data_path).exists():  # the synthetic scene, not made yet
+        ensure_synthetic_scene(data.data_path)
     gt_path = Path(args.gt_path) if args.gt_path else Path(args.log_dir) / "gt_depths.npz"
     if not gt_path.is_file():
-        data = rows[0].cfg.data
         test_file = Path(args.test_split or data.split) / "test_files.txt"
         try:
             write_true_depth_gt(data.data_path, test_file, gt_path)

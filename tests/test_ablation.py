@@ -4,6 +4,7 @@ import csv
 import importlib.util
 import io as textio
 import json
+import types
 from pathlib import Path
 
 import numpy as np
@@ -177,6 +178,28 @@ def test_markdown_layout():
     table = ablation.markdown_table([row]).splitlines()
     assert table[2] == "| r | 1 | 2.842 | 0.123 | 1.000 | 5.000 | 0.200 | 0.900 | 0.950 | 0.990 |"
     assert len(table) == 3  # a single row: nothing to compare
+
+
+def test_cli_renders_a_missing_synthetic_scene_first(tmp_path, monkeypatch):
+    """Without --gt_path, a --data_path that does not exist gets the default scene rendered
+    before the ground truth is read from it; an existing folder is never written into."""
+    rendered = []
+
+    def render(data_path, report=print):
+        rendered.append(data_path)
+        raise SystemExit("rendered")  # stop here: the rest is tested elsewhere
+
+    monkeypatch.setattr(ablation, "ensure_synthetic_scene", render)
+    scene = types.SimpleNamespace(root=tmp_path / "absent", split_dir=tmp_path / "absent" / "split")
+    configs = write_configs(tmp_path / "configs", scene)
+    with pytest.raises(SystemExit, match="rendered"):
+        run_cli(["--configs", str(configs), "--log_dir", str(tmp_path / "runs")])
+    assert rendered == [str(tmp_path / "absent")]
+    (tmp_path / "kitti").mkdir()  # e.g. a KITTI folder without --gt_path: not rendered into
+    with pytest.raises(SystemExit) as exc:
+        run_cli(["--configs", str(configs), "--log_dir", str(tmp_path / "runs"),
+                 "--data_path", str(tmp_path / "kitti")])
+    assert exc.value.code == 2 and rendered == [str(tmp_path / "absent")]
 
 
 def test_a_stale_or_foreign_synthetic_scene_is_refused(tmp_path):
