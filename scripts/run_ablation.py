@@ -140,7 +140,8 @@ def stale_changes(row: Row) -> List[str]:
 
     The record is ``results.json``'s ``config`` (a finished row) or the run's ``config.yaml``
     (a started one); no record: nothing to compare, an empty list. Options in
-    :data:`OPERATIONAL_OPTIONS` are not compared.
+    :data:`OPERATIONAL_OPTIONS` are not compared; one the record lacks (added to the code since)
+    counts as its default.
 
     Returns:
         One ``"--name: recorded -> asked"`` line per differing option.
@@ -159,6 +160,8 @@ def stale_changes(row: Row) -> List[str]:
     before = {k: v for section in recorded.values() for k, v in section.items()}
     before.update(before.pop("extra", None) or {})  # registered terms' options, as flat() has
     now = row.cfg.flat()
+    # an option added to the code after the row was made counts as its default there
+    before = {**{k: v for k, v in from_dict({}).flat().items() if k not in before}, **before}
     missing = object()
     return [f"--{name}: {before.get(name, '(unset)')!r} -> {now.get(name, '(unset)')!r}"
             for name in sorted(set(before) | set(now)) if name not in OPERATIONAL_OPTIONS

@@ -378,5 +378,12 @@ def test_a_started_row_is_compared_through_its_config_yaml(tmp_path):
                                                             lr=[1e-3]).dump_yaml())
     assert ablation.stale_changes(row) == ["--lr: [0.001] -> [0.0001, 5e-06, 31.0, 0.0001, "
                                            "1e-05, 31.0]"]
+    # an option the record lacks (added to the code later) counts as its default
+    recorded = yaml.safe_load(cfg.dump_yaml())
+    del recorded["loss"]["teacher_mask"]
+    (tmp_path / "r" / "config.yaml").write_text(yaml.safe_dump(recorded))
+    assert ablation.stale_changes(row) == []
+    row = ablation.Row("r", cfg.replace(teacher_mask=False))
+    assert ablation.stale_changes(row) == ["--teacher_mask: True -> False"]
     (tmp_path / "r" / "results.json").write_text(json.dumps({"row": "r", "abs_rel": 0.1}))
     assert "records no config" in ablation.stale_changes(row)[0]

@@ -229,3 +229,8 @@ def test_ablation_configs_are_the_reports_rows(folder):
         assert (base["batch_size"], base["num_epochs"], base["height"], base["width"]) == (12, 30, 192, 640)
         assert distill["distill_align"] == "normalized" and full["chamfer_reduction"] == "sum"
         assert fixed["bin_head"] == full["bin_head"] == "mvit"
+    else:  # rows 03 and 05 with the other reading of the report's alignment
+        for stem, row in (("03_pseudo_label", distill), ("05_full", full)):
+            minmax = C.parse_config(["--config", str(rows[0].parent / "minmax" / f"{stem}.yaml")])
+            differ = {k for k, v in minmax.flat().items() if v != row[k]}
+            assert differ == {"model_name", "distill_align"} and minmax.loss.distill_align == "minmax"
