@@ -151,10 +151,9 @@ def upstream_files(cfg: Config, training: Any,
     if not training.pose.shared:
         files["pose_encoder"] = training.pose.encoder.state_dict()
     files["pose"] = training.pose.decoder.state_dict()
-    if not with_optimizers:
-        return files
-    files["adam"] = training.optimizers["depth"].state_dict()
-    files["adam_pose"] = training.optimizers["pose"].state_dict()
+    if with_optimizers:
+        files["adam"] = training.optimizers["depth"].state_dict()
+        files["adam_pose"] = training.optimizers["pose"].state_dict()
     return files
 
 

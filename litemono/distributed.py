@@ -56,5 +56,4 @@ def wrap_ddp(module: nn.Module, device: torch.device, world: int) -> nn.Module:
     if world == 1:
         return module
     ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(module, device_ids=ids,
-                                               find_unused_parameters=True)
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)

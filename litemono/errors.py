@@ -80,10 +80,6 @@ def first_sentence(text: str) -> str:
     return sentence[:-1] if sentence.endswith(".") else sentence
 
 
-def _is_user_error(exc: BaseException) -> bool:
-    return isinstance(exc, (UserError, OSError))
-
-
 def cli(tool: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate ``main(argv=None)``: user errors -> one stderr line, ``SystemExit(2)``; ``--debug``
     (removed from ``argv``) or ``LITEMONO_DEBUG=1`` re-raises; everything else passes through."""
@@ -97,7 +93,7 @@ def cli(tool: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
             try:
                 return main(arguments, *args, **kwargs)
             except Exception as exc:  # noqa: BLE001 -- filtered just below
-                if debug or not _is_user_error(exc):
+                if debug or not isinstance(exc, (UserError, OSError)):
                     raise
                 print(f"{tool}: error: {one_line(exc)}", file=sys.stderr, flush=True)
                 raise SystemExit(EXIT_USER_ERROR) from None

@@ -75,8 +75,7 @@ def predict_disparities(depth_net: torch.nn.Module, loader: Iterable, device: to
         if post_process:
             images = torch.cat([images, images.flip(-1)], dim=0)
         disp = depth_net(images)[("disp", 0)]
-        scaled_disp, _ = disp_to_depth(disp, min_depth, max_depth)
-        scaled_disp = scaled_disp[:, 0]  # (B, H, W)
+        scaled_disp = disp_to_depth(disp, min_depth, max_depth)[0][:, 0]  # (B, H, W)
         if post_process:
             scaled_disp = batch_post_process_disparity(scaled_disp[:count],
                                                        scaled_disp[count:].flip(-1))
@@ -260,10 +259,8 @@ def format_metrics_table(metrics: Dict[str, float], params: Optional[int] = None
     """Header and row of a Markdown table: the seven metrics, then params (M) and MACs (G)."""
     names = list(METRIC_NAMES)
     values = [f"{metrics[n]:.3f}" for n in METRIC_NAMES]
-    if params is not None:
-        names.append("params (M)")
-        values.append(f"{params / 1e6:.3f}")
-    if macs is not None:
-        names.append("MACs (G)")
-        values.append(f"{macs / 1e9:.3f}")
+    for name, count, unit in (("params (M)", params, 1e6), ("MACs (G)", macs, 1e9)):
+        if count is not None:
+            names.append(name)
+            values.append(f"{count / unit:.3f}")
     return "| " + " | ".join(names) + " |\n| " + " | ".join(values) + " |"

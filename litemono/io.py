@@ -57,12 +57,10 @@ def remove_leftovers(folder: PathLike, names: Optional[Iterable[str]] = None) ->
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    wanted = None if names is None else {TMP_PREFIX + n + "." for n in names}
+    wanted = (TMP_PREFIX,) if names is None else tuple(TMP_PREFIX + n + "." for n in names)
     removed = []
     for entry in folder.iterdir():
-        if not entry.name.startswith(TMP_PREFIX):
-            continue
-        if wanted is not None and not any(entry.name.startswith(w) for w in wanted):
+        if not entry.name.startswith(wanted):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
@@ -179,8 +177,6 @@ def read_torch_file(path: PathLike, flag: str = "", device: Any = "cpu",
     where = f"{flag}: " if flag else ""
     try:
         return torch.load(path, map_location=device, weights_only=True, mmap=mmap)
-    except FileNotFoundError:
-        raise
     except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
         name = pickled_object(exc)
         if name is not None:

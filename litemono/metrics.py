@@ -79,12 +79,10 @@ def compute_depth_metrics(gt: ArrayLike, pred: ArrayLike) -> Dict[str, float]:
                          "they must match")
     diff = gt - pred
     worst_ratio = torch.maximum(gt / pred, pred / gt)
-    out = {
-        "abs_rel": (diff.abs() / gt).mean(),
-        "sq_rel": (diff ** 2 / gt).mean(),
-        "rmse": (diff ** 2).mean().sqrt(),
-        "rmse_log": ((gt.log() - pred.log()) ** 2).mean().sqrt(),
-    }
+    out = {"abs_rel": (diff.abs() / gt).mean(),
+           "sq_rel": (diff ** 2 / gt).mean(),
+           "rmse": (diff ** 2).mean().sqrt(),
+           "rmse_log": ((gt.log() - pred.log()) ** 2).mean().sqrt()}
     for k in (1, 2, 3):
         out[f"a{k}"] = (worst_ratio < 1.25 ** k).to(torch.float64).mean()
     return {name: float(out[name]) for name in METRIC_NAMES}

@@ -40,13 +40,9 @@ class EpochLRSchedule:
         self.peak, self.floor, self.cycle = float(peak), float(floor), float(cycle)
         self.epoch = -1
 
-    def lr_at(self, epoch: int) -> float:
-        """The learning rate of ``epoch`` (does not change the optimiser)."""
-        return cosine_restart_lr(epoch, self.peak, self.floor, self.cycle)
-
     def set_epoch(self, epoch: int) -> float:
         """Apply the rate of ``epoch`` to every parameter group and return it."""
-        lr = self.lr_at(epoch)
+        lr = cosine_restart_lr(epoch, self.peak, self.floor, self.cycle)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.epoch = epoch
@@ -58,16 +54,14 @@ class EpochLRSchedule:
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Restore a saved schedule; the optimiser's rate follows the saved epoch."""
         self.peak, self.floor, self.cycle = state["peak"], state["floor"], state["cycle"]
-        if state["epoch"] >= 0:
-            self.set_epoch(state["epoch"])
-        else:
-            self.epoch = -1
+        self.epoch = state["epoch"]
+        if self.epoch >= 0:
+            self.set_epoch(self.epoch)
 
 
 def build_schedules(depth_optimizer: torch.optim.Optimizer, pose_optimizer: torch.optim.Optimizer,
                     lr_params: tuple) -> Dict[str, EpochLRSchedule]:
     """``{"depth", "pose"}`` schedules from ``--lr``'s six numbers
     (:func:`litemono.config.lr_schedule_params`)."""
-    depth = EpochLRSchedule(depth_optimizer, *lr_params[0:3])
-    pose = EpochLRSchedule(pose_optimizer, *lr_params[3:6])
-    return {"depth": depth, "pose": pose}
+    return {"depth": EpochLRSchedule(depth_optimizer, *lr_params[0:3]),
+            "pose": EpochLRSchedule(pose_optimizer, *lr_params[3:6])}

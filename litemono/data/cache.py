@@ -56,12 +56,9 @@ class ResizedFrameCache:
             raise CorruptImageError(f"cached frame {cached} has shape {flat.shape} {flat.dtype}, "
                                     f"expected ({self.size},) uint8 (levels {self.shapes}); "
                                     f"delete it to rebuild it")
-        levels, start = [], 0
-        for shape in self.shapes:
-            count = shape[0] * shape[1] * shape[2]
-            levels.append(Image.fromarray(flat[start:start + count].reshape(shape)))
-            start += count
-        return levels
+        ends = np.cumsum([h * w * c for h, w, c in self.shapes])[:-1]
+        return [Image.fromarray(level.reshape(shape))
+                for level, shape in zip(np.split(flat, ends), self.shapes)]
 
     def _build(self, image_path: str, cached: Path) -> List[Image.Image]:
         levels = resize_pyramid(self.decode(image_path), self.height, self.width,

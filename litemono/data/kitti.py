@@ -103,9 +103,8 @@ class MonoDataset(Dataset):
         self.teacher_store = teacher_store
         self.cache = ResizedFrameCache(cache_dir, height, width, num_scales) if cache_dir else None
         self.source = source
-        if augmented_scales is None:
-            augmented_scales = range(num_scales)
-        self.augmented_scales = sorted(set(int(s) for s in augmented_scales))
+        scales = range(num_scales) if augmented_scales is None else augmented_scales
+        self.augmented_scales = sorted({int(s) for s in scales})
         bad = [s for s in self.augmented_scales if not 0 <= s < num_scales]
         if bad:
             raise ValueError(f"augmented_scales {bad} outside the pyramid's 0..{num_scales - 1}")
@@ -172,10 +171,8 @@ class MonoDataset(Dataset):
                     missing.append((entry, path))
         if missing:
             raise FileNotFoundError(self._missing_message(missing))
-        if not self.with_depth_gt:
-            self.load_depth = False
-            return
-        scans = [self.velodyne_path(e.line.folder, e.line.frame_index) for e in self.entries]
+        scans = ([self.velodyne_path(e.line.folder, e.line.frame_index) for e in self.entries]
+                 if self.with_depth_gt else [])
         self.load_depth = bool(scans) and all(p is not None and os.path.isfile(p) for p in scans)
 
     def _missing_message(self, missing: List[Tuple[_Entry, str]]) -> str:
@@ -183,8 +180,7 @@ class MonoDataset(Dataset):
         lines = {entry.line_number for entry, _ in missing}
         shown = "\n".join(f"  {self.source} line {entry.line_number} ({entry.text!r}): {path}"
                           for entry, path in missing[:MISSING_SHOWN])
-        first = missing[0][1]
-        stem, ext = os.path.splitext(first)
+        stem, ext = os.path.splitext(missing[0][1])
         other = {".jpg": ".png", ".png": ".jpg"}.get(ext)
         hint = ""
         if other and os.path.exists(stem + other):

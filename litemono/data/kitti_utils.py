@@ -47,11 +47,9 @@ def format_calib(entries: Mapping[str, CalibValue]) -> str:
     """Render calibration entries as KITTI text (numbers as ``%e``, single spaces)."""
     lines = []
     for key, value in entries.items():
-        if isinstance(value, str):
-            lines.append(f"{key}: {value}")
-        else:
-            numbers = np.asarray(value, dtype=np.float64).ravel()
-            lines.append(f"{key}: " + " ".join(f"{v:e}" for v in numbers))
+        if not isinstance(value, str):
+            value = " ".join(f"{v:e}" for v in np.asarray(value, dtype=np.float64).ravel())
+        lines.append(f"{key}: {value}")
     return "\n".join(lines) + "\n"
 
 

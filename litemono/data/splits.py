@@ -6,6 +6,7 @@ A line is ``<folder> <frame_index> [<side>]``: ``2011_09_26/2011_09_26_drive_002
 (raw; eigen test lines zero-pad), ``9 0 l`` (odometry)."""
 from __future__ import annotations
 
+import hashlib
 import urllib.request
 from pathlib import Path
 from typing import Dict, Iterable, List, NamedTuple, Optional, Union
@@ -106,9 +107,8 @@ def split_folder(split: str, splits_dir: Union[str, Path]) -> Path:
         return direct
     folder = Path(splits_dir) / split
     if not folder.is_dir():
-        known = ", ".join(KNOWN_SPLITS)
-        raise SplitError(f"--split {split!r}: no folder {folder} (named splits: {known}); "
-                         f"{HOW_TO_GET}")
+        raise SplitError(f"--split {split!r}: no folder {folder} (named splits: "
+                         f"{', '.join(KNOWN_SPLITS)}); {HOW_TO_GET}")
     return folder
 
 
@@ -183,16 +183,10 @@ def fetch_splits(dest: Union[str, Path], source: Optional[Union[str, Path]] = No
                 raise SplitError(f"could not download {rel} ({reason}), {url}, check the "
                                  "network, or pass --from DIR with a copy of monodepth2's "
                                  "splits folder") from None
-        _check_bytes(data, rel, source or "download")
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != SPLIT_SHA256[rel]:
+            raise SplitError(f"{rel} from {source or 'download'} has sha256 {digest[:12]}..., "
+                             f"expected {SPLIT_SHA256[rel][:12]}...: refusing to write it")
         write_bytes(target, data)
         written.append(rel)
     return written
-
-
-def _check_bytes(data: bytes, rel: str, origin) -> None:
-    import hashlib
-
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != SPLIT_SHA256[rel]:
-        raise SplitError(f"{rel} from {origin} has sha256 {digest[:12]}..., expected "
-                         f"{SPLIT_SHA256[rel][:12]}...: refusing to write it")

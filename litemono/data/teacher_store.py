@@ -72,12 +72,6 @@ def fix_command(root: Union[str, Path], manifest: Dict[str, Any]) -> str:
             f"--teacher_dir {root}")
 
 
-def sibling_folder(root: Union[str, Path], height: int, width: int) -> Path:
-    """A new teacher folder beside ``root`` for another size (precompute refuses to mix)."""
-    root = Path(root)
-    return root.with_name(f"{root.name}_{height}x{width}")
-
-
 class TeacherStore:
     """A ``--teacher_dir``: manifest, per-frame paths and maps, consistency check.
 
@@ -121,7 +115,8 @@ class TeacherStore:
         same_split = split is None or (split_identity(str(manifest.get("split")), splits_dir)
                                        == split_identity(split, splits_dir))
         if stored_size != [height, width] or not same_split:
-            target = sibling_folder(self.root, height, width)
+            # a new folder beside this one: precompute refuses to mix sizes or splits
+            target = self.root.with_name(f"{self.root.name}_{height}x{width}")
             fix = fix_command(target, {**manifest, "output_size": [height, width],
                                        "split": split_identity(split or manifest.get("split"),
                                                                splits_dir)})
@@ -131,11 +126,8 @@ class TeacherStore:
                     f"--split {split!r}")
             raise DataError(f"--teacher_dir {self.root} {what}; precompute a new folder with: "
                             f"{fix}, then train with --teacher_dir {target}")
-        missing = []
-        for line in split_lines:
-            entry = parse_split_line(line)
-            if not self.path_for(entry.folder, entry.frame_index, entry.side).is_file():
-                missing.append(line)
+        missing = [line for line in split_lines
+                   if not self.path_for(*parse_split_line(line)).is_file()]
         if missing:
             shown = "; ".join(missing[:_MISSING_SHOWN])
             extra = len(missing) - _MISSING_SHOWN

@@ -90,11 +90,10 @@ class _HueTables:
         def packed(image: Image.Image) -> np.ndarray:
             return np.frombuffer(image.tobytes("raw", "RGBX"), dtype="<u4") & np.uint32(0xFFFFFF)
 
-        # read as RGB, every triple is a colour; read as HSV, every triple is an HSV value
-        hsv = packed(Image.merge("RGB", every.convert("HSV").split()))
-        rgb = packed(Image.merge("HSV", every.split()).convert("RGB"))
-        cls.hsv_to_rgb = rgb
-        cls.rgb_to_hsv = hsv
+        # read as HSV, every triple is an HSV value; read as RGB, every triple is a colour
+        # (rgb_to_hsv last: get() takes it being set as the sign that both tables are ready)
+        cls.hsv_to_rgb = packed(Image.merge("HSV", every.split()).convert("RGB"))
+        cls.rgb_to_hsv = packed(Image.merge("RGB", every.convert("HSV").split()))
 
 
 def prepare_hue_tables() -> None:
@@ -121,12 +120,10 @@ def adjust_hue(image: Image.Image, hue_factor: float) -> Image.Image:
 
 def apply_jitter(image: Image.Image, params: JitterParams) -> Image.Image:
     """Apply the four colour operations of ``params`` in their drawn order (consumes no RNG)."""
-    operations = (
-        (tv_functional.adjust_brightness, params.brightness),
-        (tv_functional.adjust_contrast, params.contrast),
-        (tv_functional.adjust_saturation, params.saturation),
-        (adjust_hue, params.hue),
-    )
+    operations = ((tv_functional.adjust_brightness, params.brightness),
+                  (tv_functional.adjust_contrast, params.contrast),
+                  (tv_functional.adjust_saturation, params.saturation),
+                  (adjust_hue, params.hue))
     for index in params.order:
         adjust, factor = operations[index]
         image = adjust(image, factor)
@@ -142,9 +139,7 @@ class ColorAugmenter:
             raise ValueError(f"--jitter must be one of {list(JITTER_MODES)}, got {mode!r}")
         self.mode = mode
         self.enabled = enabled
-        self._shared: Optional[JitterParams] = None
-        if enabled and mode == "per_item":
-            self._shared = draw_jitter()
+        self._shared = draw_jitter() if enabled and mode == "per_item" else None
 
     def skip(self) -> None:
         """Consume the draw that upstream spends on an image whose result it throws away
@@ -175,8 +170,7 @@ def resize_pyramid(image: Image.Image, height: int, width: int,
 def to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB PIL image -> float32 (3, H, W) in [0, 1] (same values as torchvision's ToTensor)."""
     array = np.array(image, dtype=np.uint8)  # (H, W, 3), a writable copy
-    # make the (3, H, W) layout contiguous in uint8 first: float ops on the strided view are
-    # several times slower
+    # contiguous (3, H, W) in uint8 first: float ops on the strided view are several times slower
     chw = torch.from_numpy(array).permute(2, 0, 1).contiguous()
     return chw.float().div_(255)
 

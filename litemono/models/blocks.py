@@ -56,10 +56,9 @@ class _DepthwiseDilated(nn.Module):
         if (self.conv.dilation[0] > 1 and x.device.type == "cpu" and torch.is_grad_enabled()
                 and torch.is_autocast_enabled("cpu")):
             # oneDNN's bfloat16 weight gradient of a dilated depth-wise convolution is garbage on
-            # CPU (torch 2.14, channels_last: errors of 1e30 and inf; the output and the input
-            # gradient are right), which made `--amp bf16` diverge; in training it runs in
-            # float32, which costs little. Tested by
-            # tests/test_models.py::test_cpu_autocast_dilated_depthwise_grad.
+            # CPU (torch 2.14, channels_last: errors of 1e30 and inf; output and input gradient
+            # are right) and made `--amp bf16` diverge; float32 in training costs little
+            # (tests/test_models.py::test_cpu_autocast_dilated_depthwise_grad).
             with torch.autocast("cpu", enabled=False):
                 return self.conv(x.float())
         return self.conv(x)
@@ -119,11 +118,9 @@ class FourierPositionalEncoding(nn.Module):
     def forward(self, height: int, width: int, like: torch.Tensor) -> torch.Tensor:
         """Returns the projected encoding, (1, dim, H, W), on ``like``'s device and dtype."""
         key = (height, width, like.device, like.dtype)
-        grid = self._cache.get(key)
-        if grid is None:
-            grid = self.raw_encoding(height, width, like.device, like.dtype)
-            self._cache[key] = grid
-        return self.token_projection(grid)
+        if key not in self._cache:
+            self._cache[key] = self.raw_encoding(height, width, like.device, like.dtype)
+        return self.token_projection(self._cache[key])
 
 
 class XCA(nn.Module):

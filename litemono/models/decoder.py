@@ -88,9 +88,8 @@ class DepthDecoder(nn.Module):
     def init_disparity(self, value: float) -> None:
         """Start every sigmoid head at ``value`` (bias ``logit(value)``); upstream's 0.5 is the near
         end."""
-        for i in range(len(self.sigmoid_scales)):
-            nn.init.constant_(self.decoder[2 * self.num_levels + i].conv.bias,
-                              math.log(value / (1 - value)))
+        for head in self.decoder[2 * self.num_levels:]:
+            nn.init.constant_(head.conv.bias, math.log(value / (1 - value)))
 
     def forward(self, features: Sequence[torch.Tensor]) -> Dict:
         """Features (Lite-Mono: H/4, H/8, H/16) -> ``("disp", s)``; with bins ``"bin_centers"`` (B,

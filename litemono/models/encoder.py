@@ -150,7 +150,5 @@ def infer_variant(state_dict) -> Optional[str]:
             return None
         dims.append(int(gamma.shape[0]))
         depths.append(len(blocks))
-    for name, spec in VARIANTS.items():
-        if tuple(dims) == spec.dims and tuple(depths) == spec.depths:
-            return name
-    return None
+    return next((name for name, spec in VARIANTS.items()
+                 if (tuple(dims), tuple(depths)) == (spec.dims, spec.depths)), None)

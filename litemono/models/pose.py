@@ -19,12 +19,7 @@ POSE_SCALE = 0.01  # monodepth2: keeps the initial motions small
 POSE_HIDDEN = 256
 FRAMES_PER_PAIR = 2
 
-# depth -> (torchvision builder, ImageNet weights enum name)
-RESNETS = {
-    18: ("resnet18", "ResNet18_Weights"), 34: ("resnet34", "ResNet34_Weights"),
-    50: ("resnet50", "ResNet50_Weights"), 101: ("resnet101", "ResNet101_Weights"),
-    152: ("resnet152", "ResNet152_Weights"),
-}
+RESNETS = (18, 34, 50, 101, 152)  # depths of torchvision's resnet<N> and ResNet<N>_Weights
 
 
 class PoseEncoder(nn.Module):
@@ -35,18 +30,16 @@ class PoseEncoder(nn.Module):
         super().__init__()
         if num_layers not in RESNETS:
             raise ValueError(f"--num_layers must be one of {sorted(RESNETS)}, got {num_layers}")
-        builder, weights_name = RESNETS[num_layers]
-        self.encoder = getattr(torchvision.models, builder)(weights=None)
-        conv1 = nn.Conv2d(3 * num_frames, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        nn.init.kaiming_normal_(conv1.weight, mode="fan_out", nonlinearity="relu")
-        self.encoder.conv1 = conv1
+        self.encoder = getattr(torchvision.models, f"resnet{num_layers}")(weights=None)
+        self.encoder.conv1 = nn.Conv2d(3 * num_frames, 64, 7, stride=2, padding=3, bias=False)
+        nn.init.kaiming_normal_(self.encoder.conv1.weight, mode="fan_out", nonlinearity="relu")
         expansion = 4 if num_layers >= 50 else 1
         self.num_ch_enc = (64, 64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion)
         if pretrained:
-            self._load_imagenet(weights_name, num_frames)
+            self._load_imagenet(num_layers, num_frames)
 
-    def _load_imagenet(self, weights_name: str, num_frames: int) -> None:
-        weights = getattr(torchvision.models, weights_name).IMAGENET1K_V1
+    def _load_imagenet(self, num_layers: int, num_frames: int) -> None:
+        weights = getattr(torchvision.models, f"ResNet{num_layers}_Weights").IMAGENET1K_V1
         try:
             state = weights.get_state_dict(progress=False)
         except Exception as exc:  # no network, no cache, corrupt download ...

@@ -97,8 +97,7 @@ class DepthAnythingTeacher(nn.Module):
         sky)."""
         size = lower_bound_size(images.shape[-2], images.shape[-1], self.input_size)
         resized = F.interpolate(images.float(), size=size, mode="bicubic", align_corners=False)
-        pixel_values = (resized - self.mean) / self.std
-        disp = self.model(pixel_values=pixel_values).predicted_depth  # (B, h', w')
+        disp = self.model(pixel_values=(resized - self.mean) / self.std).predicted_depth
         disp = F.interpolate(disp.unsqueeze(1).float(), size=tuple(out_size), mode="bilinear",
                              align_corners=True)
         return disp.squeeze(1).relu()
