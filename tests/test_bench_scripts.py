@@ -61,12 +61,17 @@ def test_synthetic_batch_follows_the_sample_schema():
     assert all(torch.equal(batch[k], again[k]) for k in batch)
 
 
-def test_timings_count_every_call():
+def test_timings_count_every_call_and_interleave_sides():
     bench = load_script()
     calls = []
     timed = bench.timings(lambda: calls.append(1), torch.device("cpu"), warmup=2, repeats=3)
-    assert len(calls) == 5 and timed["runs"] == 3
-    assert 0 <= timed["min_s"] <= timed["median_s"] <= timed["max_s"]
+    assert len(calls) == 5 and timed["runs"] == len(timed["times_s"]) == 3
+    assert 0 <= timed["step_min_s"] <= timed["step_s"] <= timed["step_max_s"]
+    sides = bench.timings({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                          torch.device("cpu"), warmup=1, repeats=2, name="latency")
+    assert calls[5:] == ["a", "b"] * 3  # one call of each side per round
+    assert set(sides) == {"a", "b"} and all(row["runs"] == 2 for row in sides.values())
+    assert sides["a"]["latency_min_s"] <= sides["a"]["latency_s"] <= sides["a"]["latency_max_s"]
 
 
 def test_train_prints_the_step_time_last(capsys):
@@ -218,7 +223,7 @@ def test_gpu_plan_covers_every_row_and_every_command_parses():
     names = [name for name, _, _ in plan]
     rows = sorted(p.stem for p in (ROOT / "configs" / "kitti").glob("0*.yaml"))
     assert names == ([f"row_{r}" for r in rows] + ["compiled_01_baseline", "infer", "data",
-                                                   "compiled_05_full"])
+                                                   "teacher", "compiled_05_full"])
     parser = bench.build_parser()
     for name, argv, timeout_s in plan:
         args = parser.parse_args(argv)  # every planned command is a valid bench.py command
@@ -231,9 +236,13 @@ def test_gpu_plan_covers_every_row_and_every_command_parses():
                                   else ["fp32", bench.COMPILED_MODE])
             # what limits the fastest mode: the compiled baseline is profiled
             assert args.profile_steps == (3 if name == "compiled_01_baseline" else 0)
+        if argv[0] == "teacher":  # DA-V2 Small at precompute_teacher.py's input size
+            assert args.architecture == "small" and args.device == "cuda"
+            assert args.input_size == 518 and (args.native_height, args.native_width) == (375, 1242)
     assert bench.TIME_LIMIT_S <= 8 * 60  # the run's own target; later measurements are skipped
     dry = planned(bench, ["out", "--dry_run", "--rows", "configs/kitti/05_full.yaml"])
-    assert [name for name, _, _ in dry] == ["row_05_full", "compiled_05_full", "infer", "data"]
+    assert [name for name, _, _ in dry] == ["row_05_full", "compiled_05_full", "infer", "data",
+                                            "teacher"]
     for _, argv, _ in dry:
         args = parser.parse_args(argv)
         assert (args.height, args.width) == (32, 64)
@@ -297,7 +306,7 @@ def test_gpu_dry_run_exercises_every_measurement_on_the_cpu(tmp_path):
     assert json.loads(done.stdout.strip().splitlines()[-1])["all_ok"], done.stdout[-3000:]
     saved = json.loads((tmp_path / "gpu.json").read_text())
     assert sorted(saved["measurements"]) == ["compiled_01_baseline", "data", "infer",
-                                             "row_01_baseline"]
+                                             "row_01_baseline", "teacher"]
     lines = {(line["measurement"], line["mode"]): line for line in saved["table"]}
     assert set(lines) == {("row_01_baseline", "fp32"), ("row_01_baseline", "bf16_cl"),
                           ("compiled_01_baseline", "fp32"), ("compiled_01_baseline", "bf16_graphs")}
@@ -305,12 +314,18 @@ def test_gpu_dry_run_exercises_every_measurement_on_the_cpu(tmp_path):
         assert lines[key]["ok"] and lines[key]["losses_within_rtol"], key
     infer = saved["measurements"]["infer"]["result"]["results"]
     assert {row["model"] for row in infer} == set(load_script().VARIANT_NAMES)
+    # the teacher: a tiny random Depth Anything V2 through the precompute's predictor and loop
+    teacher = saved["measurements"]["teacher"]["result"]
+    assert teacher["architecture"] == "tiny" and teacher["frames"] == 2
+    assert teacher["output_size"] == [32, 64] and teacher["input_size"] == [28, 98]
+    assert teacher["frames_per_s"] > 0 and teacher["teacher_frames_per_s"] > 0
+    assert teacher["map_bytes"] > 0 and teacher["peak_memory_mb"] > 0
 
 
 def test_every_subcommand_option_has_help():
     parser = load_script().build_parser()
     (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    assert set(subparsers.choices) == {"train", "infer", "data", "gpu"}
+    assert set(subparsers.choices) == {"train", "infer", "data", "teacher", "gpu"}
     for name, sub in subparsers.choices.items():
         silent = [a.option_strings[0] for a in sub._actions if a.option_strings and not a.help]
         assert not silent, f"bench.py {name}: options without help text: {silent}"
