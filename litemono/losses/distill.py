@@ -69,21 +69,22 @@ def align_median(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tenso
     return teacher * student_median / teacher_median.clamp_min(EPS)
 
 
-# The report's alignment: "median 값을 기준으로 center alignment ... 전체 범위를 0~1 사이로
-# 정규화한 뒤 L1" (centre on the median ... normalise the whole range to 0~1, then L1). Two readings:
 def align_normalized(teacher: torch.Tensor, student: torch.Tensor,
                      mask: torch.Tensor) -> torch.Tensor:
-    """``normalized``: ``0.5 + (t - med t) / (2 max|t - med t|)``: the median goes to 0.5, only
-    the farther end reaches 0 or 1 (a skewed teacher spans e.g. [0.45, 1]); ``student`` unused."""
+    """The report: "median 값을 기준으로 center alignment ... 전체 범위를 0~1 사이로 정규화한 뒤 L1"
+    (centre on the median, normalise the whole range to 0~1, then L1), read as ``normalized``:
+    ``0.5 + (t - med t) / (2 max|t - med t|)``: the median goes to 0.5, only the farther end
+    reaches 0 or 1 (a skewed teacher spans e.g. [0.45, 1]); ``student`` unused."""
     centred = teacher - masked_median(teacher, mask)
     spread = masked_max(centred.abs(), mask)
     return 0.5 + centred / (2.0 * spread.clamp_min(EPS))
 
 
 def align_minmax(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``minmax``: ``c = t - med t``, then ``(c - min c) / (max c - min c)``, which is ``(t - min t)
-    / (max t - min t)`` (the centring cancels): the whole valid range spans [0, 1]; ``student``
-    unused."""
+    """The report: "median 값을 기준으로 center alignment ... 전체 범위를 0~1 사이로 정규화한 뒤 L1",
+    read as ``minmax``: ``c = t - med t``, then ``(c - min c) / (max c - min c)``, which is
+    ``(t - min t) / (max t - min t)`` (the centring cancels): the whole valid range spans [0, 1];
+    ``student`` unused."""
     low = -masked_max(-teacher, mask)
     return (teacher - low) / (masked_max(teacher, mask) - low).clamp_min(EPS)
 
